@@ -1,0 +1,104 @@
+/* The sqlite index of what this node holds (and, later, what the locality
+ * holds). WAL mode, so `sqlite3 index.db` and edgepullctl can read it while
+ * the daemon writes. The schema is versioned with PRAGMA user_version and
+ * upgraded by an ordered list of migrations at open; docs/index.md documents
+ * every table. Thread safety: one index handle may be shared by threads; each
+ * call takes the handle's mutex. */
+#ifndef EP_STORE_INDEX_H
+#define EP_STORE_INDEX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "store/digest.h"
+
+#define INDEX_MEDIA_TYPE_MAX 256
+#define INDEX_NAME_MAX 256
+
+typedef struct index_db index_db;
+
+enum index_blob_state { INDEX_BLOB_PARTIAL = 0, INDEX_BLOB_COMPLETE = 1 };
+
+struct index_blob {
+  digest_t digest;
+  uint64_t size;
+  char media_type[INDEX_MEDIA_TYPE_MAX]; /* "" when unknown */
+  int state;                             /* enum index_blob_state */
+  int64_t created;                       /* unix seconds */
+  int64_t last_access;
+};
+
+struct index_tag {
+  char registry[INDEX_NAME_MAX];
+  char repository[INDEX_NAME_MAX];
+  char tag[INDEX_NAME_MAX];
+  digest_t digest;
+  char media_type[INDEX_MEDIA_TYPE_MAX];
+  uint64_t size;
+  int64_t updated;    /* when last confirmed upstream */
+  int64_t expires_at; /* serve from cache without asking upstream until then */
+};
+
+struct index_stats {
+  int schema_version;
+  uint64_t blobs, blob_bytes; /* complete blobs */
+  uint64_t partial_blobs;
+  uint64_t manifests, tags;
+};
+
+/* Creates the file if needed and runs migrations. */
+int index_open(const char *path, index_db **out, ep_err *err);
+/* Read-only, for edgepullctl; never migrates (EP_EUNSUPPORTED if the file's
+ * schema is newer than this binary knows). */
+int index_open_readonly(const char *path, index_db **out, ep_err *err);
+void index_close(index_db *db);
+int index_schema_version(index_db *db);
+int index_latest_schema_version(void);
+
+int index_blob_put(index_db *db, const struct index_blob *b, ep_err *err);
+/* 1 found, 0 absent, <0 error */
+int index_blob_get(index_db *db, const digest_t *d, struct index_blob *out, ep_err *err);
+int index_blob_touch(index_db *db, const digest_t *d, int64_t now, ep_err *err);
+int index_blob_delete(index_db *db, const digest_t *d, ep_err *err);
+int index_foreach_blob(index_db *db, int (*cb)(const struct index_blob *b, void *ud), void *ud,
+                       ep_err *err);
+
+/* A manifest held in the store (also recorded as a blob), where it came
+ * from, and the digests it references (layers, config, child manifests). */
+int index_manifest_put(index_db *db, const digest_t *d, const char *media_type, uint64_t size,
+                       const char *registry, const char *repository, const digest_t *refs,
+                       size_t nrefs, ep_err *err);
+/* 1 found (media type copied, size set), 0 absent. */
+int index_manifest_get(index_db *db, const digest_t *d, char media_type[INDEX_MEDIA_TYPE_MAX],
+                       uint64_t *size, ep_err *err);
+
+int index_tag_put(index_db *db, const struct index_tag *t, ep_err *err);
+/* 1 found, 0 absent. */
+int index_tag_get(index_db *db, const char *registry, const char *repository, const char *tag,
+                  struct index_tag *out, ep_err *err);
+int index_foreach_tag(index_db *db, int (*cb)(const struct index_tag *t, void *ud), void *ud,
+                      ep_err *err);
+
+int index_stats(index_db *db, struct index_stats *out, ep_err *err);
+
+/* Added for edgepullctl and GC (source-compatible additions). */
+
+/* SQL that upgrades a database from version - 1 to version (1 ..
+ * index_latest_schema_version()), NULL otherwise; static, never freed. */
+const char *index_migration_sql(int version);
+
+/* Digests a manifest references, in manifest order (*out malloc'd, caller
+ * frees). 1 found, 0 manifest absent (*out NULL, *n 0), <0 error. */
+int index_manifest_refs(index_db *db, const digest_t *d, digest_t **out, size_t *n, ep_err *err);
+
+/* What the index knows of the image rooted at a manifest digest, following
+ * manifest_refs through child manifests (best effort: only what was seen). */
+struct index_image_size {
+  uint64_t bytes;      /* sum of the sizes of the reachable blobs the index holds */
+  uint64_t complete;   /* reachable digests held complete, root included */
+  uint64_t referenced; /* reachable digests known, root included */
+};
+int index_image_size(index_db *db, const digest_t *root, struct index_image_size *out, ep_err *err);
+
+#endif
