@@ -1,0 +1,65 @@
+/* edgepulld's configuration: one table of options, each with its type,
+ * bounds and default, read from the command line (`--state-dir DIR`) and from
+ * an INI file (`state-dir = DIR` in section [edgepulld]) by libinih. Every
+ * flag is also a key. Command-line flags win over the file whatever their
+ * order. Errors name the file, line and key, or the flag, at fault.
+ *
+ *   [edgepulld]
+ *   state-dir = /var/lib/edgepull
+ *   listen = 127.0.0.1:5050
+ *   registry = 127.0.0.1:5000=http://127.0.0.1:5000   ; repeatable
+ *   tag-ttl = 300
+ *
+ *   [registry "registry.example.com"]
+ *   url = https://registry.example.com
+ *   username = robot
+ *   password-file = /etc/edgepull/example.password
+ */
+#ifndef EP_PLUGIN_CONFIG_H
+#define EP_PLUGIN_CONFIG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "common/err.h"
+
+#define CONFIG_MAX_REGISTRIES 32
+
+struct config_registry {
+  char host[256];
+  char url[512];      /* "" = default for host */
+  char username[128]; /* "" = anonymous */
+  char password[256];
+};
+
+struct edgepulld_config {
+  char state_dir[1024];       /* --state-dir, default /var/lib/edgepull */
+  char listen[128];           /* --listen, default 127.0.0.1:5050 */
+  char peer_listen[128];      /* --peer-listen, "" = off */
+  bool gateway;               /* --gateway */
+  bool upstream_fallback;     /* --upstream-fallback */
+  char broker[256];           /* --broker HOST:PORT */
+  char locality[64];          /* --locality */
+  char node_id[64];           /* --node-id, default hostname */
+  char default_registry[256]; /* --default-registry, default docker.io */
+  char ca_file[1024];         /* --ca-file, extra CA bundle for upstreams */
+  int tag_ttl_s;              /* --tag-ttl, default 300, 0..604800 */
+  int max_connections;        /* --max-connections, default 256, 1..65535 */
+  int connect_timeout_s;      /* --connect-timeout, default 10 */
+  struct config_registry registries[CONFIG_MAX_REGISTRIES];
+  size_t nregistries;
+};
+
+void config_defaults(struct edgepulld_config *c);
+/* Parses argv (after defaults). `--config FILE` is loaded first, wherever it
+ * stands, then every other flag applies on top. Returns 0, 1 when --help or
+ * --version was handled (caller exits 0), <0 on error. */
+int config_parse_args(struct edgepulld_config *c, int argc, char **argv, ep_err *err);
+int config_load_file(struct edgepulld_config *c, const char *path, ep_err *err);
+/* Splits "HOST=URL" and adds or updates a registry entry. */
+int config_add_registry_mapping(struct edgepulld_config *c, const char *spec, ep_err *err);
+/* Checks cross-field rules (e.g. --broker needs --locality). */
+int config_validate(const struct edgepulld_config *c, ep_err *err);
+void config_usage(FILE *out, const char *argv0);
+
+#endif
