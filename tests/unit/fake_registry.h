@@ -1,0 +1,71 @@
+/* An in-process fake registry for the upstream client's tests, on
+ * libmicrohttpd bound to 127.0.0.1 on a free port. Each test sets the knobs
+ * it needs (under f->lock, or before the first request) and reads the
+ * counters afterwards. Routes:
+ *   /token                       token endpoint (Bearer flow)
+ *   /v2/<repo>/manifests/<ref>   the one manifest
+ *   /v2/<repo>/blobs/<digest>    the one blob (Range, redirects)
+ *   /cdn/<anything>              the blob again, as a CDN would serve it
+ * The implementation is in fake_registry.c, #included by the test. */
+#ifndef EP_TESTS_FAKE_REGISTRY_H
+#define EP_TESTS_FAKE_REGISTRY_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum fake_auth { FAKE_AUTH_NONE, FAKE_AUTH_BEARER, FAKE_AUTH_BASIC };
+enum fake_redirect {
+  FAKE_REDIR_NONE,
+  FAKE_REDIR_CDN,      /* 307 to http://127.0.0.1:<cdn_port>/cdn/blob?sig=… */
+  FAKE_REDIR_RELATIVE, /* 307 to /cdn/blob on this server */
+  FAKE_REDIR_LOOP,     /* 302 to itself, forever */
+};
+
+struct fake {
+  struct MHD_Daemon *d;
+  uint16_t port;
+  pthread_mutex_t lock;
+
+  /* knobs */
+  enum fake_auth auth;
+  const char *challenge;   /* raw WWW-Authenticate instead of the default */
+  const char *user, *pass; /* expected basic credentials */
+  bool token_needs_basic;  /* token endpoint demands user/pass */
+  bool reject_tokens;      /* the registry refuses every token (second 401) */
+  int token_status;        /* 0: 200 */
+  const char *token_json;  /* instead of the default answer */
+  const char *manifest;
+  size_t manifest_len;
+  const char *manifest_ctype;
+  bool head_digest;          /* Docker-Content-Digest on HEAD */
+  bool get_digest;           /* Docker-Content-Digest on GET */
+  const char *digest_header; /* instead of the real digest */
+  bool head_405;
+  bool chunked; /* manifest GET without Content-Length */
+  const unsigned char *blob;
+  size_t blob_len;
+  bool honour_range;
+  bool bad_range_start;
+  enum fake_redirect redirect;
+  uint16_t cdn_port;
+  int force_status; /* every /v2/ request answers this */
+  const char *force_body;
+
+  /* observations */
+  int token_calls;
+  int manifest_heads, manifest_gets, blob_gets;
+  int cdn_requests, cdn_saw_auth;
+  char last_scope[512];
+  char last_service[128];
+  char last_range[64];
+};
+
+int fake_start(struct fake *f);
+void fake_stop(struct fake *f);
+/* "Basic <base64(user:pass)>" into out. */
+void fake_basic(const char *user, const char *pass, char *out, size_t cap);
+
+#endif
