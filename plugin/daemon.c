@@ -1,0 +1,70 @@
+#include "plugin/daemon.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/log.h"
+
+static int make_state_dir(const char *dir, ep_err *err) {
+  if (dir[0] != '/')
+    return ep_error(err, EP_EINVAL, "state-dir '%s' must be an absolute path", dir);
+  if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+    return ep_syserror(err, EP_EIO, "creating state-dir %s", dir);
+  return 0;
+}
+
+static int open_upstream(struct edgepulld *d, ep_err *err) {
+  struct upstream_options uo = {
+      .connect_timeout_s = d->cfg.connect_timeout_s,
+      .ca_file = d->cfg.ca_file[0] != '\0' ? d->cfg.ca_file : NULL,
+  };
+  int r = upstream_new(&uo, &d->up, err);
+  if (r < 0)
+    return r;
+  for (size_t i = 0; i < d->cfg.nregistries; i++) {
+    const struct config_registry *reg = &d->cfg.registries[i];
+    if (reg->url[0] != '\0' && (r = upstream_add_registry(d->up, reg->host, reg->url, err)) < 0)
+      return ep_wrap(err, "registry %s", reg->host);
+    if (reg->username[0] != '\0' &&
+        (r = upstream_set_credentials(d->up, reg->host, reg->username, reg->password, err)) < 0)
+      return ep_wrap(err, "registry %s", reg->host);
+  }
+  return 0;
+}
+
+int edgepulld_open(struct edgepulld *d, ep_err *err) {
+  int r = make_state_dir(d->cfg.state_dir, err);
+  if (r < 0)
+    return r;
+  if ((r = store_open(d->cfg.state_dir, &d->st, err)) < 0)
+    return ep_wrap(err, "opening the store in %s", d->cfg.state_dir);
+  char path[sizeof d->cfg.state_dir + 16];
+  snprintf(path, sizeof path, "%s/index.db", d->cfg.state_dir);
+  if ((r = index_open(path, &d->idx, err)) < 0)
+    return ep_wrap(err, "opening the index %s", path);
+  if ((r = open_upstream(d, err)) < 0)
+    return r;
+  d->pipes = pipe_table_new();
+  if (d->pipes == NULL)
+    return ep_error(err, EP_EINTERNAL, "out of memory");
+  struct fetcher_deps fd = {.st = d->st, .idx = d->idx, .up = d->up, .pipes = d->pipes};
+  return fetcher_new(&fd, &d->fetch, err);
+}
+
+void edgepulld_close(struct edgepulld *d) {
+  fetcher_free(d->fetch); /* waits for fetch threads: after it nothing writes */
+  d->fetch = NULL;
+  if (d->pipes != NULL)
+    pipe_table_free(d->pipes);
+  d->pipes = NULL;
+  upstream_free(d->up);
+  d->up = NULL;
+  if (d->idx != NULL)
+    index_close(d->idx);
+  d->idx = NULL;
+  if (d->st != NULL)
+    store_close(d->st);
+  d->st = NULL;
+}

@@ -1,0 +1,32 @@
+/* Small helpers for the registry endpoint's answers: OCI error JSON, the
+ * status code for an edgepull error, common headers and request bounds. */
+#ifndef EP_PLUGIN_HTTP_H
+#define EP_PLUGIN_HTTP_H
+
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+#define HTTP_HEADER_VALUE_MAX (8 * 1024)
+#define HTTP_HEADERS_TOTAL_MAX (16 * 1024)
+
+/* Queues `{"errors":[{"code":code,"message":message}]}` with status. */
+enum MHD_Result http_error(struct MHD_Connection *c, unsigned status, const char *code,
+                           const char *message);
+/* Status and code chosen from e->code; not_found_code names a 404. */
+enum MHD_Result http_error_from(struct MHD_Connection *c, const ep_err *e,
+                                const char *not_found_code);
+/* The OCI error code for a request that did not parse. */
+const char *http_code_for_parse_error(const ep_err *e);
+/* HTTP status for an edgepull error code. */
+unsigned http_status_for(int code);
+enum MHD_Result http_range_unsatisfiable(struct MHD_Connection *c, uint64_t size);
+enum MHD_Result http_method_not_allowed(struct MHD_Connection *c);
+enum MHD_Result http_json_ok(struct MHD_Connection *c, const char *json);
+void http_common_headers(struct MHD_Response *r);
+/* True when one header value or all headers together exceed the bounds. */
+bool http_headers_too_large(struct MHD_Connection *c);
+
+#endif

@@ -1,0 +1,105 @@
+/* edgepulld: wiring only. Configuration, the daemon context, the listening
+ * socket (ours or systemd's), the HTTP server, then wait for a signal. The
+ * main thread handles signals synchronously with sigwait(); every other
+ * thread starts with them blocked. */
+#include <curl/curl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <systemd/sd-daemon.h>
+
+#include "common/log.h"
+#include "plugin/daemon.h"
+#include "plugin/listen.h"
+#include "plugin/server.h"
+
+static int open_local_socket(const struct edgepulld_config *cfg, int *fd, ep_err *err) {
+  int peer = -1;
+  int n = listen_from_systemd(fd, &peer, err);
+  if (n < 0)
+    return n;
+  if (peer >= 0) {
+    ep_log_warn("a peer socket was passed by systemd; the peer endpoint is not in this version");
+    close(peer);
+  }
+  if (*fd >= 0) {
+    ep_log_info("using the socket passed by systemd");
+    return 0;
+  }
+  return listen_open(cfg->listen, fd, err);
+}
+
+static void wait_for_stop(void) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0)
+      continue;
+    if (sig == SIGHUP) {
+      ep_log_info("SIGHUP: configuration reload is not supported; restart to apply changes");
+      continue;
+    }
+    ep_log_info("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    return;
+  }
+}
+
+static int run(struct edgepulld *d) {
+  ep_err e = {0};
+  if (edgepulld_open(d, &e) < 0) {
+    ep_log_err("%s", e.msg);
+    return 1;
+  }
+  int fd = -1;
+  if (open_local_socket(&d->cfg, &fd, &e) < 0 || server_start(d, fd, &d->local, &e) < 0) {
+    ep_log_err("%s", e.msg);
+    return 1;
+  }
+  if (d->cfg.peer_listen[0] != '\0')
+    ep_log_warn("peer-listen %s: the peer endpoint is not in this version", d->cfg.peer_listen);
+  ep_log_info("edgepulld %s serving the registry mirror on %s, state in %s", EDGEPULL_VERSION,
+              d->cfg.listen, d->cfg.state_dir);
+  sd_notifyf(0, "READY=1\nSTATUS=serving on %s", d->cfg.listen);
+  wait_for_stop();
+  sd_notify(0, "STOPPING=1");
+  server_quiesce(d->local);
+  fetcher_stop(d->fetch);
+  server_stop(d->local);
+  d->local = NULL;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  struct edgepulld *d = calloc(1, sizeof *d);
+  if (d == NULL)
+    return 1;
+  ep_err e = {0};
+  config_defaults(&d->cfg);
+  int r = config_parse_args(&d->cfg, argc, argv, &e);
+  if (r != 0 || config_validate(&d->cfg, &e) < 0) {
+    if (r != 1)
+      fprintf(stderr, "edgepulld: %s\n", e.msg);
+    free(d);
+    return r == 1 ? 0 : 2;
+  }
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  r = run(d);
+  edgepulld_close(d);
+  free(d);
+  curl_global_cleanup();
+  return r;
+}

@@ -1,0 +1,151 @@
+/* Manifest resolution for the mirror.
+ *
+ * A tag is answered from the index while its entry is fresh (expires_at in
+ * the future) and admitted by the client's Accept header; otherwise it is
+ * resolved upstream (HEAD, GET fallback) and the answer cached for tag-ttl
+ * seconds. When the upstream cannot answer (unreachable, 5xx, or
+ * shutting down) an expired entry is still served, and the log says it is
+ * stale, so a locality keeps working while its uplink is down. Only a 404
+ * from the upstream makes a cached tag unknown.
+ *
+ * Manifests themselves are content-addressed: whatever resolves a tag, the
+ * body is fetched by digest, verified, stored in the blob store and recorded
+ * in the index with the digests it references. */
+#include "plugin/mirror.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "plugin/manifest.h"
+
+void mirror_manifest_clear(struct mirror_manifest *m) {
+  free(m->body);
+  memset(m, 0, sizeof *m);
+}
+
+static int load_stored(struct edgepulld *d, const digest_t *dg, struct mirror_manifest *out,
+                       ep_err *err) {
+  uint64_t size = 0;
+  if (index_manifest_get(d->idx, dg, out->media_type, &size, err) <= 0)
+    return -EP_ENOTFOUND;
+  void *buf = NULL;
+  size_t len = 0;
+  int r = store_read_all(d->st, dg, UPSTREAM_MANIFEST_MAX, &buf, &len, err);
+  if (r < 0)
+    return r;
+  out->digest = *dg;
+  out->body = buf;
+  out->len = len;
+  return 0;
+}
+
+static int keep_manifest(struct edgepulld *d, const struct ref_target *t,
+                         struct upstream_manifest *um, ep_err *err) {
+  struct manifest_info *mi = malloc(sizeof *mi);
+  if (mi == NULL)
+    return ep_error(err, EP_EINTERNAL, "out of memory");
+  int r = manifest_parse(um->body, um->len, mi, err);
+  if (r < 0)
+    goto out;
+  if (um->media_type[0] == '\0' || strcmp(um->media_type, "application/json") == 0 ||
+      strcmp(um->media_type, "application/octet-stream") == 0)
+    snprintf(um->media_type, sizeof um->media_type, "%s", mi->media_type);
+  if ((r = store_put(d->st, &um->digest, um->body, um->len, err)) < 0)
+    goto out;
+  struct index_blob b = {.digest = um->digest, .size = um->len, .state = INDEX_BLOB_COMPLETE};
+  snprintf(b.media_type, sizeof b.media_type, "%s", um->media_type);
+  b.created = b.last_access = (int64_t)time(NULL);
+  if ((r = index_blob_put(d->idx, &b, err)) < 0)
+    goto out;
+  r = index_manifest_put(d->idx, &um->digest, um->media_type, um->len, t->registry, t->name,
+                         mi->refs, mi->nrefs, err);
+out:
+  free(mi);
+  return r;
+}
+
+static int fetch_by_digest(struct edgepulld *d, const struct ref_target *t, const digest_t *dg,
+                           const char *accept, struct mirror_manifest *out, ep_err *err) {
+  if (load_stored(d, dg, out, NULL) == 0)
+    return 0;
+  char ref[DIGEST_STR_LEN + 1];
+  digest_format(dg, ref);
+  struct upstream_manifest um = {0};
+  int r = upstream_manifest_get(d->up, t->registry, t->name, ref, accept, &um, err);
+  if (r < 0)
+    return r;
+  um.digest = *dg; /* verified by upstream_manifest_get */
+  r = keep_manifest(d, t, &um, err);
+  if (r == 0) {
+    out->digest = *dg;
+    snprintf(out->media_type, sizeof out->media_type, "%s", um.media_type);
+    out->body = um.body;
+    out->len = um.len;
+    um.body = NULL;
+  }
+  upstream_manifest_clear(&um);
+  return r;
+}
+
+static bool upstream_down(int code) {
+  return code == EP_EUNREACH || code == EP_EUPSTREAM || code == EP_ECANCELED;
+}
+
+static int resolve_tag(struct edgepulld *d, const struct ref_target *t, const char *accept,
+                       digest_t *dg, bool *stale, ep_err *err) {
+  struct index_tag cached = {0};
+  int have = index_tag_get(d->idx, t->registry, t->name, t->tag, &cached, NULL) > 0 &&
+             manifest_accept_allows(accept, cached.media_type);
+  int64_t now = (int64_t)time(NULL);
+  if (have && now < cached.expires_at) {
+    *dg = cached.digest;
+    return 0;
+  }
+  struct upstream_manifest um = {0};
+  ep_err ue = {0};
+  int r = upstream_manifest_resolve(d->up, t->registry, t->name, t->tag, accept, &um, &ue);
+  if (r == 0 && um.have_digest) {
+    struct index_tag nt = {0};
+    snprintf(nt.registry, sizeof nt.registry, "%s", t->registry);
+    snprintf(nt.repository, sizeof nt.repository, "%s", t->name);
+    snprintf(nt.tag, sizeof nt.tag, "%s", t->tag);
+    nt.digest = um.digest;
+    snprintf(nt.media_type, sizeof nt.media_type, "%s", um.media_type);
+    nt.size = um.size;
+    nt.updated = now;
+    nt.expires_at = now + d->cfg.tag_ttl_s;
+    ep_err ie = {0};
+    if (index_tag_put(d->idx, &nt, &ie) < 0)
+      ep_log_warn("index: caching tag %s/%s:%s: %s", t->registry, t->name, t->tag, ie.msg);
+    *dg = um.digest;
+    upstream_manifest_clear(&um);
+    return 0;
+  }
+  upstream_manifest_clear(&um);
+  if (r == 0)
+    r = ep_error(&ue, EP_EUPSTREAM, "upstream gave no digest for the tag");
+  if (have && upstream_down(ue.code)) {
+    ep_log_warn("serving stale tag %s/%s:%s -> sha256:%s (upstream: %s)", t->registry, t->name,
+                t->tag, cached.digest.hex, ue.msg);
+    *dg = cached.digest;
+    *stale = true;
+    return 0;
+  }
+  if (err)
+    *err = ue;
+  return r;
+}
+
+int mirror_manifest(struct edgepulld *d, const struct ref_target *t, const char *accept,
+                    struct mirror_manifest *out, ep_err *err) {
+  memset(out, 0, sizeof *out);
+  digest_t dg = t->digest;
+  if (!t->by_digest) {
+    int r = resolve_tag(d, t, accept, &dg, &out->stale, err);
+    if (r < 0)
+      return r;
+  }
+  return fetch_by_digest(d, t, &dg, accept, out, err);
+}

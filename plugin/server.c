@@ -1,0 +1,320 @@
+/* The registry endpoint.
+ *
+ * libmicrohttpd runs one thread per connection (MHD_USE_THREAD_PER_CONNECTION):
+ * a response that follows a blob still being fetched simply blocks in its
+ * content callback on the blob's pipe until bytes land, which keeps the
+ * streaming path short and obvious. Threads get small stacks and each
+ * connection a bounded memory pool, so memory grows with connections, never
+ * with blob sizes. Complete blobs are answered from their file descriptor,
+ * which MHD sends with sendfile().
+ *
+ * Every answer carries Docker-Distribution-API-Version; every error is the
+ * OCI error JSON. The runtime is never answered 401: on any error status
+ * containerd moves on to the next host (the upstream), and a 401 would make
+ * it hand us its credentials. */
+#include "plugin/server.h"
+
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "plugin/daemon.h"
+#include "plugin/http.h"
+#include "plugin/mirror.h"
+#include "plugin/ref.h"
+
+#define SERVER_STACK_SIZE (512 * 1024)
+#define SERVER_POOL_SIZE (128 * 1024)
+#define SERVER_BLOCK_SIZE (64 * 1024)
+#define SERVER_WAIT_MS (120 * 1000)
+
+struct server {
+  struct edgepulld *d;
+  struct MHD_Daemon *mhd;
+};
+
+struct pipe_reader {
+  blob_pipe *pipe;
+  uint64_t first;
+};
+
+static ssize_t pipe_reader_cb(void *cls, uint64_t pos, char *buf, size_t max) {
+  struct pipe_reader *r = cls;
+  long n = pipe_read(r->pipe, r->first + pos, buf, max, SERVER_WAIT_MS);
+  if (n > 0)
+    return n;
+  if (n == 0)
+    return MHD_CONTENT_READER_END_OF_STREAM;
+  return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static ssize_t no_body_cb(void *cls, uint64_t pos, char *buf, size_t max) {
+  return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void pipe_reader_free(void *cls) {
+  struct pipe_reader *r = cls;
+  pipe_unref(r->pipe);
+  free(r);
+}
+
+/* Works out the byte range to answer; queues 416/400 itself. Returns 1 to
+ * go on (status set to 200 or 206), 0 when an answer was queued. */
+static int choose_range(struct MHD_Connection *c, uint64_t size, uint64_t *first, uint64_t *len,
+                        unsigned *status, enum MHD_Result *queued) {
+  const char *hdr = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
+  *first = 0;
+  *len = size;
+  *status = MHD_HTTP_OK;
+  if (hdr == NULL)
+    return 1;
+  uint64_t a = 0, b = 0;
+  ep_err e = {0};
+  int r = ref_parse_range(hdr, size, &a, &b, &e);
+  if (r == -EP_ERANGE) {
+    *queued = http_range_unsatisfiable(c, size);
+    return 0;
+  }
+  if (r < 0) {
+    *queued = http_error(c, MHD_HTTP_BAD_REQUEST, "RANGE_INVALID", e.msg);
+    return 0;
+  }
+  *first = a;
+  *len = b - a + 1;
+  *status = MHD_HTTP_PARTIAL_CONTENT;
+  return 1;
+}
+
+static enum MHD_Result queue_blob(struct MHD_Connection *c, struct MHD_Response *resp,
+                                  const digest_t *d, uint64_t size, uint64_t first, uint64_t len,
+                                  unsigned status) {
+  if (resp == NULL)
+    return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "UNKNOWN", "cannot build a response");
+  char dg[DIGEST_STR_LEN + 1];
+  digest_format(d, dg);
+  http_common_headers(resp);
+  MHD_add_response_header(resp, "Docker-Content-Digest", dg);
+  MHD_add_response_header(resp, "ETag", dg);
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+  if (status == MHD_HTTP_PARTIAL_CONTENT) {
+    char cr[96];
+    snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)first,
+             (unsigned long long)(first + len - 1), (unsigned long long)size);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+  }
+  enum MHD_Result ret = MHD_queue_response(c, status, resp);
+  MHD_destroy_response(resp);
+  return ret;
+}
+
+static enum MHD_Result serve_stored_blob(struct server *s, struct MHD_Connection *c,
+                                         const digest_t *d, int fd, uint64_t size) {
+  uint64_t first, len;
+  unsigned status;
+  enum MHD_Result queued = MHD_NO;
+  if (!choose_range(c, size, &first, &len, &status, &queued)) {
+    close(fd);
+    return queued;
+  }
+  ep_err e = {0};
+  if (index_blob_touch(s->d->idx, d, (int64_t)time(NULL), &e) < 0)
+    ep_log_debug("index: touching %s: %s", d->hex, e.msg);
+  /* MHD owns fd from here and closes it, also when creation fails. */
+  struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(len, fd, first);
+  if (resp == NULL)
+    close(fd);
+  return queue_blob(c, resp, d, size, first, len, status);
+}
+
+static enum MHD_Result fetch_failed(struct server *s, struct MHD_Connection *c, const digest_t *d,
+                                    int pipe_status) {
+  ep_err e = {0};
+  if (pipe_status == PIPE_TIMEOUT)
+    return http_error(c, MHD_HTTP_GATEWAY_TIMEOUT, "UNAVAILABLE",
+                      "timed out waiting for the upstream");
+  if (!fetcher_last_error(s->d->fetch, d, &e))
+    ep_error(&e, EP_EUPSTREAM, "fetch failed");
+  return http_error_from(c, &e, "BLOB_UNKNOWN");
+}
+
+static enum MHD_Result serve_streamed_blob(struct server *s, struct MHD_Connection *c,
+                                           const struct ref_target *t, bool head) {
+  blob_pipe *p = NULL;
+  ep_err e = {0};
+  if (fetcher_open(s->d->fetch, t->registry, t->name, &t->digest, &p, &e) < 0)
+    return http_error_from(c, &e, "BLOB_UNKNOWN");
+  uint64_t size = 0;
+  int st = pipe_wait_size(p, &size, SERVER_WAIT_MS);
+  if (st != PIPE_MORE && st != PIPE_DONE) {
+    pipe_unref(p);
+    return fetch_failed(s, c, &t->digest, st);
+  }
+  uint64_t first, len;
+  unsigned status;
+  enum MHD_Result queued = MHD_NO;
+  if (!choose_range(c, size, &first, &len, &status, &queued)) {
+    pipe_unref(p);
+    return queued;
+  }
+  struct pipe_reader *r = calloc(1, sizeof *r);
+  if (r == NULL) {
+    pipe_unref(p);
+    return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "UNKNOWN", "out of memory");
+  }
+  r->pipe = p;
+  r->first = first;
+  (void)head; /* MHD sends no body for HEAD and never calls the reader */
+  struct MHD_Response *resp = MHD_create_response_from_callback(
+      len, SERVER_BLOCK_SIZE, pipe_reader_cb, r, pipe_reader_free);
+  if (resp == NULL)
+    pipe_reader_free(r);
+  return queue_blob(c, resp, &t->digest, size, first, len, status);
+}
+
+static enum MHD_Result head_remote_blob(struct server *s, struct MHD_Connection *c,
+                                        const struct ref_target *t) {
+  uint64_t size = 0;
+  ep_err e = {0};
+  int r = upstream_blob_head(s->d->up, t->registry, t->name, &t->digest, &size, &e);
+  if (r == 0)
+    return http_error(c, MHD_HTTP_NOT_FOUND, "BLOB_UNKNOWN", "blob unknown to the upstream");
+  if (r < 0)
+    return http_error_from(c, &e, "BLOB_UNKNOWN");
+  /* A HEAD must carry the blob's length: a callback response of that size
+   * whose reader MHD never calls for HEAD. */
+  struct MHD_Response *resp =
+      MHD_create_response_from_callback(size, SERVER_BLOCK_SIZE, no_body_cb, NULL, NULL);
+  return queue_blob(c, resp, &t->digest, size, 0, size, MHD_HTTP_OK);
+}
+
+static enum MHD_Result serve_blob(struct server *s, struct MHD_Connection *c,
+                                  const struct ref_target *t, bool head) {
+  int fd = -1;
+  uint64_t size = 0;
+  ep_err e = {0};
+  int r = store_open_blob(s->d->st, &t->digest, &fd, &size, &e);
+  if (r == 0)
+    return serve_stored_blob(s, c, &t->digest, fd, size);
+  if (r != -EP_ENOTFOUND)
+    return http_error_from(c, &e, "BLOB_UNKNOWN");
+  if (head) {
+    blob_pipe *p = pipe_table_find(s->d->pipes, &t->digest);
+    if (p == NULL)
+      return head_remote_blob(s, c, t);
+    pipe_unref(p);
+  }
+  return serve_streamed_blob(s, c, t, head);
+}
+
+static enum MHD_Result serve_manifest(struct server *s, struct MHD_Connection *c,
+                                      const struct ref_target *t, bool head) {
+  const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+  struct mirror_manifest m;
+  ep_err e = {0};
+  if (mirror_manifest(s->d, t, accept, &m, &e) < 0) {
+    if (e.code == EP_EUNREACH || e.code == EP_EUPSTREAM || e.code == EP_ECANCELED)
+      return http_error(c, MHD_HTTP_NOT_FOUND, "MANIFEST_UNKNOWN", e.msg);
+    return http_error_from(c, &e, "MANIFEST_UNKNOWN");
+  }
+  char dg[DIGEST_STR_LEN + 1];
+  digest_format(&m.digest, dg);
+  struct MHD_Response *resp = MHD_create_response_from_buffer(m.len, m.body, MHD_RESPMEM_MUST_FREE);
+  if (resp == NULL) {
+    mirror_manifest_clear(&m);
+    return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "UNKNOWN", "out of memory");
+  }
+  m.body = NULL;
+  (void)head;
+  http_common_headers(resp);
+  MHD_add_response_header(resp, "Docker-Content-Digest", dg);
+  MHD_add_response_header(resp, "ETag", dg);
+  if (m.media_type[0] != '\0')
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, m.media_type);
+  if (m.stale)
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_WARNING, "110 edgepull \"Response is Stale\"");
+  enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+  MHD_destroy_response(resp);
+  return ret;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_size, void **req_cls) {
+  struct server *s = cls;
+  bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+  if (!head && strcmp(method, MHD_HTTP_METHOD_GET) != 0)
+    return http_method_not_allowed(c);
+  if (http_headers_too_large(c))
+    return http_error(c, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "UNSUPPORTED",
+                      "request headers too large");
+  const char *ns = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "ns");
+  struct ref_target t;
+  ep_err e = {0};
+  if (ref_parse_request(url, ns, s->d->cfg.default_registry, &t, &e) < 0)
+    return http_error_from(c, &e, http_code_for_parse_error(&e));
+  ep_log_debug("%s %s (registry %s)", method, url, t.registry);
+  switch (t.kind) {
+  case REF_BASE:
+    return http_json_ok(c, "{}");
+  case REF_MANIFEST:
+    return serve_manifest(s, c, &t, head);
+  case REF_BLOB:
+    return serve_blob(s, c, &t, head);
+  }
+  return http_error(c, MHD_HTTP_NOT_FOUND, "UNSUPPORTED", "not a pull route");
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+  char msg[512];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  size_t n = strlen(msg);
+  while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+    msg[--n] = '\0';
+  ep_log_debug("http: %s", msg);
+}
+
+int server_start(struct edgepulld *d, int listen_fd, struct server **out, ep_err *err) {
+  struct server *s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    close(listen_fd);
+    return ep_error(err, EP_EINTERNAL, "out of memory");
+  }
+  s->d = d;
+  unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                   MHD_USE_ERROR_LOG | MHD_USE_ITC;
+  s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, handle, s, MHD_OPTION_LISTEN_SOCKET, listen_fd,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)d->cfg.max_connections,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVER_POOL_SIZE,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
+                            MHD_OPTION_THREAD_STACK_SIZE, (size_t)SERVER_STACK_SIZE,
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+  if (s->mhd == NULL) {
+    close(listen_fd);
+    free(s);
+    return ep_error(err, EP_EINTERNAL, "cannot start the HTTP server");
+  }
+  *out = s;
+  return 0;
+}
+
+void server_quiesce(struct server *s) {
+  if (s == NULL || s->mhd == NULL)
+    return;
+  MHD_socket fd = MHD_quiesce_daemon(s->mhd);
+  if (fd != MHD_INVALID_SOCKET)
+    close(fd);
+}
+
+void server_stop(struct server *s) {
+  if (s == NULL)
+    return;
+  if (s->mhd != NULL)
+    MHD_stop_daemon(s->mhd);
+  free(s);
+}

@@ -1,0 +1,21 @@
+/* The registry endpoint (libmicrohttpd): the pull side of the OCI
+ * distribution API, served from the store, from blobs in flight, or through
+ * the fetch engine. */
+#ifndef EP_PLUGIN_SERVER_H
+#define EP_PLUGIN_SERVER_H
+
+#include "common/err.h"
+
+struct edgepulld;
+struct server;
+
+/* Serves on listen_fd (a bound, listening socket; the server owns it from
+ * then on, also on failure). */
+int server_start(struct edgepulld *d, int listen_fd, struct server **out, ep_err *err);
+/* Stops accepting connections; requests in progress go on. */
+void server_quiesce(struct server *s);
+/* Waits for the connection threads (their readers must have been woken,
+ * see fetcher_stop) and frees. */
+void server_stop(struct server *s);
+
+#endif
