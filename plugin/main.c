@@ -2,6 +2,7 @@
  * socket (ours or systemd's), the HTTP server, then wait for a signal. The
  * main thread handles signals synchronously with sigwait(); every other
  * thread starts with them blocked. */
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -30,6 +31,29 @@ static int open_local_socket(const struct edgepulld_config *cfg, int *fd, ep_err
     return 0;
   }
   return listen_open(cfg->listen, fd, err);
+}
+
+/* The address actually served, which differs from --listen under socket
+ * activation. */
+static void local_address(int fd, char *buf, size_t len) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  char host[INET6_ADDRSTRLEN] = "?";
+  unsigned port = 0;
+  snprintf(buf, len, "fd %d", fd);
+  if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+    return;
+  if (ss.ss_family == AF_INET) {
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+    inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host);
+    port = ntohs(v4->sin_port);
+    snprintf(buf, len, "%s:%u", host, port);
+  } else if (ss.ss_family == AF_INET6) {
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+    inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host);
+    port = ntohs(v6->sin6_port);
+    snprintf(buf, len, "[%s]:%u", host, port);
+  }
 }
 
 static void wait_for_stop(void) {
@@ -64,9 +88,11 @@ static int run(struct edgepulld *d) {
   }
   if (d->cfg.peer_listen[0] != '\0')
     ep_log_warn("peer-listen %s: the peer endpoint is not in this version", d->cfg.peer_listen);
+  char where[160];
+  local_address(fd, where, sizeof where);
   ep_log_info("edgepulld %s serving the registry mirror on %s, state in %s", EDGEPULL_VERSION,
-              d->cfg.listen, d->cfg.state_dir);
-  sd_notifyf(0, "READY=1\nSTATUS=serving on %s", d->cfg.listen);
+              where, d->cfg.state_dir);
+  sd_notifyf(0, "READY=1\nSTATUS=serving on %s", where);
   wait_for_stop();
   sd_notify(0, "STOPPING=1");
   server_quiesce(d->local);

@@ -1,0 +1,202 @@
+/* Output helpers for edgepullctl: aligned tables for people, jansson
+ * documents for programs, and the small formatters both use.
+ *
+ * Everything printed comes from the index, which holds names and media types
+ * an upstream registry chose; human output replaces control and non-ASCII
+ * bytes so that nothing in the index can move the operator's cursor or
+ * change the terminal, and JSON output replaces invalid UTF-8 (jansson would
+ * otherwise refuse the string). */
+#include "ctl/ctl.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct ctl_table {
+  const struct ctl_col *cols;
+  size_t ncols;
+  char **cells; /* nrows * ncols, row-major */
+  size_t nrows, cap;
+};
+
+void ctl_errorf(const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "edgepullctl: %s\n", msg);
+}
+
+ctl_table *ctl_table_new(const struct ctl_col *cols, size_t ncols) {
+  ctl_table *t = calloc(1, sizeof *t);
+  if (t != NULL) {
+    t->cols = cols;
+    t->ncols = ncols;
+  }
+  return t;
+}
+
+static char *sanitized(const char *s) {
+  char *c = strdup(s != NULL ? s : "");
+  if (c == NULL)
+    return NULL;
+  for (unsigned char *p = (unsigned char *)c; *p != '\0'; p++)
+    if (*p < 0x20 || *p >= 0x7f)
+      *p = '?';
+  return c;
+}
+
+int ctl_table_add(ctl_table *t, const char *const *cells) {
+  if (t->nrows == t->cap) {
+    size_t cap = t->cap == 0 ? 64 : t->cap * 2;
+    if (cap > SIZE_MAX / sizeof(char *) / t->ncols)
+      return -1;
+    char **p = realloc(t->cells, cap * t->ncols * sizeof *p);
+    if (p == NULL)
+      return -1;
+    t->cells = p;
+    t->cap = cap;
+  }
+  char **row = &t->cells[t->nrows * t->ncols];
+  for (size_t i = 0; i < t->ncols; i++) {
+    if ((row[i] = sanitized(cells[i])) == NULL) {
+      while (i > 0)
+        free(row[--i]);
+      return -1;
+    }
+  }
+  t->nrows++;
+  return 0;
+}
+
+static void print_row(const ctl_table *t, const size_t *w, const char *const *row, FILE *out) {
+  for (size_t c = 0; c < t->ncols; c++) {
+    bool last = c + 1 == t->ncols;
+    const char *sep = last ? "\n" : "  ";
+    if (t->cols[c].right)
+      fprintf(out, "%*s%s", (int)w[c], row[c], sep);
+    else if (last)
+      fprintf(out, "%s%s", row[c], sep);
+    else
+      fprintf(out, "%-*s%s", (int)w[c], row[c], sep);
+  }
+}
+
+void ctl_table_print(const ctl_table *t, FILE *out) {
+  size_t *w = calloc(t->ncols, sizeof *w);
+  const char **head = calloc(t->ncols, sizeof *head);
+  if (w == NULL || head == NULL) {
+    free(w);
+    free(head);
+    return;
+  }
+  for (size_t c = 0; c < t->ncols; c++) {
+    head[c] = t->cols[c].name;
+    w[c] = strlen(head[c]);
+  }
+  for (size_t r = 0; r < t->nrows; r++)
+    for (size_t c = 0; c < t->ncols; c++) {
+      size_t n = strlen(t->cells[r * t->ncols + c]);
+      if (n > w[c])
+        w[c] = n < 1024 ? n : 1024;
+    }
+  print_row(t, w, head, out);
+  for (size_t r = 0; r < t->nrows; r++)
+    print_row(t, w, (const char *const *)&t->cells[r * t->ncols], out);
+  free(w);
+  free(head);
+}
+
+void ctl_table_free(ctl_table *t) {
+  if (t == NULL)
+    return;
+  for (size_t i = 0; i < t->nrows * t->ncols; i++)
+    free(t->cells[i]);
+  free(t->cells);
+  free(t);
+}
+
+void ctl_fmt_size(uint64_t n, char *buf, size_t cap) {
+  static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  if (n < 1024) {
+    snprintf(buf, cap, "%llu B", (unsigned long long)n);
+    return;
+  }
+  double v = (double)n;
+  size_t u = 0;
+  while (v >= 1024.0 && u + 1 < sizeof units / sizeof units[0]) {
+    v /= 1024.0;
+    u++;
+  }
+  snprintf(buf, cap, "%.1f %s", v, units[u]);
+}
+
+void ctl_fmt_time(int64_t t, char *buf, size_t cap) {
+  struct tm tm;
+  time_t tt = (time_t)t;
+  if (t <= 0 || gmtime_r(&tt, &tm) == NULL || strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    snprintf(buf, cap, "-");
+}
+
+void ctl_fmt_duration(int64_t secs, char *buf, size_t cap) {
+  if (secs < 0)
+    secs = 0;
+  if (secs < 120)
+    snprintf(buf, cap, "%llds", (long long)secs);
+  else if (secs < 2 * 3600)
+    snprintf(buf, cap, "%lldm", (long long)(secs / 60));
+  else if (secs < 2 * 86400)
+    snprintf(buf, cap, "%lldh", (long long)(secs / 3600));
+  else
+    snprintf(buf, cap, "%lldd", (long long)(secs / 86400));
+}
+
+void ctl_fmt_digest(const digest_t *d, bool full, char *buf, size_t cap) {
+  snprintf(buf, cap, "sha256:%.*s", full ? DIGEST_HEX_LEN : 12, d->hex);
+}
+
+const char *ctl_short_media_type(const char *mt) {
+  static const char *const names[][2] = {
+      {"application/vnd.oci.image.index.v1+json", "oci index"},
+      {"application/vnd.oci.image.manifest.v1+json", "oci manifest"},
+      {"application/vnd.oci.image.config.v1+json", "oci config"},
+      {"application/vnd.oci.image.layer.v1.tar", "oci layer"},
+      {"application/vnd.oci.image.layer.v1.tar+gzip", "oci layer gzip"},
+      {"application/vnd.oci.image.layer.v1.tar+zstd", "oci layer zstd"},
+      {"application/vnd.docker.distribution.manifest.list.v2+json", "docker list"},
+      {"application/vnd.docker.distribution.manifest.v2+json", "docker manifest"},
+      {"application/vnd.docker.container.image.v1+json", "docker config"},
+      {"application/vnd.docker.image.rootfs.diff.tar.gzip", "docker layer gzip"},
+      {"", "-"},
+  };
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strcmp(mt, names[i][0]) == 0)
+      return names[i][1];
+  return mt;
+}
+
+json_t *ctl_json_str(const char *s) {
+  json_t *j = json_string(s != NULL ? s : "");
+  if (j != NULL)
+    return j;
+  char *c = sanitized(s); /* invalid UTF-8: keep what is ASCII */
+  j = json_string(c != NULL ? c : "");
+  free(c);
+  return j;
+}
+
+int ctl_json_print(json_t *root) {
+  if (root == NULL) {
+    ctl_errorf("out of memory building JSON");
+    return CTL_EXIT_FAIL;
+  }
+  int r = json_dumpf(root, stdout, JSON_INDENT(2));
+  json_decref(root);
+  if (r < 0 || fputc('\n', stdout) == EOF || fflush(stdout) != 0) {
+    ctl_errorf("writing JSON to stdout failed");
+    return CTL_EXIT_FAIL;
+  }
+  return CTL_EXIT_OK;
+}

@@ -1,0 +1,126 @@
+/* edgepullctl: the admin CLI. This file only parses the command line and
+ * dispatches; the subcommands live in ctl_index.c. Options may come before
+ * or after the subcommand (GNU getopt permutes), so both
+ * `edgepullctl --json layers` and `edgepullctl layers --json` work.
+ * Exit codes: 0 ok, 1 runtime failure, 2 usage error. */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ctl/ctl.h"
+#include "store/index.h"
+
+struct ctl_cmd {
+  const char *name;
+  int (*run)(const struct ctl_opts *o);
+};
+
+static const struct ctl_cmd commands[] = {
+    {"layers", ctl_cmd_layers},
+    {"images", ctl_cmd_images},
+    {"stat", ctl_cmd_stat},
+    {"schema", ctl_cmd_schema},
+    /* Part of the interface (DESIGN.md section 7), not in this version yet. */
+    {"nodes", NULL},
+    {"where", NULL},
+    {"topology", NULL},
+    {"deploy", NULL},
+};
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "Usage: edgepullctl [OPTIONS] COMMAND\n"
+          "\n"
+          "Query the local edgepull layer index (read-only; safe while edgepulld runs).\n"
+          "\n"
+          "Commands:\n"
+          "  layers      one row per blob: digest, size, media type, state, last access\n"
+          "  images      one row per cached tag: image, digest, size, freshness\n"
+          "  stat        schema version, counts and bytes\n"
+          "  schema      print the index schema as SQL (for sqlite3 and operators)\n"
+          "\n"
+          "Options:\n"
+          "  -d, --state-dir DIR  edgepulld's state directory (default %s);\n"
+          "                       the index is DIR/index.db\n"
+          "  -j, --json           print one JSON document (keys: docs/index.md)\n"
+          "      --no-trunc       full digests and media types in tables\n"
+          "  -h, --help           show this help\n"
+          "  -V, --version        show the version\n"
+          "\n"
+          "Exit status: 0 ok, 1 runtime failure, 2 usage error.\n",
+          CTL_DEFAULT_STATE_DIR);
+}
+
+static int usage_error(const char *fmt, ...) EP_PRINTF(1, 2);
+static int usage_error(const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  ctl_errorf("%s", msg);
+  fprintf(stderr, "Try 'edgepullctl --help'.\n");
+  return CTL_EXIT_USAGE;
+}
+
+/* Returns -1 to go on, or the exit code for --help, --version, bad usage. */
+static int parse_options(int argc, char **argv, struct ctl_opts *o) {
+  enum { OPT_NO_TRUNC = 1000 };
+  static const struct option longopts[] = {
+      {"state-dir", required_argument, NULL, 'd'},   {"json", no_argument, NULL, 'j'},
+      {"no-trunc", no_argument, NULL, OPT_NO_TRUNC}, {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},           {NULL, 0, NULL, 0},
+  };
+  int c;
+  opterr = 0; /* our messages say "edgepullctl:", not the full argv[0] */
+  while ((c = getopt_long(argc, argv, ":d:jhV", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'd':
+      if (optarg[0] == '\0')
+        return usage_error("--state-dir: empty directory name");
+      o->state_dir = optarg;
+      break;
+    case 'j':
+      o->json = true;
+      break;
+    case OPT_NO_TRUNC:
+      o->no_trunc = true;
+      break;
+    case 'h':
+      usage(stdout);
+      return CTL_EXIT_OK;
+    case 'V':
+      printf("edgepullctl %s (index schema v%d)\n", EDGEPULL_VERSION,
+             index_latest_schema_version());
+      return CTL_EXIT_OK;
+    case ':':
+      return usage_error("option '%s' needs an argument", argv[optind - 1]);
+    default:
+      if (optopt > ' ' && optopt < 0x7f)
+        return usage_error("unknown option '-%c'", optopt);
+      return usage_error("unknown option '%s'", argv[optind - 1]);
+    }
+  }
+  return -1;
+}
+
+int main(int argc, char **argv) {
+  struct ctl_opts o = {.state_dir = CTL_DEFAULT_STATE_DIR};
+  int rc = parse_options(argc, argv, &o);
+  if (rc >= 0)
+    return rc;
+  if (optind >= argc)
+    return usage_error("no command given");
+  const char *name = argv[optind];
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+    if (strcmp(name, commands[i].name) != 0)
+      continue;
+    if (commands[i].run == NULL)
+      return usage_error("%s: not implemented yet in this version", name);
+    if (optind + 1 < argc)
+      return usage_error("%s takes no arguments (got '%s')", name, argv[optind + 1]);
+    return commands[i].run(&o);
+  }
+  return usage_error("unknown command '%s'", name);
+}

@@ -1,0 +1,71 @@
+/* The index schema, as an ordered list of migrations.
+ *
+ * Why here, apart from index.c: the schema is the part of the index that
+ * operators, edgepullctl (`edgepullctl schema`) and future engineers read,
+ * so it lives on its own with nothing else around it.
+ *
+ * How: migrations[i] upgrades a database from user_version i to i + 1.
+ * index_open() applies each missing step in its own transaction and sets
+ * PRAGMA user_version in that same transaction, so a crash leaves the file at
+ * a whole version. To change the schema, APPEND a string; never edit one that
+ * has shipped (databases in the field already ran it). docs/index.md
+ * documents every table and says how to write a migration. */
+#include "store/index.h"
+
+#include <stddef.h>
+
+static const char *const migrations[] = {
+    /* v1: the node's own store: blobs, manifests and what they reference,
+     * tag -> digest resolutions with expiry. */
+    "CREATE TABLE blobs (\n"
+    "  digest      TEXT PRIMARY KEY NOT NULL\n"
+    "              CHECK (length(digest) = 71 AND substr(digest, 1, 7) = 'sha256:'\n"
+    "                     AND substr(digest, 8) NOT GLOB '*[^0-9a-f]*'),\n"
+    "  size        INTEGER NOT NULL CHECK (size >= 0),\n"
+    "  media_type  TEXT NOT NULL DEFAULT '',\n"
+    "  state       TEXT NOT NULL CHECK (state IN ('partial', 'complete')),\n"
+    "  created     INTEGER NOT NULL,\n"
+    "  last_access INTEGER NOT NULL\n"
+    ") WITHOUT ROWID;\n"
+    "CREATE INDEX blobs_by_access ON blobs (state, last_access);\n"
+    "\n"
+    "CREATE TABLE manifests (\n"
+    "  digest     TEXT PRIMARY KEY NOT NULL REFERENCES blobs (digest) ON DELETE CASCADE,\n"
+    "  media_type TEXT NOT NULL,\n"
+    "  size       INTEGER NOT NULL CHECK (size >= 0),\n"
+    "  registry   TEXT NOT NULL,\n"
+    "  repository TEXT NOT NULL,\n"
+    "  created    INTEGER NOT NULL\n"
+    ") WITHOUT ROWID;\n"
+    "\n"
+    "CREATE TABLE manifest_refs (\n"
+    "  manifest TEXT NOT NULL REFERENCES manifests (digest) ON DELETE CASCADE,\n"
+    "  position INTEGER NOT NULL CHECK (position >= 0),\n"
+    "  child    TEXT NOT NULL,\n"
+    "  PRIMARY KEY (manifest, position)\n"
+    ") WITHOUT ROWID;\n"
+    "CREATE INDEX manifest_refs_by_child ON manifest_refs (child);\n"
+    "\n"
+    "CREATE TABLE tags (\n"
+    "  registry   TEXT NOT NULL,\n"
+    "  repository TEXT NOT NULL,\n"
+    "  tag        TEXT NOT NULL,\n"
+    "  digest     TEXT NOT NULL,\n"
+    "  media_type TEXT NOT NULL DEFAULT '',\n"
+    "  size       INTEGER NOT NULL DEFAULT 0 CHECK (size >= 0),\n"
+    "  updated    INTEGER NOT NULL,\n"
+    "  expires_at INTEGER NOT NULL,\n"
+    "  PRIMARY KEY (registry, repository, tag)\n"
+    ") WITHOUT ROWID;\n"
+    "CREATE INDEX tags_by_digest ON tags (digest);\n",
+};
+
+int index_latest_schema_version(void) {
+  return (int)(sizeof migrations / sizeof migrations[0]);
+}
+
+const char *index_migration_sql(int version) {
+  if (version < 1 || version > index_latest_schema_version())
+    return NULL;
+  return migrations[version - 1];
+}

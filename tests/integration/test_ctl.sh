@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# edgepullctl against a real index file: usage and runtime errors with their
+# exit codes, then layers / images / stat in human and --json form.
+#
+# The schema comes from edgepullctl itself (`edgepullctl schema`, the same
+# migration SQL index_open runs), piped into the sqlite3 shell; rows are then
+# inserted with sqlite3 the way an operator could. Run by ctest with
+# EP_BUILD_DIR set.
+set -euo pipefail
+
+for tool in sqlite3 jq; do
+  command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
+done
+CTL="${EP_BUILD_DIR:?EP_BUILD_DIR not set}/ctl/edgepullctl"
+[ -x "$CTL" ] || { echo "FAIL: $CTL not built"; exit 1; }
+
+TMP=$(mktemp -d /tmp/ep-test-ctl.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+ok() { echo "ok: $*"; }
+
+# expect CODE PATTERN -- ARGS...: exit code and a stderr/stdout pattern.
+expect() {
+  local want=$1 pat=$2
+  shift 3
+  local out rc=0
+  out=$("$CTL" "$@" 2>&1) || rc=$?
+  if [ "$rc" -ne "$want" ]; then
+    fail "edgepullctl $*: exit $rc, want $want; output: $out"
+  elif ! grep -qE -- "$pat" <<<"$out"; then
+    fail "edgepullctl $*: output lacks /$pat/: $out"
+  else
+    ok "edgepullctl $* -> $rc"
+  fi
+}
+
+# --- usage and runtime errors ---------------------------------------------
+expect 0 'Usage: edgepullctl' -- --help
+expect 0 '^edgepullctl [0-9]+\.[0-9]+' -- --version
+expect 2 'no command given' --
+expect 2 "unknown command 'frobnicate'" -- frobnicate
+expect 2 "unknown option '--bogus'" -- --bogus layers
+expect 2 "'--state-dir' needs an argument" -- layers --state-dir
+expect 2 'layers takes no arguments' -- layers extra
+for planned in nodes where topology deploy; do
+  expect 2 "$planned: not implemented yet in this version" -- "$planned"
+done
+expect 1 "index $TMP/missing/index.db does not exist" -- --state-dir "$TMP/missing" layers
+mkdir "$TMP/junk"
+head -c 8192 /dev/urandom >"$TMP/junk/index.db"
+expect 1 "$TMP/junk/index.db" -- --state-dir "$TMP/junk" stat
+
+# --- a populated index ----------------------------------------------------
+S="$TMP/state"
+mkdir "$S"
+"$CTL" schema | sqlite3 "$S/index.db"
+sqlite3 "$S/index.db" 'PRAGMA journal_mode = WAL' >/dev/null
+d() { printf 'sha256:%064d' 0 | tr 0 "$1"; } # d 4 = sha256:4444…
+NOW=$(date +%s)
+sqlite3 "$S/index.db" <<SQL
+INSERT INTO blobs VALUES ('$(d 1)', 1638, 'application/vnd.oci.image.index.v1+json', 'complete', 1700000000, 1700000100);
+INSERT INTO blobs VALUES ('$(d 2)', 1024, 'application/vnd.oci.image.manifest.v1+json', 'complete', 1700000000, 1700000100);
+INSERT INTO blobs VALUES ('$(d 3)', 1500, 'application/vnd.oci.image.config.v1+json', 'complete', 1700000000, 1700000100);
+INSERT INTO blobs VALUES ('$(d 4)', 3500000, 'application/vnd.oci.image.layer.v1.tar+gzip', 'complete', 1700000000, 1700000200);
+INSERT INTO blobs VALUES ('$(d 5)', 100, '', 'partial', 1700000000, 1700000000);
+INSERT INTO manifests VALUES ('$(d 1)', 'application/vnd.oci.image.index.v1+json', 1638, 'docker.io', 'library/alpine', 1700000000);
+INSERT INTO manifests VALUES ('$(d 2)', 'application/vnd.oci.image.manifest.v1+json', 1024, 'docker.io', 'library/alpine', 1700000000);
+INSERT INTO manifest_refs VALUES ('$(d 1)', 0, '$(d 2)'), ('$(d 1)', 1, '$(d 9)');
+INSERT INTO manifest_refs VALUES ('$(d 2)', 0, '$(d 3)'), ('$(d 2)', 1, '$(d 4)'), ('$(d 2)', 2, '$(d 5)');
+INSERT INTO tags VALUES ('docker.io', 'library/alpine', '3.19', '$(d 1)', 'application/vnd.oci.image.index.v1+json', 1638, $NOW, $((NOW + 300)));
+INSERT INTO tags VALUES ('ghcr.io', 'org/app', 'v1', '$(d 2)', 'application/vnd.oci.image.manifest.v1+json', 1024, $((NOW - 7200)), $((NOW - 3600)));
+INSERT INTO tags VALUES ('ghcr.io', 'org/evil', 'x' || char(27) || '[2J', '$(d 7)', '', 0, $NOW, $((NOW + 60)));
+SQL
+
+# layers
+out=$("$CTL" --state-dir "$S" layers)
+echo "$out"
+[ "$(wc -l <<<"$out")" -eq 6 ] || fail "layers: want header + 5 rows"
+head -1 <<<"$out" | grep -qE '^DIGEST +SIZE +MEDIA TYPE +STATE +LAST ACCESS$' || fail "layers header"
+grep -qE '^sha256:444444444444 +3\.3 MiB +oci layer gzip +complete +2023-11-14T22:16:40Z$' \
+  <<<"$out" || fail "layers: layer row"
+grep -qE '^sha256:555555555555 +100 B +- +partial ' <<<"$out" || fail "layers: partial row"
+# Columns are aligned: STATE starts at the same offset on every line.
+col=$(head -1 <<<"$out" | awk '{print index($0, "STATE")}')
+bad=$(awk -v c="$col" 'NR > 1 && substr($0, c) !~ /^(complete|partial) / {print}' <<<"$out")
+[ -z "$bad" ] || fail "layers: STATE column not aligned: $bad"
+"$CTL" --state-dir "$S" --no-trunc layers | grep -q "$(d 4)" || fail "layers --no-trunc: full digest"
+
+j1=$("$CTL" --json --state-dir "$S" layers)
+j2=$("$CTL" --state-dir "$S" layers --json)
+[ "$j1" = "$j2" ] || fail "--json before and after the command differ"
+jq -e '.layers | length == 5' <<<"$j1" >/dev/null || fail "layers --json: count"
+jq -e --arg d "$(d 4)" '.layers[] | select(.digest == $d) |
+  .size == 3500000 and .state == "complete" and .last_access == 1700000200 and
+  .created == 1700000000 and .media_type == "application/vnd.oci.image.layer.v1.tar+gzip"' \
+  <<<"$j1" >/dev/null || fail "layers --json: layer fields"
+jq -e '[.layers[].state] | sort == ["complete","complete","complete","complete","partial"]' \
+  <<<"$j1" >/dev/null || fail "layers --json: states"
+ok "layers"
+
+# images
+out=$("$CTL" --state-dir "$S" images)
+echo "$out"
+head -1 <<<"$out" | grep -qE '^IMAGE +DIGEST +MEDIA TYPE +SIZE +BLOBS +UPDATED +EXPIRES$' ||
+  fail "images header"
+grep -qE '^docker.io/library/alpine:3.19 +sha256:111111111111 +oci index +3\.3 MiB +4/6 .* in [0-9]+[sm]$' \
+  <<<"$out" || fail "images: alpine row"
+grep -qE '^ghcr.io/org/app:v1 .* stale 60m$' <<<"$out" || fail "images: stale row"
+if grep -q $'\e' <<<"$out"; then fail "images: escape byte reached the terminal"; fi
+grep -q 'ghcr.io/org/evil:x?\[2J' <<<"$out" || fail "images: control byte not replaced"
+j=$("$CTL" --state-dir "$S" images --json)
+jq -e '.images | length == 3' <<<"$j" >/dev/null || fail "images --json: count"
+jq -e --arg d "$(d 1)" '.images[0] | .reference == "docker.io/library/alpine:3.19" and
+  .registry == "docker.io" and .repository == "library/alpine" and .tag == "3.19" and
+  .digest == $d and .manifest_size == 1638 and .total_size == 3504262 and
+  .blobs_complete == 4 and .blobs_referenced == 6 and .stale == false and
+  .media_type == "application/vnd.oci.image.index.v1+json"' <<<"$j" >/dev/null ||
+  fail "images --json: alpine fields"
+jq -e --argjson now "$NOW" '.images[1] | .stale == true and .expires_at == $now - 3600 and
+  .updated == $now - 7200 and .total_size == 3502624 and .blobs_referenced == 4' \
+  <<<"$j" >/dev/null || fail "images --json: stale fields"
+jq -e '.images[2].tag == "x\u001b[2J"' <<<"$j" >/dev/null || fail "images --json: escaped tag"
+ok "images"
+
+# stat
+out=$("$CTL" --state-dir "$S" stat)
+echo "$out"
+grep -qE '^schema version +1 ' <<<"$out" || fail "stat: schema version"
+grep -qE '^blobs +4 complete \(3\.3 MiB, 3504162 bytes\), 1 partial$' <<<"$out" || fail "stat: blobs"
+grep -qE '^tags +3$' <<<"$out" || fail "stat: tags"
+j=$("$CTL" --state-dir "$S" stat --json)
+jq -e --arg p "$S/index.db" '.index == $p and .schema_version == 1 and
+  .latest_schema_version >= 1 and .blobs == 4 and .blob_bytes == 3504162 and
+  .partial_blobs == 1 and .manifests == 2 and .tags == 3 and .file_bytes > 0' \
+  <<<"$j" >/dev/null || fail "stat --json"
+"$CTL" schema --json | jq -e '.migrations[0].version == 1 and
+  (.migrations[0].sql | test("CREATE TABLE blobs"))' >/dev/null || fail "schema --json"
+ok "stat"
+
+# A schema from a newer edgepull is refused, not misread.
+sqlite3 "$S/index.db" 'PRAGMA user_version = 99'
+expect 1 "schema version 99, newer than this edgepull knows" -- --state-dir "$S" stat
+sqlite3 "$S/index.db" 'PRAGMA user_version = 1'
+
+if [ "$fails" -ne 0 ]; then
+  echo "$fails check(s) failed"
+  exit 1
+fi
+echo "all edgepullctl checks passed"
