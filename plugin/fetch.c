@@ -214,6 +214,8 @@ static int fetch_commit(struct fetch_job *j) {
   ep_err ie = {0};
   if (index_blob_put(j->f->deps.idx, &b, &ie) < 0)
     ep_log_warn("index: recording blob %s: %s", j->digest.hex, ie.msg);
+  if (j->f->deps.on_commit != NULL)
+    j->f->deps.on_commit(j->f->deps.on_commit_ud, &j->digest, size);
   return 0;
 }
 

@@ -21,6 +21,10 @@ struct fetcher_deps {
   upstream *up;
   pipe_table *pipes;
   int max_attempts; /* per fetch, resuming from the last offset; default 4 */
+  /* Called on the fetch thread after a blob was committed (may be NULL):
+   * the node agent announces it to the locality. */
+  void (*on_commit)(void *ud, const digest_t *d, uint64_t size);
+  void *on_commit_ud;
 };
 
 int fetcher_new(const struct fetcher_deps *deps, fetcher **out, ep_err *err);

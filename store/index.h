@@ -101,4 +101,52 @@ struct index_image_size {
 };
 int index_image_size(index_db *db, const digest_t *root, struct index_image_size *out, ep_err *err);
 
+/* The locality-wide index (schema v2): every node of the locality as its
+ * state messages describe it, its parent as the coordinator assigned it, and
+ * which complete blobs it holds. Filled by the node agent from MQTT. */
+#define INDEX_NODE_ID_MAX 64
+
+struct index_node {
+  char id[INDEX_NODE_ID_MAX];
+  char addr[64];
+  uint16_t peer_port;
+  char arch[16];
+  char variant[8];
+  uint32_t link_mbps;
+  uint64_t free_bytes;
+  char version[32];
+  bool online;
+  bool gateway;
+  int64_t last_seen;                  /* unix seconds of the last state message */
+  char parent[INDEX_NODE_ID_MAX];     /* "" = none (root or unassigned) */
+  uint64_t epoch;                     /* of the parent assignment */
+  uint64_t blobs, blob_bytes;         /* inventory totals (filled on read) */
+};
+
+struct index_inv_entry {
+  digest_t digest;
+  uint64_t size;
+};
+
+/* Upserts everything but parent/epoch (kept). */
+int index_node_put(index_db *db, const struct index_node *n, ep_err *err);
+/* Creates the row if missing. parent NULL or "" = none. */
+int index_node_set_parent(index_db *db, const char *id, const char *parent, uint64_t epoch,
+                          ep_err *err);
+/* 1 found, 0 absent. */
+int index_node_get(index_db *db, const char *id, struct index_node *out, ep_err *err);
+int index_node_delete(index_db *db, const char *id, ep_err *err); /* and its inventory */
+int index_foreach_node(index_db *db, int (*cb)(const struct index_node *n, void *ud), void *ud,
+                       ep_err *err);
+/* Replaces a node's whole inventory (a snapshot), in one transaction. */
+int index_inventory_replace(index_db *db, const char *node, const struct index_inv_entry *blobs,
+                            size_t n, ep_err *err);
+/* Applies a delta, in one transaction. */
+int index_inventory_apply(index_db *db, const char *node, const struct index_inv_entry *add,
+                          size_t nadd, const digest_t *del, size_t ndel, ep_err *err);
+/* Nodes holding d complete (online ones first). cb returns non-zero to stop. */
+int index_where(index_db *db, const digest_t *d,
+                int (*cb)(const struct index_node *n, uint64_t size, void *ud), void *ud,
+                ep_err *err);
+
 #endif
