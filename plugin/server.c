@@ -247,9 +247,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_size, void **req_cls) {
   struct server *s = cls;
+  static const int headers_seen = 1;
   bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
   if (!head && strcmp(method, MHD_HTTP_METHOD_GET) != 0)
-    return http_method_not_allowed(c);
+    return http_method_not_allowed(c); /* at once: the body is never read */
+  /* Answering on the first call (headers only) makes libmicrohttpd close
+   * the connection afterwards; answering on the second keeps it alive. */
+  if (*req_cls == NULL) {
+    *req_cls = (void *)&headers_seen;
+    return MHD_YES;
+  }
   if (http_headers_too_large(c))
     return http_error(c, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "UNSUPPORTED",
                       "request headers too large");
