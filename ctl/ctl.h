@@ -1,5 +1,6 @@
-/* edgepullctl internals: the subcommands (ctl_index.c) and the output
- * helpers they share (ctl_output.c). Not used outside ctl/. */
+/* edgepullctl internals: the subcommands (ctl_index.c: the node's own
+ * store; ctl_locality.c: nodes, where, topology) and the output helpers they
+ * share (ctl_output.c). Not used outside ctl/. */
 #ifndef EP_CTL_CTL_H
 #define EP_CTL_CTL_H
 
@@ -20,7 +21,8 @@ enum { CTL_EXIT_OK = 0, CTL_EXIT_FAIL = 1, CTL_EXIT_USAGE = 2 };
 struct ctl_opts {
   const char *state_dir;
   bool json;
-  bool no_trunc; /* full digests and media types in human output */
+  bool no_trunc;   /* full digests and media types in human output */
+  const char *arg; /* the command's argument (where DIGEST), else NULL */
 };
 
 /* Each returns a process exit code. */
@@ -28,6 +30,22 @@ int ctl_cmd_layers(const struct ctl_opts *o);
 int ctl_cmd_images(const struct ctl_opts *o);
 int ctl_cmd_stat(const struct ctl_opts *o);
 int ctl_cmd_schema(const struct ctl_opts *o);
+int ctl_cmd_nodes(const struct ctl_opts *o);
+int ctl_cmd_where(const struct ctl_opts *o);
+int ctl_cmd_topology(const struct ctl_opts *o);
+
+typedef struct index_db index_db;
+/* Opens DIR/index.db read-only (path filled in); NULL after printing why. */
+index_db *ctl_open_index(const struct ctl_opts *o, char *path, size_t cap);
+/* The same, refusing (with the reason printed) an index without the
+ * locality tables (schema v1). */
+index_db *ctl_open_locality(const struct ctl_opts *o);
+
+struct index_node;
+/* "addr:port", "[v6]:port", "addr" (no port) or "-" (no address). */
+void ctl_fmt_address(const struct index_node *n, char *buf, size_t cap);
+/* One node's JSON object (keys: docs/index.md); NULL when out of memory. */
+json_t *ctl_node_json(const struct index_node *n);
 
 /* "edgepullctl: <message>\n" on stderr. */
 void ctl_errorf(const char *fmt, ...) EP_PRINTF(1, 2);
@@ -43,7 +61,11 @@ typedef struct ctl_table ctl_table;
 ctl_table *ctl_table_new(const struct ctl_col *cols, size_t ncols); /* NULL: out of memory */
 int ctl_table_add(ctl_table *t, const char *const *cells);          /* <0: out of memory */
 void ctl_table_print(const ctl_table *t, FILE *out);
+size_t ctl_table_rows(const ctl_table *t);
 void ctl_table_free(ctl_table *t);
+
+/* Replaces control and non-ASCII bytes of s with '?', in place. */
+void ctl_sanitize(char *s);
 
 /* "512 B", "1.5 KiB", "3.2 GiB". */
 void ctl_fmt_size(uint64_t n, char *buf, size_t cap);
@@ -60,5 +82,7 @@ const char *ctl_short_media_type(const char *mt);
 json_t *ctl_json_str(const char *s);
 /* Print root (indented, newline-terminated) on stdout and release it. */
 int ctl_json_print(json_t *root);
+/* The same with json_dumpf flags (JSON_COMPACT for very deep documents). */
+int ctl_json_print_flags(json_t *root, size_t flags);
 
 #endif

@@ -36,7 +36,7 @@ static int index_path(const struct ctl_opts *o, char *buf, size_t cap) {
   return 0;
 }
 
-static index_db *open_index(const struct ctl_opts *o, char *path, size_t cap) {
+index_db *ctl_open_index(const struct ctl_opts *o, char *path, size_t cap) {
   if (index_path(o, path, cap) < 0)
     return NULL;
   index_db *db = NULL;
@@ -79,7 +79,7 @@ static int run_walk(const struct ctl_opts *o, const char *key, const struct ctl_
                     size_t ncols, int (*walk_fn)(struct walk *w)) {
   char path[PATH_MAX];
   struct walk w = {.o = o, .now = (int64_t)time(NULL)};
-  if ((w.db = open_index(o, path, sizeof path)) == NULL)
+  if ((w.db = ctl_open_index(o, path, sizeof path)) == NULL)
     return CTL_EXIT_FAIL;
   if (o->json)
     w.list = json_array();
@@ -193,7 +193,7 @@ static int print_stat(const char *path, const struct index_stats *s, uint64_t fb
 
 int ctl_cmd_stat(const struct ctl_opts *o) {
   char path[PATH_MAX];
-  index_db *db = open_index(o, path, sizeof path);
+  index_db *db = ctl_open_index(o, path, sizeof path);
   if (db == NULL)
     return CTL_EXIT_FAIL;
   struct index_stats s;

@@ -38,13 +38,16 @@ ctl_table *ctl_table_new(const struct ctl_col *cols, size_t ncols) {
   return t;
 }
 
-static char *sanitized(const char *s) {
-  char *c = strdup(s != NULL ? s : "");
-  if (c == NULL)
-    return NULL;
-  for (unsigned char *p = (unsigned char *)c; *p != '\0'; p++)
+void ctl_sanitize(char *s) {
+  for (unsigned char *p = (unsigned char *)s; *p != '\0'; p++)
     if (*p < 0x20 || *p >= 0x7f)
       *p = '?';
+}
+
+static char *sanitized(const char *s) {
+  char *c = strdup(s != NULL ? s : "");
+  if (c != NULL)
+    ctl_sanitize(c);
   return c;
 }
 
@@ -107,6 +110,10 @@ void ctl_table_print(const ctl_table *t, FILE *out) {
     print_row(t, w, (const char *const *)&t->cells[r * t->ncols], out);
   free(w);
   free(head);
+}
+
+size_t ctl_table_rows(const ctl_table *t) {
+  return t != NULL ? t->nrows : 0;
 }
 
 void ctl_table_free(ctl_table *t) {
@@ -188,11 +195,15 @@ json_t *ctl_json_str(const char *s) {
 }
 
 int ctl_json_print(json_t *root) {
+  return ctl_json_print_flags(root, JSON_INDENT(2));
+}
+
+int ctl_json_print_flags(json_t *root, size_t flags) {
   if (root == NULL) {
     ctl_errorf("out of memory building JSON");
     return CTL_EXIT_FAIL;
   }
-  int r = json_dumpf(root, stdout, JSON_INDENT(2));
+  int r = json_dumpf(root, stdout, flags);
   json_decref(root);
   if (r < 0 || fputc('\n', stdout) == EOF || fflush(stdout) != 0) {
     ctl_errorf("writing JSON to stdout failed");

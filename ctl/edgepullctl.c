@@ -14,31 +14,36 @@
 struct ctl_cmd {
   const char *name;
   int (*run)(const struct ctl_opts *o);
+  const char *arg; /* name of its one argument, NULL when it takes none */
 };
 
 static const struct ctl_cmd commands[] = {
-    {"layers", ctl_cmd_layers},
-    {"images", ctl_cmd_images},
-    {"stat", ctl_cmd_stat},
-    {"schema", ctl_cmd_schema},
+    {"layers", ctl_cmd_layers, NULL},
+    {"images", ctl_cmd_images, NULL},
+    {"stat", ctl_cmd_stat, NULL},
+    {"schema", ctl_cmd_schema, NULL},
+    {"nodes", ctl_cmd_nodes, NULL},
+    {"where", ctl_cmd_where, "DIGEST"},
+    {"topology", ctl_cmd_topology, NULL},
     /* Part of the interface (DESIGN.md section 7), not in this version yet. */
-    {"nodes", NULL},
-    {"where", NULL},
-    {"topology", NULL},
-    {"deploy", NULL},
+    {"deploy", NULL, "IMAGE"},
 };
 
 static void usage(FILE *out) {
   fprintf(out,
-          "Usage: edgepullctl [OPTIONS] COMMAND\n"
+          "Usage: edgepullctl [OPTIONS] COMMAND [ARGUMENT]\n"
           "\n"
-          "Query the local edgepull layer index (read-only; safe while edgepulld runs).\n"
+          "Query the edgepull index of this node and its locality (read-only; safe\n"
+          "while edgepulld runs).\n"
           "\n"
           "Commands:\n"
           "  layers      one row per blob: digest, size, media type, state, last access\n"
           "  images      one row per cached tag: image, digest, size, freshness\n"
           "  stat        schema version, counts and bytes\n"
           "  schema      print the index schema as SQL (for sqlite3 and operators)\n"
+          "  nodes       the locality's nodes: address, state, parent, blobs held, free disk\n"
+          "  where DIGEST  the nodes holding that blob complete\n"
+          "  topology    the distribution tree, from the gateway down by parent links\n"
           "\n"
           "Options:\n"
           "  -d, --state-dir DIR  edgepulld's state directory (default %s);\n"
@@ -118,8 +123,16 @@ int main(int argc, char **argv) {
       continue;
     if (commands[i].run == NULL)
       return usage_error("%s: not implemented yet in this version", name);
-    if (optind + 1 < argc)
-      return usage_error("%s takes no arguments (got '%s')", name, argv[optind + 1]);
+    int nargs = commands[i].arg != NULL ? 1 : 0;
+    if (optind + 1 + nargs > argc)
+      return usage_error("%s needs an argument: %s", name, commands[i].arg);
+    if (optind + 1 + nargs < argc) {
+      if (nargs == 0)
+        return usage_error("%s takes no arguments (got '%s')", name, argv[optind + 1]);
+      return usage_error("%s takes one argument, %s (got also '%s')", name, commands[i].arg,
+                         argv[optind + 2]);
+    }
+    o.arg = nargs > 0 ? argv[optind + 1] : NULL;
     return commands[i].run(&o);
   }
   return usage_error("unknown command '%s'", name);

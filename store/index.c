@@ -16,7 +16,10 @@
  * ordered migrations. index_open() applies the missing ones, each in its own
  * BEGIN IMMEDIATE transaction that re-reads the version first, so two
  * processes opening the same new file never both migrate it.
- * index_open_readonly() never writes and refuses a schema it does not know. */
+ * index_open_readonly() never writes and refuses a schema it does not know;
+ * an older one opens (edgepullctl keeps working on a file the daemon has not
+ * upgraded yet), and the calls needing newer tables refuse with
+ * EP_EUNSUPPORTED (index_locality.c checks db->version). */
 #include "store/index_db.h"
 
 #include <errno.h>
@@ -28,6 +31,16 @@
 #include "common/log.h"
 
 enum { INDEX_BUSY_TIMEOUT_MS = 5000 };
+
+/* A node row with its inventory totals (index_locality.c reads columns 0-14
+ * in this order). The byte total saturates instead of failing on overflow:
+ * sizes come from other nodes. */
+#define NODE_COLS                                                                                  \
+  "n.id, n.addr, n.peer_port, n.arch, n.variant, n.link_mbps, n.free_bytes, n.version,"            \
+  " n.online, n.gateway, n.last_seen, n.parent, n.epoch,"                                          \
+  " (SELECT count(*) FROM inventory c WHERE c.node_id = n.id),"                                    \
+  " (SELECT CAST(min(total(c.size), 9.0e18) AS INTEGER) FROM inventory c"                          \
+  "  WHERE c.node_id = n.id)"
 
 static const char *const stmt_sql[IST__COUNT] = {
     [IST_BEGIN] = "BEGIN IMMEDIATE",
@@ -84,6 +97,32 @@ static const char *const stmt_sql[IST__COUNT] = {
                   " (SELECT coalesce(sum(size), 0) FROM blobs WHERE state = 'complete'),"
                   " (SELECT count(*) FROM blobs WHERE state = 'partial'),"
                   " (SELECT count(*) FROM manifests), (SELECT count(*) FROM tags)",
+    /* Locality (schema v2). A state message never moves a node's parent. */
+    [IST_NODE_PUT] = "INSERT INTO nodes (id, addr, peer_port, arch, variant, link_mbps,"
+                     " free_bytes, version, online, gateway, last_seen)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                     " ON CONFLICT (id) DO UPDATE SET addr = excluded.addr,"
+                     " peer_port = excluded.peer_port, arch = excluded.arch,"
+                     " variant = excluded.variant, link_mbps = excluded.link_mbps,"
+                     " free_bytes = excluded.free_bytes, version = excluded.version,"
+                     " online = excluded.online, gateway = excluded.gateway,"
+                     " last_seen = excluded.last_seen",
+    [IST_NODE_PARENT] = "INSERT INTO nodes (id, parent, epoch) VALUES (?1, ?2, ?3)"
+                        " ON CONFLICT (id) DO UPDATE SET parent = excluded.parent,"
+                        " epoch = excluded.epoch",
+    [IST_NODE_ENSURE] = "INSERT INTO nodes (id) VALUES (?1) ON CONFLICT (id) DO NOTHING",
+    [IST_NODE_GET] = "SELECT " NODE_COLS " FROM nodes n WHERE n.id = ?1",
+    [IST_NODE_PAGE] = "SELECT " NODE_COLS " FROM nodes n WHERE n.id > ?1 ORDER BY n.id LIMIT ?2",
+    [IST_NODE_DELETE] = "DELETE FROM nodes WHERE id = ?1",
+    [IST_INV_CLEAR] = "DELETE FROM inventory WHERE node_id = ?1",
+    [IST_INV_ADD] = "INSERT INTO inventory (node_id, digest, size) VALUES (?1, ?2, ?3)"
+                    " ON CONFLICT (node_id, digest) DO UPDATE SET size = excluded.size",
+    [IST_INV_DEL] = "DELETE FROM inventory WHERE node_id = ?1 AND digest = ?2",
+    /* Keyset paging on (offline, id): online holders first. */
+    [IST_WHERE_PAGE] = "SELECT " NODE_COLS ", i.size FROM inventory i"
+                       " JOIN nodes n ON n.id = i.node_id WHERE i.digest = ?1"
+                       " AND (1 - n.online, n.id) > (?2, ?3)"
+                       " ORDER BY 1 - n.online, n.id LIMIT ?4",
 };
 
 void index_lock(index_db *db) {

@@ -1,6 +1,7 @@
 /* Internals shared by the index's .c files (index.c: open, migrations,
- * statement cache; index_ops.c: the queries). Not a public header: nothing
- * outside store/index*.c includes it. */
+ * statement cache; index_ops.c: the local queries and the checking and
+ * binding helpers; index_locality.c: nodes and inventory). Not a public
+ * header: nothing outside store/index*.c includes it. */
 #ifndef EP_STORE_INDEX_DB_H
 #define EP_STORE_INDEX_DB_H
 
@@ -30,6 +31,16 @@ enum index_stmt {
   IST_TAG_GET,
   IST_TAG_PAGE,
   IST_STATS,
+  IST_NODE_PUT,
+  IST_NODE_PARENT,
+  IST_NODE_ENSURE,
+  IST_NODE_GET,
+  IST_NODE_PAGE,
+  IST_NODE_DELETE,
+  IST_INV_CLEAR,
+  IST_INV_ADD,
+  IST_INV_DEL,
+  IST_WHERE_PAGE,
   IST__COUNT
 };
 
@@ -51,5 +62,24 @@ int index_stmt_get(index_db *db, enum index_stmt id, sqlite3_stmt **out, ep_err 
 void index_stmt_done(sqlite3_stmt *st);
 /* Map a sqlite result code to an ep_err naming the index file and `what`. */
 int index_sql_error(index_db *db, int rc, ep_err *err, const char *what);
+
+/* Rows a foreach walk reads under the mutex before calling back unlocked. */
+enum { INDEX_PAGE_ROWS = 128 };
+
+/* Input checks (index_ops.c): each returns 0 or a negative EP_EINVAL. */
+int index_check_digest(const digest_t *d, ep_err *err);
+int index_check_str(const char *s, size_t cap, bool allow_empty, const char *what, ep_err *err);
+int index_check_size(uint64_t size, const char *what, ep_err *err); /* <= INT64_MAX */
+int index_check_writable(index_db *db, ep_err *err);
+void index_bind_digest(sqlite3_stmt *st, int col, const digest_t *d);
+void index_bind_str(sqlite3_stmt *st, int col, const char *s);
+/* Row readers: a value past its bound (edited by hand) is an error. */
+int index_row_digest(index_db *db, sqlite3_stmt *st, int col, digest_t *out, ep_err *err);
+int index_row_str(index_db *db, sqlite3_stmt *st, int col, char *out, size_t cap, ep_err *err);
+int index_row_size(index_db *db, sqlite3_stmt *st, int col, uint64_t *out, ep_err *err);
+/* Step a statement that returns no rows, then reset it; the caller holds
+ * the lock. index_run does it for a cached parameterless one (BEGIN ...). */
+int index_step_done(index_db *db, sqlite3_stmt *st, const char *what, ep_err *err);
+int index_run(index_db *db, enum index_stmt id, const char *what, ep_err *err);
 
 #endif

@@ -1,4 +1,6 @@
-/* The index queries: blobs, manifests and their references, tags, stats.
+/* The index queries: blobs, manifests and their references, tags, stats,
+ * and the checking / binding / row-reading helpers every index_*.c shares
+ * (declared in index_db.h).
  *
  * Every string and size is checked before it is bound (names and media
  * types under 256 bytes, sizes within sqlite's signed 64 bits), and every
@@ -17,9 +19,9 @@
 #include <string.h>
 #include <time.h>
 
-enum { INDEX_PAGE_ROWS = 128, INDEX_REFS_MAX = 65536 };
+enum { INDEX_REFS_MAX = 65536 };
 
-static int check_digest(const digest_t *d, ep_err *err) {
+int index_check_digest(const digest_t *d, ep_err *err) {
   if (d == NULL)
     return ep_error(err, EP_EINVAL, "index: missing digest");
   digest_t tmp;
@@ -28,7 +30,7 @@ static int check_digest(const digest_t *d, ep_err *err) {
   return digest_parse_hex(d->hex, &tmp, err);
 }
 
-static int check_str(const char *s, size_t cap, bool allow_empty, const char *what, ep_err *err) {
+int index_check_str(const char *s, size_t cap, bool allow_empty, const char *what, ep_err *err) {
   if (s == NULL)
     return ep_error(err, EP_EINVAL, "index: missing %s", what);
   size_t n = strnlen(s, cap);
@@ -39,29 +41,29 @@ static int check_str(const char *s, size_t cap, bool allow_empty, const char *wh
   return 0;
 }
 
-static int check_size(uint64_t size, const char *what, ep_err *err) {
+int index_check_size(uint64_t size, const char *what, ep_err *err) {
   if (size > (uint64_t)INT64_MAX)
     return ep_error(err, EP_EINVAL, "index: %s %llu out of range", what, (unsigned long long)size);
   return 0;
 }
 
-static int check_writable(index_db *db, ep_err *err) {
+int index_check_writable(index_db *db, ep_err *err) {
   if (db->readonly)
     return ep_error(err, EP_EINVAL, "index %s is open read-only", db->path);
   return 0;
 }
 
-static void bind_digest(sqlite3_stmt *st, int col, const digest_t *d) {
+void index_bind_digest(sqlite3_stmt *st, int col, const digest_t *d) {
   char s[DIGEST_STR_LEN + 1];
   digest_format(d, s);
   sqlite3_bind_text(st, col, s, -1, SQLITE_TRANSIENT);
 }
 
-static void bind_str(sqlite3_stmt *st, int col, const char *s) {
+void index_bind_str(sqlite3_stmt *st, int col, const char *s) {
   sqlite3_bind_text(st, col, s, -1, SQLITE_TRANSIENT);
 }
 
-static int row_digest(index_db *db, sqlite3_stmt *st, int col, digest_t *out, ep_err *err) {
+int index_row_digest(index_db *db, sqlite3_stmt *st, int col, digest_t *out, ep_err *err) {
   const char *s = (const char *)sqlite3_column_text(st, col);
   if (s == NULL || digest_parse(s, out, err) < 0)
     return ep_error(err, EP_EINVAL, "index %s: malformed digest '%.80s' in %s", db->path,
@@ -69,7 +71,7 @@ static int row_digest(index_db *db, sqlite3_stmt *st, int col, digest_t *out, ep
   return 0;
 }
 
-static int row_str(index_db *db, sqlite3_stmt *st, int col, char *out, size_t cap, ep_err *err) {
+int index_row_str(index_db *db, sqlite3_stmt *st, int col, char *out, size_t cap, ep_err *err) {
   const char *s = (const char *)sqlite3_column_text(st, col);
   size_t n = s != NULL ? (size_t)sqlite3_column_bytes(st, col) : 0;
   if (n >= cap || (s != NULL && strlen(s) != n))
@@ -80,7 +82,7 @@ static int row_str(index_db *db, sqlite3_stmt *st, int col, char *out, size_t ca
   return 0;
 }
 
-static int row_size(index_db *db, sqlite3_stmt *st, int col, uint64_t *out, ep_err *err) {
+int index_row_size(index_db *db, sqlite3_stmt *st, int col, uint64_t *out, ep_err *err) {
   sqlite3_int64 v = sqlite3_column_int64(st, col);
   if (v < 0)
     return ep_error(err, EP_EINVAL, "index %s: negative %s %lld", db->path,
@@ -92,9 +94,9 @@ static int row_size(index_db *db, sqlite3_stmt *st, int col, uint64_t *out, ep_e
 /* Columns: digest, size, media_type, state, created, last_access. */
 static int row_blob(index_db *db, sqlite3_stmt *st, struct index_blob *b, ep_err *err) {
   int r;
-  if ((r = row_digest(db, st, 0, &b->digest, err)) < 0 ||
-      (r = row_size(db, st, 1, &b->size, err)) < 0 ||
-      (r = row_str(db, st, 2, b->media_type, sizeof b->media_type, err)) < 0)
+  if ((r = index_row_digest(db, st, 0, &b->digest, err)) < 0 ||
+      (r = index_row_size(db, st, 1, &b->size, err)) < 0 ||
+      (r = index_row_str(db, st, 2, b->media_type, sizeof b->media_type, err)) < 0)
     return r;
   const char *state = (const char *)sqlite3_column_text(st, 3);
   b->state =
@@ -107,12 +109,12 @@ static int row_blob(index_db *db, sqlite3_stmt *st, struct index_blob *b, ep_err
 /* Columns: registry, repository, tag, digest, media_type, size, updated, expires_at. */
 static int row_tag(index_db *db, sqlite3_stmt *st, struct index_tag *t, ep_err *err) {
   int r;
-  if ((r = row_str(db, st, 0, t->registry, sizeof t->registry, err)) < 0 ||
-      (r = row_str(db, st, 1, t->repository, sizeof t->repository, err)) < 0 ||
-      (r = row_str(db, st, 2, t->tag, sizeof t->tag, err)) < 0 ||
-      (r = row_digest(db, st, 3, &t->digest, err)) < 0 ||
-      (r = row_str(db, st, 4, t->media_type, sizeof t->media_type, err)) < 0 ||
-      (r = row_size(db, st, 5, &t->size, err)) < 0)
+  if ((r = index_row_str(db, st, 0, t->registry, sizeof t->registry, err)) < 0 ||
+      (r = index_row_str(db, st, 1, t->repository, sizeof t->repository, err)) < 0 ||
+      (r = index_row_str(db, st, 2, t->tag, sizeof t->tag, err)) < 0 ||
+      (r = index_row_digest(db, st, 3, &t->digest, err)) < 0 ||
+      (r = index_row_str(db, st, 4, t->media_type, sizeof t->media_type, err)) < 0 ||
+      (r = index_row_size(db, st, 5, &t->size, err)) < 0)
     return r;
   t->updated = sqlite3_column_int64(st, 6);
   t->expires_at = sqlite3_column_int64(st, 7);
@@ -120,7 +122,7 @@ static int row_tag(index_db *db, sqlite3_stmt *st, struct index_tag *t, ep_err *
 }
 
 /* Run a statement that returns no rows; the caller holds the lock. */
-static int step_done(index_db *db, sqlite3_stmt *st, const char *what, ep_err *err) {
+int index_step_done(index_db *db, sqlite3_stmt *st, const char *what, ep_err *err) {
   int rc = sqlite3_step(st);
   int r = rc == SQLITE_DONE ? 0 : index_sql_error(db, rc, err, what);
   index_stmt_done(st);
@@ -128,19 +130,19 @@ static int step_done(index_db *db, sqlite3_stmt *st, const char *what, ep_err *e
 }
 
 /* Run a cached statement with no parameters (BEGIN, COMMIT, ROLLBACK). */
-static int run(index_db *db, enum index_stmt id, const char *what, ep_err *err) {
+int index_run(index_db *db, enum index_stmt id, const char *what, ep_err *err) {
   sqlite3_stmt *st;
   int r = index_stmt_get(db, id, &st, err);
-  return r < 0 ? r : step_done(db, st, what, err);
+  return r < 0 ? r : index_step_done(db, st, what, err);
 }
 
 int index_blob_put(index_db *db, const struct index_blob *b, ep_err *err) {
   int r;
   if (b == NULL)
     return ep_error(err, EP_EINVAL, "index: missing blob");
-  if ((r = check_writable(db, err)) < 0 || (r = check_digest(&b->digest, err)) < 0 ||
-      (r = check_size(b->size, "blob size", err)) < 0 ||
-      (r = check_str(b->media_type, sizeof b->media_type, true, "media type", err)) < 0)
+  if ((r = index_check_writable(db, err)) < 0 || (r = index_check_digest(&b->digest, err)) < 0 ||
+      (r = index_check_size(b->size, "blob size", err)) < 0 ||
+      (r = index_check_str(b->media_type, sizeof b->media_type, true, "media type", err)) < 0)
     return r;
   if (b->state != INDEX_BLOB_PARTIAL && b->state != INDEX_BLOB_COMPLETE)
     return ep_error(err, EP_EINVAL, "index: blob state %d unknown", b->state);
@@ -148,26 +150,26 @@ int index_blob_put(index_db *db, const struct index_blob *b, ep_err *err) {
   index_lock(db);
   sqlite3_stmt *st;
   if ((r = index_stmt_get(db, IST_BLOB_PUT, &st, err)) == 0) {
-    bind_digest(st, 1, &b->digest);
+    index_bind_digest(st, 1, &b->digest);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)b->size);
-    bind_str(st, 3, b->media_type);
-    bind_str(st, 4, b->state == INDEX_BLOB_COMPLETE ? "complete" : "partial");
+    index_bind_str(st, 3, b->media_type);
+    index_bind_str(st, 4, b->state == INDEX_BLOB_COMPLETE ? "complete" : "partial");
     sqlite3_bind_int64(st, 5, b->created != 0 ? b->created : now);
     sqlite3_bind_int64(st, 6, b->last_access != 0 ? b->last_access : now);
-    r = step_done(db, st, "recording a blob", err);
+    r = index_step_done(db, st, "recording a blob", err);
   }
   index_unlock(db);
   return r;
 }
 
 int index_blob_get(index_db *db, const digest_t *d, struct index_blob *out, ep_err *err) {
-  int r = check_digest(d, err);
+  int r = index_check_digest(d, err);
   if (r < 0)
     return r;
   index_lock(db);
   sqlite3_stmt *st;
   if ((r = index_stmt_get(db, IST_BLOB_GET, &st, err)) == 0) {
-    bind_digest(st, 1, d);
+    index_bind_digest(st, 1, d);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
       r = row_blob(db, st, out, err) == 0 ? 1 : -EP_EINVAL;
@@ -182,15 +184,15 @@ int index_blob_get(index_db *db, const digest_t *d, struct index_blob *out, ep_e
 static int blob_change(index_db *db, enum index_stmt id, const digest_t *d, int64_t now,
                        int *changes, ep_err *err) {
   int r;
-  if ((r = check_writable(db, err)) < 0 || (r = check_digest(d, err)) < 0)
+  if ((r = index_check_writable(db, err)) < 0 || (r = index_check_digest(d, err)) < 0)
     return r;
   index_lock(db);
   sqlite3_stmt *st;
   if ((r = index_stmt_get(db, id, &st, err)) == 0) {
-    bind_digest(st, 1, d);
+    index_bind_digest(st, 1, d);
     if (id == IST_BLOB_TOUCH)
       sqlite3_bind_int64(st, 2, now);
-    r = step_done(db, st, id == IST_BLOB_TOUCH ? "touching a blob" : "deleting a blob", err);
+    r = index_step_done(db, st, id == IST_BLOB_TOUCH ? "touching a blob" : "deleting a blob", err);
     *changes = sqlite3_changes(db->h);
   }
   index_unlock(db);
@@ -220,7 +222,7 @@ static int blob_page(index_db *db, const char *last, struct index_blob *buf, siz
   sqlite3_stmt *st;
   int r = index_stmt_get(db, IST_BLOB_PAGE, &st, err);
   if (r == 0) {
-    bind_str(st, 1, last);
+    index_bind_str(st, 1, last);
     sqlite3_bind_int(st, 2, INDEX_PAGE_ROWS);
     int rc;
     while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
@@ -262,21 +264,21 @@ static int manifest_rows(index_db *db, const digest_t *d, const char *media_type
   int r = index_stmt_get(db, IST_MANIFEST_BLOB, &st, err);
   if (r < 0)
     return r;
-  bind_digest(st, 1, d);
+  index_bind_digest(st, 1, d);
   sqlite3_bind_int64(st, 2, (sqlite3_int64)size);
-  bind_str(st, 3, media_type);
+  index_bind_str(st, 3, media_type);
   sqlite3_bind_int64(st, 4, now);
-  if ((r = step_done(db, st, "recording a manifest blob", err)) < 0)
+  if ((r = index_step_done(db, st, "recording a manifest blob", err)) < 0)
     return r;
   if ((r = index_stmt_get(db, IST_MANIFEST_PUT, &st, err)) < 0)
     return r;
-  bind_digest(st, 1, d);
-  bind_str(st, 2, media_type);
+  index_bind_digest(st, 1, d);
+  index_bind_str(st, 2, media_type);
   sqlite3_bind_int64(st, 3, (sqlite3_int64)size);
-  bind_str(st, 4, registry);
-  bind_str(st, 5, repository);
+  index_bind_str(st, 4, registry);
+  index_bind_str(st, 5, repository);
   sqlite3_bind_int64(st, 6, now);
-  return step_done(db, st, "recording a manifest", err);
+  return index_step_done(db, st, "recording a manifest", err);
 }
 
 static int manifest_refs_write(index_db *db, const digest_t *d, const digest_t *refs, size_t nrefs,
@@ -285,16 +287,16 @@ static int manifest_refs_write(index_db *db, const digest_t *d, const digest_t *
   int r = index_stmt_get(db, IST_REFS_DELETE, &st, err);
   if (r < 0)
     return r;
-  bind_digest(st, 1, d);
-  if ((r = step_done(db, st, "replacing manifest references", err)) < 0)
+  index_bind_digest(st, 1, d);
+  if ((r = index_step_done(db, st, "replacing manifest references", err)) < 0)
     return r;
   if ((r = index_stmt_get(db, IST_REF_ADD, &st, err)) < 0)
     return r;
   for (size_t i = 0; i < nrefs && r == 0; i++) {
-    bind_digest(st, 1, d);
+    index_bind_digest(st, 1, d);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)i);
-    bind_digest(st, 3, &refs[i]);
-    r = step_done(db, st, "recording a manifest reference", err);
+    index_bind_digest(st, 3, &refs[i]);
+    r = index_step_done(db, st, "recording a manifest reference", err);
   }
   return r;
 }
@@ -303,26 +305,26 @@ int index_manifest_put(index_db *db, const digest_t *d, const char *media_type, 
                        const char *registry, const char *repository, const digest_t *refs,
                        size_t nrefs, ep_err *err) {
   int r;
-  if ((r = check_writable(db, err)) < 0 || (r = check_digest(d, err)) < 0 ||
-      (r = check_str(media_type, INDEX_MEDIA_TYPE_MAX, true, "media type", err)) < 0 ||
-      (r = check_size(size, "manifest size", err)) < 0 ||
-      (r = check_str(registry, INDEX_NAME_MAX, false, "registry", err)) < 0 ||
-      (r = check_str(repository, INDEX_NAME_MAX, false, "repository", err)) < 0)
+  if ((r = index_check_writable(db, err)) < 0 || (r = index_check_digest(d, err)) < 0 ||
+      (r = index_check_str(media_type, INDEX_MEDIA_TYPE_MAX, true, "media type", err)) < 0 ||
+      (r = index_check_size(size, "manifest size", err)) < 0 ||
+      (r = index_check_str(registry, INDEX_NAME_MAX, false, "registry", err)) < 0 ||
+      (r = index_check_str(repository, INDEX_NAME_MAX, false, "repository", err)) < 0)
     return r;
   if (nrefs > INDEX_REFS_MAX || (nrefs > 0 && refs == NULL))
     return ep_error(err, EP_EINVAL, "index: manifest sha256:%s has %zu references (at most %d)",
                     d->hex, nrefs, INDEX_REFS_MAX);
   for (size_t i = 0; i < nrefs; i++)
-    if ((r = check_digest(&refs[i], err)) < 0)
+    if ((r = index_check_digest(&refs[i], err)) < 0)
       return ep_wrap(err, "manifest sha256:%s reference %zu", d->hex, i);
   index_lock(db);
-  if ((r = run(db, IST_BEGIN, "starting a transaction", err)) == 0) {
+  if ((r = index_run(db, IST_BEGIN, "starting a transaction", err)) == 0) {
     if ((r = manifest_rows(db, d, media_type, size, registry, repository, err)) == 0)
       r = manifest_refs_write(db, d, refs, nrefs, err);
     if (r == 0)
-      r = run(db, IST_COMMIT, "committing a manifest", err);
+      r = index_run(db, IST_COMMIT, "committing a manifest", err);
     if (r < 0 && !sqlite3_get_autocommit(db->h))
-      run(db, IST_ROLLBACK, "rolling back", NULL);
+      index_run(db, IST_ROLLBACK, "rolling back", NULL);
   }
   index_unlock(db);
   return r;
@@ -330,18 +332,18 @@ int index_manifest_put(index_db *db, const digest_t *d, const char *media_type, 
 
 int index_manifest_get(index_db *db, const digest_t *d, char media_type[INDEX_MEDIA_TYPE_MAX],
                        uint64_t *size, ep_err *err) {
-  int r = check_digest(d, err);
+  int r = index_check_digest(d, err);
   if (r < 0)
     return r;
   index_lock(db);
   sqlite3_stmt *st;
   if ((r = index_stmt_get(db, IST_MANIFEST_GET, &st, err)) == 0) {
-    bind_digest(st, 1, d);
+    index_bind_digest(st, 1, d);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-      r = row_str(db, st, 0, media_type, INDEX_MEDIA_TYPE_MAX, err);
+      r = index_row_str(db, st, 0, media_type, INDEX_MEDIA_TYPE_MAX, err);
       if (r == 0)
-        r = row_size(db, st, 1, size, err);
+        r = index_row_size(db, st, 1, size, err);
       if (r == 0)
         r = 1;
     } else if (rc != SQLITE_DONE) {
@@ -366,7 +368,7 @@ static int refs_read(index_db *db, sqlite3_stmt *st, digest_t **out, size_t *n, 
         return ep_error(err, EP_EINTERNAL, "out of memory");
       *out = p;
     }
-    if ((r = row_digest(db, st, 0, &(*out)[*n], err)) == 0)
+    if ((r = index_row_digest(db, st, 0, &(*out)[*n], err)) == 0)
       (*n)++;
   }
   if (r == 0 && rc != SQLITE_DONE)
@@ -385,7 +387,7 @@ int index_manifest_refs(index_db *db, const digest_t *d, digest_t **out, size_t 
   index_lock(db);
   sqlite3_stmt *st;
   if ((r = index_stmt_get(db, IST_REFS_GET, &st, err)) == 0) {
-    bind_digest(st, 1, d);
+    index_bind_digest(st, 1, d);
     r = refs_read(db, st, out, n, err);
     index_stmt_done(st);
   }
@@ -401,19 +403,19 @@ int index_manifest_refs(index_db *db, const digest_t *d, digest_t **out, size_t 
 
 int index_image_size(index_db *db, const digest_t *root, struct index_image_size *out,
                      ep_err *err) {
-  int r = check_digest(root, err);
+  int r = index_check_digest(root, err);
   if (r < 0)
     return r;
   memset(out, 0, sizeof *out);
   index_lock(db);
   sqlite3_stmt *st;
   if ((r = index_stmt_get(db, IST_IMAGE_SIZE, &st, err)) == 0) {
-    bind_digest(st, 1, root);
+    index_bind_digest(st, 1, root);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-      if ((r = row_size(db, st, 0, &out->referenced, err)) == 0 &&
-          (r = row_size(db, st, 1, &out->complete, err)) == 0)
-        r = row_size(db, st, 2, &out->bytes, err);
+      if ((r = index_row_size(db, st, 0, &out->referenced, err)) == 0 &&
+          (r = index_row_size(db, st, 1, &out->complete, err)) == 0)
+        r = index_row_size(db, st, 2, &out->bytes, err);
     } else {
       r = index_sql_error(db, rc, err, "sizing an image");
     }
@@ -426,9 +428,9 @@ int index_image_size(index_db *db, const digest_t *root, struct index_image_size
 static int check_tag_key(const char *registry, const char *repository, const char *tag,
                          ep_err *err) {
   int r;
-  if ((r = check_str(registry, INDEX_NAME_MAX, false, "registry", err)) < 0 ||
-      (r = check_str(repository, INDEX_NAME_MAX, false, "repository", err)) < 0 ||
-      (r = check_str(tag, INDEX_NAME_MAX, false, "tag", err)) < 0)
+  if ((r = index_check_str(registry, INDEX_NAME_MAX, false, "registry", err)) < 0 ||
+      (r = index_check_str(repository, INDEX_NAME_MAX, false, "repository", err)) < 0 ||
+      (r = index_check_str(tag, INDEX_NAME_MAX, false, "tag", err)) < 0)
     return r;
   return 0;
 }
@@ -437,24 +439,24 @@ int index_tag_put(index_db *db, const struct index_tag *t, ep_err *err) {
   int r;
   if (t == NULL)
     return ep_error(err, EP_EINVAL, "index: missing tag");
-  if ((r = check_writable(db, err)) < 0 ||
+  if ((r = index_check_writable(db, err)) < 0 ||
       (r = check_tag_key(t->registry, t->repository, t->tag, err)) < 0 ||
-      (r = check_digest(&t->digest, err)) < 0 ||
-      (r = check_str(t->media_type, sizeof t->media_type, true, "media type", err)) < 0 ||
-      (r = check_size(t->size, "tag size", err)) < 0)
+      (r = index_check_digest(&t->digest, err)) < 0 ||
+      (r = index_check_str(t->media_type, sizeof t->media_type, true, "media type", err)) < 0 ||
+      (r = index_check_size(t->size, "tag size", err)) < 0)
     return r;
   index_lock(db);
   sqlite3_stmt *st;
   if ((r = index_stmt_get(db, IST_TAG_PUT, &st, err)) == 0) {
-    bind_str(st, 1, t->registry);
-    bind_str(st, 2, t->repository);
-    bind_str(st, 3, t->tag);
-    bind_digest(st, 4, &t->digest);
-    bind_str(st, 5, t->media_type);
+    index_bind_str(st, 1, t->registry);
+    index_bind_str(st, 2, t->repository);
+    index_bind_str(st, 3, t->tag);
+    index_bind_digest(st, 4, &t->digest);
+    index_bind_str(st, 5, t->media_type);
     sqlite3_bind_int64(st, 6, (sqlite3_int64)t->size);
     sqlite3_bind_int64(st, 7, t->updated);
     sqlite3_bind_int64(st, 8, t->expires_at);
-    r = step_done(db, st, "recording a tag", err);
+    r = index_step_done(db, st, "recording a tag", err);
   }
   index_unlock(db);
   return r;
@@ -468,9 +470,9 @@ int index_tag_get(index_db *db, const char *registry, const char *repository, co
   index_lock(db);
   sqlite3_stmt *st;
   if ((r = index_stmt_get(db, IST_TAG_GET, &st, err)) == 0) {
-    bind_str(st, 1, registry);
-    bind_str(st, 2, repository);
-    bind_str(st, 3, tag);
+    index_bind_str(st, 1, registry);
+    index_bind_str(st, 2, repository);
+    index_bind_str(st, 3, tag);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
       r = row_tag(db, st, out, err) == 0 ? 1 : -EP_EINVAL;
@@ -489,9 +491,9 @@ static int tag_page(index_db *db, const struct index_tag *last, struct index_tag
   sqlite3_stmt *st;
   int r = index_stmt_get(db, IST_TAG_PAGE, &st, err);
   if (r == 0) {
-    bind_str(st, 1, last->registry);
-    bind_str(st, 2, last->repository);
-    bind_str(st, 3, last->tag);
+    index_bind_str(st, 1, last->registry);
+    index_bind_str(st, 2, last->repository);
+    index_bind_str(st, 3, last->tag);
     sqlite3_bind_int(st, 4, INDEX_PAGE_ROWS);
     int rc;
     while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
@@ -538,7 +540,7 @@ int index_stats(index_db *db, struct index_stats *out, ep_err *err) {
       uint64_t *cols[] = {&out->blobs, &out->blob_bytes, &out->partial_blobs, &out->manifests,
                           &out->tags};
       for (int i = 0; i < 5 && r == 0; i++)
-        r = row_size(db, st, i, cols[i], err);
+        r = index_row_size(db, st, i, cols[i], err);
     } else {
       r = index_sql_error(db, rc, err, "counting");
     }

@@ -58,6 +58,36 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (registry, repository, tag)\n"
     ") WITHOUT ROWID;\n"
     "CREATE INDEX tags_by_digest ON tags (digest);\n",
+
+    /* v2: the locality-wide index, filled by the node agent from MQTT:
+     * every node as its state messages describe it, its parent as the
+     * coordinator assigned it, and the complete blobs it holds. parent is
+     * not a foreign key: an assignment may arrive before the parent's state. */
+    "CREATE TABLE nodes (\n"
+    "  id         TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 63),\n"
+    "  addr       TEXT NOT NULL DEFAULT '',\n"
+    "  peer_port  INTEGER NOT NULL DEFAULT 0 CHECK (peer_port BETWEEN 0 AND 65535),\n"
+    "  arch       TEXT NOT NULL DEFAULT '',\n"
+    "  variant    TEXT NOT NULL DEFAULT '',\n"
+    "  link_mbps  INTEGER NOT NULL DEFAULT 0 CHECK (link_mbps BETWEEN 0 AND 4294967295),\n"
+    "  free_bytes INTEGER NOT NULL DEFAULT 0 CHECK (free_bytes >= 0),\n"
+    "  version    TEXT NOT NULL DEFAULT '',\n"
+    "  online     INTEGER NOT NULL DEFAULT 0 CHECK (online IN (0, 1)),\n"
+    "  gateway    INTEGER NOT NULL DEFAULT 0 CHECK (gateway IN (0, 1)),\n"
+    "  last_seen  INTEGER NOT NULL DEFAULT 0,\n"
+    "  parent     TEXT NOT NULL DEFAULT '',\n"
+    "  epoch      INTEGER NOT NULL DEFAULT 0 CHECK (epoch >= 0)\n"
+    ") WITHOUT ROWID;\n"
+    "\n"
+    "CREATE TABLE inventory (\n"
+    "  node_id TEXT NOT NULL REFERENCES nodes (id) ON DELETE CASCADE,\n"
+    "  digest  TEXT NOT NULL\n"
+    "          CHECK (length(digest) = 71 AND substr(digest, 1, 7) = 'sha256:'\n"
+    "                 AND substr(digest, 8) NOT GLOB '*[^0-9a-f]*'),\n"
+    "  size    INTEGER NOT NULL CHECK (size >= 0),\n"
+    "  PRIMARY KEY (node_id, digest)\n"
+    ") WITHOUT ROWID;\n"
+    "CREATE INDEX inventory_by_digest ON inventory (digest);\n",
 };
 
 int index_latest_schema_version(void) {

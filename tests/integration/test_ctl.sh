@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # edgepullctl against a real index file: usage and runtime errors with their
-# exit codes, then layers / images / stat in human and --json form.
+# exit codes, then layers / images / stat, and the locality commands nodes /
+# where / topology (with a parent cycle stored in the index), in human and
+# --json form, and a v1 index without the locality tables.
 #
 # The schema comes from edgepullctl itself (`edgepullctl schema`, the same
 # migration SQL index_open runs), piped into the sqlite3 shell; rows are then
@@ -43,9 +45,11 @@ expect 2 "unknown command 'frobnicate'" -- frobnicate
 expect 2 "unknown option '--bogus'" -- --bogus layers
 expect 2 "'--state-dir' needs an argument" -- layers --state-dir
 expect 2 'layers takes no arguments' -- layers extra
-for planned in nodes where topology deploy; do
-  expect 2 "$planned: not implemented yet in this version" -- "$planned"
-done
+expect 2 "deploy: not implemented yet in this version" -- deploy x
+expect 2 'nodes takes no arguments' -- nodes extra
+expect 2 'where needs an argument: DIGEST' -- where
+expect 2 "where: digest \"sha256:nothex\"" -- where sha256:nothex
+expect 2 'where takes one argument, DIGEST' -- where "sha256:$(printf '%064d' 1)" extra
 expect 1 "index $TMP/missing/index.db does not exist" -- --state-dir "$TMP/missing" layers
 mkdir "$TMP/junk"
 head -c 8192 /dev/urandom >"$TMP/junk/index.db"
@@ -126,11 +130,13 @@ ok "images"
 # stat
 out=$("$CTL" --state-dir "$S" stat)
 echo "$out"
-grep -qE '^schema version +1 ' <<<"$out" || fail "stat: schema version"
+LATEST=$("$CTL" schema --json | jq .latest_schema_version)
+[ "$LATEST" -ge 2 ] || fail "schema: latest version $LATEST, want >= 2"
+grep -qE "^schema version +$LATEST " <<<"$out" || fail "stat: schema version"
 grep -qE '^blobs +4 complete \(3\.3 MiB, 3504162 bytes\), 1 partial$' <<<"$out" || fail "stat: blobs"
 grep -qE '^tags +3$' <<<"$out" || fail "stat: tags"
 j=$("$CTL" --state-dir "$S" stat --json)
-jq -e --arg p "$S/index.db" '.index == $p and .schema_version == 1 and
+jq -e --arg p "$S/index.db" --argjson v "$LATEST" '.index == $p and .schema_version == $v and
   .latest_schema_version >= 1 and .blobs == 4 and .blob_bytes == 3504162 and
   .partial_blobs == 1 and .manifests == 2 and .tags == 3 and .file_bytes > 0' \
   <<<"$j" >/dev/null || fail "stat --json"
@@ -141,7 +147,103 @@ ok "stat"
 # A schema from a newer edgepull is refused, not misread.
 sqlite3 "$S/index.db" 'PRAGMA user_version = 99'
 expect 1 "schema version 99, newer than this edgepull knows" -- --state-dir "$S" stat
-sqlite3 "$S/index.db" 'PRAGMA user_version = 1'
+sqlite3 "$S/index.db" "PRAGMA user_version = $LATEST"
+
+# --- the locality tables --------------------------------------------------
+# gw <- n1 <- n3, gw <- n2 (offline); a <-> b is a stored cycle with c under
+# b; orphan's parent is unknown; new has no parent yet.
+sqlite3 "$S/index.db" <<SQL
+INSERT INTO nodes (id, addr, peer_port, arch, variant, link_mbps, free_bytes, version,
+                   online, gateway, last_seen, parent, epoch) VALUES
+ ('gw', '198.18.0.1', 5051, 'amd64', '', 1000, 107374182400, '0.3.0', 1, 1, 1700000000, '', 1),
+ ('n1', '198.18.0.2', 5051, 'arm64', 'v8', 100, 1073741824, '0.3.0', 1, 0, 1700000010, 'gw', 2),
+ ('n2', '198.18.0.3', 5051, 'arm', 'v7', 100, 0, '0.3.0', 0, 0, 1700000020, 'gw', 3),
+ ('n3', 'fd00::3', 5051, 'arm64', '', 100, 5, '0.3.0', 1, 0, 1700000030, 'n1', 4),
+ ('a', '198.18.0.10', 5051, 'arm64', '', 100, 5, '0.3.0', 1, 0, 1700000000, 'b', 5),
+ ('b', '198.18.0.11', 5051, 'arm64', '', 100, 5, '0.3.0', 1, 0, 1700000000, 'a', 6),
+ ('c', '198.18.0.12', 0, 'arm64', '', 100, 5, '0.3.0', 0, 0, 1700000000, 'b', 6),
+ ('orphan', '', 0, '', '', 0, 0, '', 0, 0, 0, 'ghost', 7),
+ ('new', '198.18.0.13', 5051, '', '', 0, 0, '', 1, 0, 0, '', 0);
+INSERT INTO inventory VALUES ('gw', '$(d 1)', 1000), ('gw', '$(d 2)', 2000),
+ ('n1', '$(d 1)', 1000), ('n2', '$(d 1)', 1000), ('n3', '$(d 2)', 2000), ('n3', '$(d 4)', 3500000);
+SQL
+
+# nodes
+out=$("$CTL" --state-dir "$S" nodes)
+echo "$out"
+[ "$(wc -l <<<"$out")" -eq 10 ] || fail "nodes: want header + 9 rows"
+head -1 <<<"$out" | grep -qE '^ID +ADDRESS +STATE +PARENT +BLOBS +HELD +FREE +LAST SEEN$' ||
+  fail "nodes header"
+grep -qE '^gw +198\.18\.0\.1:5051 +online,gateway +- +2 +2\.9 KiB +100\.0 GiB +2023-11-14T22:13:20Z$' \
+  <<<"$out" || fail "nodes: gateway row"
+grep -qE '^n2 +198\.18\.0\.3:5051 +offline +gw +1 +1000 B +0 B ' <<<"$out" || fail "nodes: offline row"
+grep -qE '^n3 +\[fd00::3\]:5051 +online +n1 +2 +3\.3 MiB ' <<<"$out" || fail "nodes: ipv6 row"
+grep -qE '^orphan +- +offline +ghost +0 +0 B +0 B +-$' <<<"$out" || fail "nodes: bare row"
+j=$("$CTL" --state-dir "$S" nodes --json)
+jq -e '.nodes | length == 9' <<<"$j" >/dev/null || fail "nodes --json: count"
+jq -e '.nodes[] | select(.id == "n1") | .address == "198.18.0.2:5051" and
+  .addr == "198.18.0.2" and .peer_port == 5051 and .arch == "arm64" and .variant == "v8" and
+  .link_mbps == 100 and .free_bytes == 1073741824 and .version == "0.3.0" and .online and
+  (.gateway | not) and .last_seen == 1700000010 and .parent == "gw" and .epoch == 2 and
+  .blobs == 1 and .blob_bytes == 1000' <<<"$j" >/dev/null || fail "nodes --json: n1 fields"
+jq -e '.nodes[] | select(.id == "gw") | .parent == null and .gateway and .blob_bytes == 3000' \
+  <<<"$j" >/dev/null || fail "nodes --json: gateway fields"
+ok "nodes"
+
+# where
+out=$("$CTL" --state-dir "$S" where "$(d 1)")
+echo "$out"
+head -1 <<<"$out" | grep -qE '^NODE +ADDRESS +STATE +SIZE$' || fail "where header"
+[ "$(sed 1d <<<"$out" | awk '{print $1}' | tr '\n' ' ')" = "gw n1 n2 " ] ||
+  fail "where: want gw n1 (online) then n2 (offline)"
+"$CTL" --state-dir "$S" where "$(d 7)" | grep -q "no node of the locality holds $(d 7)" ||
+  fail "where: absent digest"
+j=$("$CTL" --state-dir "$S" where "$(d 4)" --json)
+jq -e --arg d "$(d 4)" '.digest == $d and (.nodes | length == 1) and .nodes[0].id == "n3" and
+  .nodes[0].size == 3500000 and .nodes[0].address == "[fd00::3]:5051"' <<<"$j" >/dev/null ||
+  fail "where --json"
+"$CTL" --state-dir "$S" --json where "$(d 7)" | jq -e '.nodes == []' >/dev/null ||
+  fail "where --json: absent digest"
+ok "where"
+
+# topology: must terminate on the stored cycle and list it as unattached.
+out=$(timeout 10 "$CTL" --state-dir "$S" topology) || fail "topology: exit $?"
+echo "$out"
+want='gw (gateway, online, 2 blobs)
+├── n1 (online, 1 blob)
+│   └── n3 (online, 2 blobs)
+└── n2 (offline, 1 blob)
+unattached:
+  new (online; no parent)
+  orphan (offline; parent ghost unknown)
+  a (online; parent b, in a cycle)
+  └── b (online)
+      └── c (offline)'
+[ "$out" = "$want" ] || fail "topology: tree differs from: $want"
+j=$(timeout 10 "$CTL" --state-dir "$S" topology --json) || fail "topology --json: exit $?"
+jq -e '(.roots | length == 1) and .roots[0].id == "gw" and .roots[0].gateway and
+  ([.roots[0].children[].id] == ["n1", "n2"]) and
+  (.roots[0].children[0].children[0] | .id == "n3" and .blobs == 2 and .children == [])' \
+  <<<"$j" >/dev/null || fail "topology --json: tree"
+jq -e '[.unattached[] | {id, reason, parent}] == [
+  {"id": "new", "reason": "no_parent", "parent": null},
+  {"id": "orphan", "reason": "unknown_parent", "parent": "ghost"},
+  {"id": "a", "reason": "cycle", "parent": "b"}] and
+  .unattached[2].children[0].id == "b" and .unattached[2].children[0].children[0].id == "c"' \
+  <<<"$j" >/dev/null || fail "topology --json: unattached"
+ok "topology"
+
+# A v1 index (written by an older edgepull): v1 commands work, the locality
+# ones say why they cannot.
+V1="$TMP/v1"
+mkdir "$V1"
+{ "$CTL" schema --json | jq -r '.migrations[0].sql'; echo 'PRAGMA user_version = 1;'; } |
+  sqlite3 "$V1/index.db"
+expect 0 'DIGEST' -- --state-dir "$V1" layers
+for cmd in nodes topology "where $(d 1)"; do
+  # shellcheck disable=SC2086
+  expect 1 "index $V1/index.db has no locality tables yet \(schema v1\)" -- --state-dir "$V1" $cmd
+done
 
 if [ "$fails" -ne 0 ]; then
   echo "$fails check(s) failed"
