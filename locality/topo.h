@@ -15,7 +15,8 @@
  *     invalid (unknown parent, cycle, over fan-out, root with a parent).
  * Every change bumps the epoch of the nodes whose parent changed.
  * Not thread safe: the coordinator owns it from one thread.
- * Complexity: join/leave O(n) worst case; rebuild O(n log n). */
+ * Complexity: join O(log n); leave O(size of the moved subtrees); rebuild
+ * O(n log n). */
 #ifndef EP_LOCALITY_TOPO_H
 #define EP_LOCALITY_TOPO_H
 
