@@ -21,6 +21,7 @@
  * by its field size and may not hold control characters. */
 #include "plugin/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
@@ -50,6 +51,8 @@ enum cfg_check {
   CHK_ADDR_OR_EMPTY, /* same, or "" for off */
   CHK_HOST,          /* host[:port] */
   CHK_IDENT,         /* [A-Za-z0-9._-]{0,63}: goes into MQTT topics */
+  CHK_ABSPATH_OR_EMPTY,
+  CHK_HOSTNAME_OR_EMPTY, /* a host name or IP address, no port, or "" */
 };
 
 struct cfg_option {
@@ -97,6 +100,20 @@ static const struct cfg_option cfg_options[] = {
     OPT_STR("locality", G_PEER, locality, CHK_IDENT, NULL, "NAME",
             "locality name, required with --broker"),
     OPT_STR("node-id", G_PEER, node_id, CHK_IDENT, NULL, "ID", "node id (default: hostname)"),
+    OPT_STR("broker-username", G_PEER, broker_username, CHK_NONE, NULL, "NAME",
+            "MQTT username; empty = anonymous"),
+    OPT_STR("broker-password-file", G_PEER, broker_password_file, CHK_ABSPATH_OR_EMPTY, NULL,
+            "FILE", "file holding the MQTT password (absolute path, read at start)"),
+    OPT_STR("broker-ca-file", G_PEER, broker_ca_file, CHK_ABSPATH_OR_EMPTY, NULL, "FILE",
+            "CA bundle (PEM): connect to the broker over TLS"),
+    OPT_STR("advertise-addr", G_PEER, advertise_addr, CHK_HOSTNAME_OR_EMPTY, NULL, "HOST",
+            "address peers reach this node at (default: host of --peer-listen)"),
+    OPT_INT("link-mbps", G_PEER, link_mbps, 1, 1000000, "100", "MBIT/S",
+            "advertised LAN link speed"),
+    OPT_INT("keepalive", G_PEER, keepalive_s, 5, 600, "10", "SECONDS",
+            "MQTT keepalive: how fast the broker notices this node is gone"),
+    OPT_INT("heartbeat", G_PEER, heartbeat_s, 1, 3600, "30", "SECONDS",
+            "republish this node's state this often"),
     OPT_STR("default-registry", G_UP, default_registry, CHK_HOST, "docker.io", "HOST",
             "upstream when a request names none"),
     OPT_SPECIAL("registry", G_UP, CFG_REGISTRY, "HOST=URL",
@@ -156,6 +173,14 @@ static bool addr_valid(const char *s) {
   return strchr(s, ':') != NULL;
 }
 
+/* A host name, IPv4 or IPv6 address without port or brackets. */
+static bool hostname_valid(const char *s) {
+  unsigned char v6[16];
+  if (strchr(s, ':') != NULL)
+    return inet_pton(AF_INET6, s, v6) == 1;
+  return s[0] != '[' && ref_host_valid(s);
+}
+
 static const char *check_string(enum cfg_check chk, const char *v) {
   switch (chk) {
   case CHK_NONE:
@@ -172,6 +197,10 @@ static const char *check_string(enum cfg_check chk, const char *v) {
     return ref_host_valid(v) ? NULL : "must be a registry host[:port]";
   case CHK_IDENT:
     return ident_valid(v) ? NULL : "must be 0-63 characters of [A-Za-z0-9._-]";
+  case CHK_ABSPATH_OR_EMPTY:
+    return v[0] == '\0' || v[0] == '/' ? NULL : "must be an absolute path";
+  case CHK_HOSTNAME_OR_EMPTY:
+    return v[0] == '\0' || hostname_valid(v) ? NULL : "must be a host name or an IP address";
   }
   return NULL;
 }
@@ -476,6 +505,12 @@ static int read_secret_file(const char *path, char *out, size_t outsz, ep_err *e
   return 0;
 }
 
+int config_read_secret(const char *path, char *out, size_t outsz, ep_err *err) {
+  if (path == NULL || out == NULL || outsz == 0)
+    return ep_error(err, EP_EINVAL, "no password file");
+  return read_secret_file(path, out, outsz, err);
+}
+
 /* A relative password-file is relative to the config file's directory. */
 static int secret_path(const char *cfg_path, const char *value, char *out, size_t outsz) {
   const char *slash = strrchr(cfg_path, '/');
@@ -685,6 +720,8 @@ int config_validate(const struct edgepulld_config *c, ep_err *err) {
     return ep_error(err, EP_EINVAL, "--broker needs --locality");
   if (c->broker[0] != '\0' && c->node_id[0] == '\0')
     return ep_error(err, EP_EINVAL, "--broker needs --node-id (the hostname was not usable)");
+  if (c->broker_password_file[0] != '\0' && c->broker_username[0] == '\0')
+    return ep_error(err, EP_EINVAL, "--broker-password-file needs --broker-username");
   if (c->nregistries > CONFIG_MAX_REGISTRIES)
     return ep_error(err, EP_EINVAL, "too many registries");
   for (size_t i = 0; i < c->nregistries; i++) {

@@ -46,6 +46,15 @@ struct edgepulld_config {
   int tag_ttl_s;              /* --tag-ttl, default 300, 0..604800 */
   int max_connections;        /* --max-connections, default 256, 1..65535 */
   int connect_timeout_s;      /* --connect-timeout, default 10 */
+  /* locality coordination (the node agent) */
+  char broker_username[128];       /* --broker-username, "" = anonymous */
+  char broker_password_file[1024]; /* --broker-password-file, read by the agent at start */
+  char broker_ca_file[1024];       /* --broker-ca-file: TLS to the broker when set */
+  char advertise_addr[64]; /* --advertise-addr, "" = host of --peer-listen unless a wildcard */
+  int link_mbps;           /* --link-mbps, default 100, 1..1000000 */
+  int keepalive_s; /* --keepalive, MQTT keepalive, default 10, 5..600 (libmosquitto's minimum is 5)
+                    */
+  int heartbeat_s; /* --heartbeat, state refresh, default 30, 1..3600 */
   struct config_registry registries[CONFIG_MAX_REGISTRIES];
   size_t nregistries;
 };
@@ -61,5 +70,9 @@ int config_add_registry_mapping(struct edgepulld_config *c, const char *spec, ep
 /* Checks cross-field rules (e.g. --broker needs --locality). */
 int config_validate(const struct edgepulld_config *c, ep_err *err);
 void config_usage(FILE *out, const char *argv0);
+/* Reads a password file as the registry password-file key does: a regular
+ * file of at most 4 KiB, one line, trailing newline stripped, no control
+ * characters; out must hold it (EP_ETOOBIG otherwise). Never logs content. */
+int config_read_secret(const char *path, char *out, size_t outsz, ep_err *err);
 
 #endif

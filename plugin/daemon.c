@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "common/log.h"
+#include "plugin/agent.h"
 
 static int make_state_dir(const char *dir, ep_err *err) {
   if (dir[0] != '/')
@@ -34,7 +35,19 @@ static int open_upstream(struct edgepulld *d, ep_err *err) {
   return 0;
 }
 
+/* Fetch thread: a blob was committed; the agent announces it. */
+static void announce_commit(void *ud, const digest_t *dg, uint64_t size) {
+  struct edgepulld *d = ud;
+  pthread_mutex_lock(&d->agent_mu);
+  agent_blob_added(d->agent, dg, size);
+  pthread_mutex_unlock(&d->agent_mu);
+}
+
 int edgepulld_open(struct edgepulld *d, ep_err *err) {
+  if (!d->agent_mu_ready) {
+    pthread_mutex_init(&d->agent_mu, NULL);
+    d->agent_mu_ready = true;
+  }
   int r = make_state_dir(d->cfg.state_dir, err);
   if (r < 0)
     return r;
@@ -49,11 +62,31 @@ int edgepulld_open(struct edgepulld *d, ep_err *err) {
   d->pipes = pipe_table_new();
   if (d->pipes == NULL)
     return ep_error(err, EP_EINTERNAL, "out of memory");
-  struct fetcher_deps fd = {.st = d->st, .idx = d->idx, .up = d->up, .pipes = d->pipes};
-  return fetcher_new(&fd, &d->fetch, err);
+  struct fetcher_deps fd = {.st = d->st,
+                            .idx = d->idx,
+                            .up = d->up,
+                            .pipes = d->pipes,
+                            .on_commit = announce_commit,
+                            .on_commit_ud = d};
+  if ((r = fetcher_new(&fd, &d->fetch, err)) < 0)
+    return r;
+  struct agent *a = NULL;
+  if ((r = agent_start(d, &a, err)) < 0)
+    return ep_wrap(err, "locality agent");
+  pthread_mutex_lock(&d->agent_mu);
+  d->agent = a;
+  pthread_mutex_unlock(&d->agent_mu);
+  return 0;
 }
 
 void edgepulld_close(struct edgepulld *d) {
+  if (d->agent_mu_ready) {
+    pthread_mutex_lock(&d->agent_mu);
+    struct agent *a = d->agent;
+    d->agent = NULL;
+    pthread_mutex_unlock(&d->agent_mu);
+    agent_stop(a);
+  }
   fetcher_free(d->fetch); /* waits for fetch threads: after it nothing writes */
   d->fetch = NULL;
   if (d->pipes != NULL)
@@ -67,4 +100,7 @@ void edgepulld_close(struct edgepulld *d) {
   if (d->st != NULL)
     store_close(d->st);
   d->st = NULL;
+  if (d->agent_mu_ready)
+    pthread_mutex_destroy(&d->agent_mu);
+  d->agent_mu_ready = false;
 }

@@ -3,6 +3,9 @@
 #ifndef EP_PLUGIN_DAEMON_H
 #define EP_PLUGIN_DAEMON_H
 
+#include <pthread.h>
+#include <stdbool.h>
+
 #include "plugin/config.h"
 #include "plugin/fetch.h"
 #include "plugin/upstream.h"
@@ -11,6 +14,7 @@
 #include "store/store.h"
 
 struct server;
+struct agent;
 
 struct edgepulld {
   struct edgepulld_config cfg;
@@ -20,11 +24,18 @@ struct edgepulld {
   pipe_table *pipes;
   fetcher *fetch;
   struct server *local; /* the runtime's endpoint (loopback) */
+  struct agent *agent;  /* locality member over MQTT; NULL when standalone */
+  /* Guards `agent` against fetch threads announcing commits while
+   * edgepulld_close stops it (initialized by edgepulld_open). */
+  pthread_mutex_t agent_mu;
+  bool agent_mu_ready;
 };
 
-/* Opens the store, index and upstream client from d->cfg. */
+/* Opens the store, index and upstream client from d->cfg, the fetcher, and
+ * the node agent when a broker is configured. */
 int edgepulld_open(struct edgepulld *d, ep_err *err);
-/* Stops fetches and readers; frees everything opened. Safe on partial opens. */
+/* Stops the agent first (the locality sees this node offline at once), then
+ * fetches and readers; frees everything opened. Safe on partial opens. */
 void edgepulld_close(struct edgepulld *d);
 
 #endif

@@ -4,6 +4,7 @@
  * thread starts with them blocked. */
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <mosquitto.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -123,9 +124,11 @@ int main(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
   curl_global_init(CURL_GLOBAL_DEFAULT);
+  mosquitto_lib_init();
   r = run(d);
   edgepulld_close(d);
   free(d);
+  mosquitto_lib_cleanup();
   curl_global_cleanup();
   return r;
 }

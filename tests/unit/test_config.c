@@ -482,6 +482,108 @@ static void test_validate(void **state) {
   assert_int_equal(config_add_registry_mapping(&c, NULL, NULL), -EP_EINVAL);
 }
 
+/* The locality (node agent) options: defaults, bounds, file keys, secrets. */
+static void test_locality_options(void **state) {
+  struct fx *f = *state;
+  struct edgepulld_config c;
+  ep_err e = {0};
+  char pw[64];
+
+  config_defaults(&c);
+  assert_string_equal(c.broker_username, "");
+  assert_string_equal(c.broker_password_file, "");
+  assert_string_equal(c.broker_ca_file, "");
+  assert_string_equal(c.advertise_addr, "");
+  assert_int_equal(c.link_mbps, 100);
+  assert_int_equal(c.keepalive_s, 10);
+  assert_int_equal(c.heartbeat_s, 30);
+
+  const char *secret = write_s(f, "broker.pw", "s3cret:pw\n");
+  char secret_path[256];
+  snprintf(secret_path, sizeof secret_path, "%s", secret);
+  char *argv[] = {"edgepulld",
+                  "--broker",
+                  "127.0.0.1:1883",
+                  "--locality",
+                  "loc",
+                  "--node-id",
+                  "n1",
+                  "--broker-username",
+                  "node:n1",
+                  "--broker-password-file",
+                  secret_path,
+                  "--broker-ca-file",
+                  "/etc/edgepull/ca.pem",
+                  "--advertise-addr",
+                  "fd00::1",
+                  "--link-mbps",
+                  "1000000",
+                  "--keepalive=5",
+                  "--heartbeat",
+                  "3600"};
+  assert_int_equal(config_parse_args(&c, ARGC(argv), argv, &e), 0);
+  assert_string_equal(c.broker_username, "node:n1");
+  assert_string_equal(c.broker_password_file, secret_path);
+  assert_string_equal(c.broker_ca_file, "/etc/edgepull/ca.pem");
+  assert_string_equal(c.advertise_addr, "fd00::1");
+  assert_int_equal(c.link_mbps, 1000000);
+  assert_int_equal(c.keepalive_s, 5);
+  assert_int_equal(c.heartbeat_s, 3600);
+  assert_int_equal(config_validate(&c, &e), 0);
+  assert_int_equal(config_read_secret(c.broker_password_file, pw, sizeof pw, &e), 0);
+  assert_string_equal(pw, "s3cret:pw");
+
+  /* the same keys in a file */
+  config_defaults(&c);
+  const char *conf = write_s(f, "loc.conf",
+                             "[edgepulld]\nbroker-username = u\nadvertise-addr = node1.lan\n"
+                             "link-mbps = 1000\nkeepalive = 600\nheartbeat = 1\n");
+  assert_int_equal(config_load_file(&c, conf, &e), 0);
+  assert_string_equal(c.broker_username, "u");
+  assert_string_equal(c.advertise_addr, "node1.lan");
+  assert_int_equal(c.link_mbps, 1000);
+  assert_int_equal(c.keepalive_s, 600);
+  assert_int_equal(c.heartbeat_s, 1);
+
+  /* bounds and forms */
+  static const char *const bad[][2] = {
+      {"--link-mbps", "0"},           {"--link-mbps", "1000001"},
+      {"--keepalive", "4"},           {"--keepalive", "601"},
+      {"--heartbeat", "0"},           {"--heartbeat", "3601"},
+      {"--advertise-addr", "a:b"},    {"--advertise-addr", "[::1]"},
+      {"--advertise-addr", "h:80"},   {"--broker-password-file", "rel/pw"},
+      {"--broker-ca-file", "ca.pem"}, {"--broker-username", "a\tb"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char *args[] = {"edgepulld", (char *)bad[i][0], (char *)bad[i][1]};
+    config_defaults(&c);
+    assert_int_equal(config_parse_args(&c, ARGC(args), args, &e), -EP_EINVAL);
+    assert_contains(e.msg, bad[i][0]);
+  }
+
+  /* a password needs a username */
+  config_defaults(&c);
+  strcpy(c.broker_password_file, "/etc/edgepull/broker.pw");
+  assert_int_equal(config_validate(&c, &e), -EP_EINVAL);
+  assert_contains(e.msg, "--broker-password-file needs --broker-username");
+
+  /* the secret file is bounded (4 KiB) and never echoed */
+  char big[5000];
+  memset(big, 'x', sizeof big);
+  const char *p = write_n(f, "big.pw", big, sizeof big, 0600);
+  assert_int_equal(config_read_secret(p, pw, sizeof pw, &e), -EP_ETOOBIG);
+  p = write_s(f, "long.pw",
+              "0123456789012345678901234567890123456789012345678901234567890123456789");
+  assert_int_equal(config_read_secret(p, pw, sizeof pw, &e), -EP_ETOOBIG);
+  assert_null(strstr(e.msg, "0123456789"));
+  p = write_s(f, "ctl.pw",
+              "a\x01"
+              "b");
+  assert_int_equal(config_read_secret(p, pw, sizeof pw, &e), -EP_EINVAL);
+  assert_int_equal(config_read_secret("/nonexistent/pw", pw, sizeof pw, &e), -EP_ENOTFOUND);
+  assert_int_equal(config_read_secret(NULL, pw, sizeof pw, &e), -EP_EINVAL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
@@ -493,6 +595,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_file_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_file_hostile, setup, teardown),
       cmocka_unit_test(test_validate),
+      cmocka_unit_test_setup_teardown(test_locality_options, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
