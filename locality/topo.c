@@ -327,7 +327,8 @@ static void unhook(topo *t, struct tnode *x) {
   size_t no = 0;
   for (struct tnode *c = x->first; c != NULL; c = c->next)
     t->scratch[no++] = c;
-  qsort(t->scratch, no, sizeof(*t->scratch), cmp_link);
+  if (no > 1)
+    qsort(t->scratch, no, sizeof(*t->scratch), cmp_link);
   if (p != NULL) {
     child_unlink(x);
     slot_update(t, p);
@@ -357,7 +358,8 @@ static void place_tops(topo *t, bool bump_epoch) {
     for (struct tnode *n = t->buckets[b]; n != NULL; n = n->hnext)
       if (n->parent == NULL && n != t->root)
         t->scratch[no++] = n;
-  qsort(t->scratch, no, sizeof(*t->scratch), cmp_link);
+  if (no > 1)
+    qsort(t->scratch, no, sizeof(*t->scratch), cmp_link);
   for (size_t i = 0; i < no; i++)
     place(t, t->scratch[i], bump_epoch);
 }
@@ -375,7 +377,8 @@ static void trim_fanout(topo *t, struct tnode *n) {
   size_t no = 0;
   for (struct tnode *c = n->first; c != NULL; c = c->next)
     t->scratch[no++] = c;
-  qsort(t->scratch, no, sizeof(*t->scratch), cmp_epoch);
+  if (no > 1)
+    qsort(t->scratch, no, sizeof(*t->scratch), cmp_epoch);
   for (size_t i = t->k; i < no; i++)
     child_unlink(t->scratch[i]);
 }
@@ -611,7 +614,8 @@ void topo_rebuild(topo *t) {
       if (n != t->root)
         t->scratch[no++] = n;
     }
-  qsort(t->scratch, no, sizeof(*t->scratch), cmp_link);
+  if (no > 1)
+    qsort(t->scratch, no, sizeof(*t->scratch), cmp_link);
   /* Breadth-first fill: in this order keys only grow, so each push is O(1). */
   struct tnode *r = t->root;
   r->depth = 0;

@@ -16,6 +16,7 @@ set(EDGEPULL_CONFDIR "/etc/edgepull" CACHE PATH
 install(FILES ${CMAKE_CURRENT_LIST_DIR}/systemd/edgepulld.service
               ${CMAKE_CURRENT_LIST_DIR}/systemd/edgepulld.socket
               ${CMAKE_CURRENT_LIST_DIR}/systemd/edgepulld-peer.socket
+              ${CMAKE_CURRENT_LIST_DIR}/systemd/edgepull-coordinator.service
         DESTINATION ${EDGEPULL_SYSTEMD_UNITDIR})
 install(FILES ${CMAKE_CURRENT_LIST_DIR}/edgepulld.conf DESTINATION ${EDGEPULL_CONFDIR})
 install(FILES ${CMAKE_SOURCE_DIR}/LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR}

@@ -14,7 +14,7 @@ set -u
 
 SRC=${EP_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 # The executables the package must ship; edgepull-coordinator joins here.
-EP_BINARIES="edgepulld edgepullctl"
+EP_BINARIES="edgepulld edgepullctl edgepull-coordinator"
 EP_UNITS="edgepulld.service edgepulld.socket edgepulld-peer.socket"
 
 pass=0

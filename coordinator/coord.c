@@ -1,0 +1,475 @@
+/* The coordinator's core: membership, and the diff between the topology it
+ * computes and the parent assignments the broker holds.
+ *
+ * Membership comes from `state` messages: online + gateway makes a node the
+ * root, online joins, offline (a clean stop or the Last Will) leaves; a node
+ * silent for longer than the heartbeat timeout leaves too. Every change goes
+ * through locality/topo, which moves as few nodes as possible; coord_sync()
+ * then walks the topology and publishes the retained parent message of each
+ * node whose parent (or parent's address) differs from what the broker
+ * holds, with a fresh epoch. The epoch counter starts above every epoch seen
+ * on the broker, so it never goes backwards across restarts.
+ *
+ * The broker's view is kept per node (struct coord_assign): filled from
+ * retained messages at recovery, updated at every publish. Recovery and
+ * resync live in coord_recover.c.
+ *
+ * Threads: every entry point takes c->mu; the libmosquitto thread calls
+ * coord_message/coord_subscribed, the main thread coord_tick. */
+#include "coordinator/coord.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "coordinator/coord_int.h"
+
+#define REASON_MAX 200
+
+int coord_new(const struct coord_config *cfg, coord **out, ep_err *err) {
+  if (cfg->locality == NULL || !proto_id_valid(cfg->locality))
+    return ep_error(err, EP_EINVAL, "invalid locality name");
+  if (cfg->publish == NULL)
+    return ep_error(err, EP_EINVAL, "no publish callback");
+  if (cfg->strategy == TOPO_TREE && (cfg->k < 1 || cfg->k > 64))
+    return ep_error(err, EP_EINVAL, "tree fan-out %u out of range 1..64", cfg->k);
+  coord *c = calloc(1, sizeof *c);
+  if (c == NULL)
+    return ep_error(err, EP_EINTERNAL, "out of memory");
+  c->t = topo_new(cfg->strategy, cfg->k);
+  if (c->t == NULL) {
+    free(c);
+    return ep_error(err, EP_EINTERNAL, "out of memory");
+  }
+  pthread_mutex_init(&c->mu, NULL);
+  snprintf(c->loc, sizeof c->loc, "%s", cfg->locality);
+  c->strategy = cfg->strategy;
+  c->fanout = cfg->strategy == TOPO_CHAIN ? 1 : cfg->k;
+  c->timeout_ms = (int64_t)(cfg->heartbeat_timeout_s ? cfg->heartbeat_timeout_s : 90) * 1000;
+  c->grace_ms = cfg->grace_ms ? cfg->grace_ms : COORD_GRACE_MS;
+  c->publish = cfg->publish;
+  c->ud = cfg->ud;
+  *out = c;
+  return 0;
+}
+
+void coord_free(coord *c) {
+  if (c == NULL)
+    return;
+  for (size_t i = 0; i < c->n; i++)
+    free(c->nodes[i]);
+  free(c->nodes);
+  topo_free(c->t);
+  pthread_mutex_destroy(&c->mu);
+  free(c);
+}
+
+/* --- the node table: pointers sorted by id ------------------------------ */
+
+static size_t node_pos(const coord *c, const char *id, bool *found) {
+  size_t lo = 0, hi = c->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int r = strcmp(c->nodes[mid]->id, id);
+    if (r == 0) {
+      *found = true;
+      return mid;
+    }
+    if (r < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  *found = false;
+  return lo;
+}
+
+struct coord_node *coord_node_find(coord *c, const char *id) {
+  bool found;
+  size_t i = node_pos(c, id, &found);
+  return found ? c->nodes[i] : NULL;
+}
+
+struct coord_node *coord_node_get(coord *c, const char *id) {
+  bool found;
+  size_t i = node_pos(c, id, &found);
+  if (found)
+    return c->nodes[i];
+  if (c->n >= COORD_NODES_MAX) {
+    ep_log_warn("%s: dropped: already tracking %u nodes", id, COORD_NODES_MAX);
+    return NULL;
+  }
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? c->cap * 2 : 64;
+    struct coord_node **nn = realloc(c->nodes, cap * sizeof *nn);
+    if (nn == NULL)
+      return NULL;
+    c->nodes = nn;
+    c->cap = cap;
+  }
+  struct coord_node *n = calloc(1, sizeof *n);
+  if (n == NULL)
+    return NULL;
+  snprintf(n->id, sizeof n->id, "%s", id);
+  memmove(c->nodes + i + 1, c->nodes + i, (c->n - i) * sizeof *c->nodes);
+  c->nodes[i] = n;
+  c->n++;
+  return n;
+}
+
+void coord_node_drop(coord *c, struct coord_node *n) {
+  bool found;
+  size_t i = node_pos(c, n->id, &found);
+  if (!found)
+    return;
+  memmove(c->nodes + i, c->nodes + i + 1, (c->n - i - 1) * sizeof *c->nodes);
+  c->n--;
+  free(n);
+}
+
+/* --- publishing ----------------------------------------------------------- */
+
+static const char *assign_text(const struct coord_assign *a) {
+  if (!a->valid)
+    return "(none)";
+  return a->has_parent ? a->parent : "(root)";
+}
+
+static bool assign_same(const struct coord_assign *a, const struct coord_assign *b) {
+  if (a->valid != b->valid || a->has_parent != b->has_parent)
+    return false;
+  if (a->has_parent && strcmp(a->parent, b->parent) != 0)
+    return false;
+  return strcmp(a->addr, b->addr) == 0 && a->peer_port == b->peer_port;
+}
+
+static int publish_raw(coord *c, const char *id, const void *payload, size_t len) {
+  ep_err e = {0};
+  char topic[PROTO_TOPIC_MAX];
+  if (proto_topic(PROTO_T_PARENT, c->loc, id, topic, sizeof topic, &e) < 0) {
+    ep_log_err("%s: cannot build the parent topic: %s", id, e.msg);
+    return -1;
+  }
+  if (c->publish(topic, payload, len, c->ud) < 0) {
+    ep_log_warn("%s: publishing the parent assignment failed; it is checked again after the "
+                "next reconnect",
+                id);
+    return -1;
+  }
+  return 0;
+}
+
+static int publish_assign(coord *c, struct coord_node *n, const struct coord_assign *want,
+                          const char *reason) {
+  struct proto_parent p = {0};
+  snprintf(p.id, sizeof p.id, "%s", n->id);
+  p.has_parent = want->has_parent;
+  if (want->has_parent) {
+    snprintf(p.parent, sizeof p.parent, "%s", want->parent);
+    snprintf(p.addr, sizeof p.addr, "%s", want->addr);
+    p.peer_port = want->peer_port;
+  }
+  p.epoch = c->epoch + 1;
+  ep_err e = {0};
+  char *json = NULL;
+  size_t len = 0;
+  if (proto_parent_build(&p, &json, &len, &e) < 0) {
+    ep_log_err("%s: cannot build the parent assignment: %s", n->id, e.msg);
+    return -1;
+  }
+  int r = publish_raw(c, n->id, json, len);
+  free(json);
+  c->epoch = p.epoch;
+  ep_log_info("%s: parent %s -> %s (epoch %" PRIu64 ", reason: %s)", n->id, assign_text(&n->pub),
+              assign_text(want), p.epoch, reason);
+  n->pub = *want;
+  n->pub.epoch = p.epoch;
+  n->junk = false;
+  n->confirmed = r == 0;
+  return 0;
+}
+
+void coord_clear_parent(coord *c, struct coord_node *n, const char *reason) {
+  if (!n->pub.valid && !n->junk)
+    return;
+  publish_raw(c, n->id, NULL, 0);
+  ep_log_info("%s: parent %s -> (none) (cleared, reason: %s)", n->id, assign_text(&n->pub), reason);
+  memset(&n->pub, 0, sizeof n->pub);
+  n->junk = false;
+}
+
+struct sync_ctx {
+  coord *c;
+  const char *reason;
+  const char *root;
+  size_t count;
+};
+
+static int sync_one(const char *id, const char *parent, uint64_t epoch, void *ud) {
+  (void)epoch; /* topo's own counter; ours is the one on the wire */
+  struct sync_ctx *s = ud;
+  struct coord_node *n = coord_node_find(s->c, id);
+  if (n == NULL)
+    return 0;
+  bool is_root = s->root != NULL && strcmp(s->root, id) == 0;
+  if (parent == NULL && !is_root)
+    return 0; /* detached until there is a root: leave the broker as it is */
+  struct coord_assign want = {.valid = true, .has_parent = parent != NULL};
+  if (parent != NULL) {
+    snprintf(want.parent, sizeof want.parent, "%s", parent);
+    const struct coord_node *p = coord_node_find(s->c, parent);
+    if (p != NULL && p->has_state) {
+      snprintf(want.addr, sizeof want.addr, "%s", p->st.addr);
+      want.peer_port = p->st.peer_port;
+    }
+  }
+  if (assign_same(&n->pub, &want))
+    return 0;
+  if (publish_assign(s->c, n, &want, s->reason) == 0)
+    s->count++;
+  return 0;
+}
+
+size_t coord_sync(coord *c, const char *reason) {
+  struct sync_ctx s = {.c = c, .reason = reason, .root = topo_root(c->t)};
+  topo_foreach(c->t, sync_one, &s);
+  return s.count;
+}
+
+/* --- membership ------------------------------------------------------------ */
+
+static void node_gone(coord *c, struct coord_node *n, const char *reason) {
+  bool was = n->in_topo;
+  ep_err e = {0};
+  if (was && topo_leave(c->t, n->id, &e) < 0)
+    ep_log_err("%s: leaving the topology: %s", n->id, e.msg);
+  n->in_topo = false;
+  n->live = false;
+  coord_clear_parent(c, n, reason);
+  if (was)
+    coord_sync(c, reason);
+  coord_node_drop(c, n);
+}
+
+static void node_online(coord *c, struct coord_node *n, const struct proto_state *st, int64_t now) {
+  struct proto_state prev = n->st;
+  bool had = n->has_state;
+  n->st = *st;
+  n->has_state = true;
+  n->live = true;
+  n->last_seen_ms = now;
+  const char *root = topo_root(c->t);
+  char reason[REASON_MAX] = "";
+  ep_err e = {0};
+  int r = 0;
+  if (st->gateway && (root == NULL || strcmp(root, n->id) != 0)) {
+    if (root != NULL)
+      ep_log_warn("%s announces itself as the gateway: it replaces %s as the root", n->id, root);
+    snprintf(reason, sizeof reason, "%s is the gateway", n->id);
+    r = topo_set_root(c->t, n->id, st->link_mbps, &e);
+  } else if (!n->in_topo) {
+    snprintf(reason, sizeof reason, "%s joined", n->id);
+    r = topo_join(c->t, n->id, st->link_mbps, &e);
+  } else if (had && prev.link_mbps != st->link_mbps && !st->gateway) {
+    snprintf(reason, sizeof reason, "link speed of %s changed", n->id);
+    r = topo_join(c->t, n->id, st->link_mbps, &e);
+  } else if (had && (strcmp(prev.addr, st->addr) != 0 || prev.peer_port != st->peer_port)) {
+    snprintf(reason, sizeof reason, "address of %s changed", n->id);
+  }
+  if (r < 0) {
+    ep_log_err("%s: %s", n->id, e.msg);
+    return;
+  }
+  if (reason[0] != '\0') {
+    n->in_topo = true;
+    coord_sync(c, reason);
+  }
+}
+
+/* A retained online state older than the timeout is a node that died
+ * without its Last Will reaching the broker (or a broker restored from an
+ * old persistence file). */
+static bool state_stale(const coord *c, const struct proto_state *st, bool retained) {
+  if (!retained || st->ts <= 0)
+    return false;
+  int64_t age = (int64_t)time(NULL) - st->ts;
+  if (age * 1000 <= c->timeout_ms)
+    return false;
+  ep_log_info("%s: retained state is %" PRId64 " s old, taking the node as offline", st->id, age);
+  return true;
+}
+
+static void on_state(coord *c, const char *id, const void *payload, size_t len, bool retained,
+                     int64_t now) {
+  char reason[REASON_MAX];
+  if (len == 0) {
+    struct coord_node *n = coord_node_find(c, id);
+    if (n == NULL)
+      return;
+    if (!c->recovered) {
+      n->has_state = false;
+      n->live = false;
+      return;
+    }
+    snprintf(reason, sizeof reason, "state of %s removed", id);
+    node_gone(c, n, reason);
+    return;
+  }
+  ep_err e = {0};
+  struct proto_state st;
+  if (proto_state_parse(payload, len, id, &st, &e) < 0) {
+    ep_log_warn("%s: dropped a state message: %s", id, e.msg);
+    return;
+  }
+  bool online = st.online && !state_stale(c, &st, retained);
+  struct coord_node *n = online ? coord_node_get(c, id) : coord_node_find(c, id);
+  if (n == NULL)
+    return;
+  if (!c->recovered) {
+    n->st = st;
+    n->has_state = true;
+    n->live = online;
+    n->last_seen_ms = now;
+    return;
+  }
+  if (!online) {
+    snprintf(reason, sizeof reason, "%s lost", id);
+    node_gone(c, n, reason);
+    return;
+  }
+  node_online(c, n, &st, now);
+}
+
+static void on_parent(coord *c, const char *id, const void *payload, size_t len, bool retained) {
+  ep_err e = {0};
+  struct proto_parent p;
+  if (len == 0) {
+    struct coord_node *n = coord_node_find(c, id);
+    if (n != NULL && !c->recovered) {
+      memset(&n->pub, 0, sizeof n->pub);
+      n->junk = false;
+    }
+    return;
+  }
+  if (proto_parent_parse(payload, len, id, &p, &e) < 0) {
+    ep_log_warn("%s: dropped a parent message: %s", id, e.msg);
+    struct coord_node *n = c->recovered ? coord_node_find(c, id) : coord_node_get(c, id);
+    if (n != NULL && !c->recovered) {
+      memset(&n->pub, 0, sizeof n->pub);
+      n->junk = true;
+    }
+    return;
+  }
+  if (p.epoch > c->epoch)
+    c->epoch = p.epoch;
+  if (c->recovered) {
+    coord_parent_seen(c, id, &p, retained);
+    return;
+  }
+  struct coord_node *n = coord_node_get(c, id);
+  if (n == NULL)
+    return;
+  n->pub = (struct coord_assign){.valid = true, .has_parent = p.has_parent, .epoch = p.epoch};
+  if (p.has_parent) {
+    snprintf(n->pub.parent, sizeof n->pub.parent, "%s", p.parent);
+    snprintf(n->pub.addr, sizeof n->pub.addr, "%s", p.addr);
+    n->pub.peer_port = p.peer_port;
+  }
+  n->junk = false;
+}
+
+void coord_message(coord *c, const char *topic, const void *payload, size_t len, bool retained,
+                   int64_t now_ms) {
+  if (topic == NULL || (payload == NULL && len > 0))
+    return;
+  ep_err e = {0};
+  struct proto_topic pt;
+  if (proto_topic_parse(topic, &pt, &e) < 0) {
+    ep_log_warn("dropped a message on %.*s: %s", PROTO_TOPIC_MAX, topic, e.msg);
+    return;
+  }
+  pthread_mutex_lock(&c->mu);
+  if (strcmp(pt.locality, c->loc) != 0)
+    ep_log_warn("dropped a message of locality %s (this is %s)", pt.locality, c->loc);
+  else if (pt.kind == PROTO_T_STATE)
+    on_state(c, pt.node, payload, len, retained, now_ms);
+  else if (pt.kind == PROTO_T_PARENT)
+    on_parent(c, pt.node, payload, len, retained);
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* --- time ------------------------------------------------------------------ */
+
+static void check_timeouts(coord *c, int64_t now) {
+  char reason[REASON_MAX];
+  for (size_t i = c->n; i-- > 0;) {
+    if (i >= c->n)
+      continue; /* a drop during the previous step shrank the table */
+    struct coord_node *n = c->nodes[i];
+    if (!n->live || now - n->last_seen_ms <= c->timeout_ms)
+      continue;
+    snprintf(reason, sizeof reason, "%s silent for %" PRId64 " s", n->id,
+             (now - n->last_seen_ms) / 1000);
+    ep_log_warn("%s: no state message for %" PRId64 " s: taking it as gone", n->id,
+                (now - n->last_seen_ms) / 1000);
+    node_gone(c, n, reason);
+  }
+}
+
+void coord_tick(coord *c, int64_t now_ms) {
+  pthread_mutex_lock(&c->mu);
+  if (!c->recovered) {
+    if (c->grace_on && now_ms >= c->grace_end)
+      coord_recover(c, now_ms);
+  } else {
+    if (c->resyncing && now_ms >= c->resync_end)
+      coord_resync_end(c);
+    if (c->connected && !c->resyncing)
+      check_timeouts(c, now_ms);
+  }
+  pthread_mutex_unlock(&c->mu);
+}
+
+void coord_subscribed(coord *c, int64_t now_ms) {
+  pthread_mutex_lock(&c->mu);
+  c->connected = true;
+  if (!c->recovered) {
+    if (!c->grace_on) {
+      c->grace_on = true;
+      c->grace_end = now_ms + c->grace_ms;
+      ep_log_info("subscribed: collecting the retained state of locality %s for %" PRId64 " ms",
+                  c->loc, c->grace_ms);
+    }
+  } else {
+    coord_resync_begin(c, now_ms);
+  }
+  pthread_mutex_unlock(&c->mu);
+}
+
+void coord_disconnected(coord *c) {
+  pthread_mutex_lock(&c->mu);
+  c->connected = false;
+  c->resyncing = false;
+  pthread_mutex_unlock(&c->mu);
+}
+
+bool coord_recovering(coord *c) {
+  pthread_mutex_lock(&c->mu);
+  bool r = !c->recovered;
+  pthread_mutex_unlock(&c->mu);
+  return r;
+}
+
+uint64_t coord_epoch(coord *c) {
+  pthread_mutex_lock(&c->mu);
+  uint64_t e = c->epoch;
+  pthread_mutex_unlock(&c->mu);
+  return e;
+}
+
+const topo *coord_topology(const coord *c) {
+  return c->t;
+}

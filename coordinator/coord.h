@@ -1,0 +1,66 @@
+/* The coordinator's decision core, without any network: MQTT messages go in
+ * as (topic, payload) and the retained parent assignments it decides come
+ * out through the publish callback. edgepull-coordinator feeds it from its
+ * libmosquitto thread and ticks it from the main thread; the unit tests feed
+ * it directly and capture what it publishes.
+ *
+ * Every entry point takes the coordinator's one mutex, and the publish
+ * callback is called with it held (it must not call back into coord_*).
+ * Times are milliseconds of a monotonic clock chosen by the caller. */
+#ifndef EP_COORDINATOR_COORD_H
+#define EP_COORDINATOR_COORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "locality/topo.h"
+
+#define COORD_GRACE_MS 2000    /* collect-only period after a subscription */
+#define COORD_NODES_MAX 65536u /* node ids tracked at once */
+
+typedef struct coord coord;
+
+/* Publishes one retained QoS 1 message; len 0 clears the retained message
+ * of topic. Returns 0 or a negative value when it could not be queued. */
+typedef int (*coord_publish_fn)(const char *topic, const void *payload, size_t len, void *ud);
+
+struct coord_config {
+  const char *locality; /* copied */
+  enum topo_strategy strategy;
+  unsigned k;                   /* children per node for TOPO_TREE */
+  unsigned heartbeat_timeout_s; /* a node silent this long is gone */
+  unsigned grace_ms;            /* 0 = COORD_GRACE_MS */
+  coord_publish_fn publish;
+  void *ud;
+};
+
+int coord_new(const struct coord_config *cfg, coord **out, ep_err *err);
+void coord_free(coord *c);
+
+/* The broker acknowledged our subscriptions: the first time, the recovery
+ * grace period starts (retained messages are only collected until it ends);
+ * after a reconnect, a resync starts (assignments the broker no longer holds
+ * are published again when it ends). */
+void coord_subscribed(coord *c, int64_t now_ms);
+/* The connection to the broker was lost: no heartbeat timeouts until the
+ * next coord_subscribed. */
+void coord_disconnected(coord *c);
+/* One received message. retained: delivered from the broker's retained
+ * store. Malformed messages are dropped with one log line. */
+void coord_message(coord *c, const char *topic, const void *payload, size_t len, bool retained,
+                   int64_t now_ms);
+/* Periodic work (call about once a second): ends the grace period or a
+ * resync, applies the heartbeat timeout. */
+void coord_tick(coord *c, int64_t now_ms);
+
+/* True until the initial recovery has completed. */
+bool coord_recovering(coord *c);
+/* The epoch of the last assignment published (or the highest seen). */
+uint64_t coord_epoch(coord *c);
+/* The topology itself, for tests and diagnostics: the caller must make sure
+ * no other thread is using the coordinator. */
+const topo *coord_topology(const coord *c);
+
+#endif

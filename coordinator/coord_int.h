@@ -1,0 +1,72 @@
+/* Internals shared by coord.c (membership, publishing) and coord_recover.c
+ * (recovery from retained messages, resync after a reconnect). Not a
+ * public header: nothing outside coordinator/coord*.c includes it. */
+#ifndef EP_COORDINATOR_COORD_INT_H
+#define EP_COORDINATOR_COORD_INT_H
+
+#include <pthread.h>
+
+#include "coordinator/coord.h"
+#include "locality/proto.h"
+
+/* An assignment as the broker holds it (what we published or recovered). */
+struct coord_assign {
+  bool valid;
+  bool has_parent;
+  char parent[PROTO_ID_MAX + 1];
+  char addr[PROTO_ADDR_MAX + 1];
+  uint16_t peer_port;
+  uint64_t epoch;
+};
+
+struct coord_node {
+  char id[PROTO_ID_MAX + 1];
+  bool has_state;
+  struct proto_state st; /* the last valid state */
+  bool live;             /* online, not stale, not timed out */
+  bool in_topo;
+  int64_t last_seen_ms;
+  struct coord_assign pub;
+  bool confirmed; /* resync: the broker still holds pub */
+  bool junk;      /* the broker holds a parent message for it that is not pub */
+};
+
+struct coord {
+  pthread_mutex_t mu;
+  char loc[PROTO_ID_MAX + 1];
+  enum topo_strategy strategy;
+  unsigned fanout;
+  int64_t timeout_ms;
+  int64_t grace_ms;
+  coord_publish_fn publish;
+  void *ud;
+  topo *t;
+  struct coord_node **nodes; /* sorted by id */
+  size_t n, cap;
+  uint64_t epoch;    /* highest epoch published or seen */
+  bool recovered;    /* the initial recovery has completed */
+  bool grace_on;     /* recovery grace period running */
+  int64_t grace_end; /* ... until then */
+  bool resyncing;
+  int64_t resync_end;
+  bool connected;
+};
+
+struct coord_node *coord_node_find(coord *c, const char *id);
+/* Finds or creates; NULL when the table is full. */
+struct coord_node *coord_node_get(coord *c, const char *id);
+void coord_node_drop(coord *c, struct coord_node *n);
+
+/* Publishes the assignment of every attached node whose parent (or the
+ * parent's address) differs from what the broker holds. Returns how many. */
+size_t coord_sync(coord *c, const char *reason);
+/* Clears n's retained parent message when the broker holds one. */
+void coord_clear_parent(coord *c, struct coord_node *n, const char *reason);
+
+void coord_recover(coord *c, int64_t now_ms);
+void coord_resync_begin(coord *c, int64_t now_ms);
+void coord_resync_end(coord *c);
+/* A valid parent message for id received after the initial recovery. */
+void coord_parent_seen(coord *c, const char *id, const struct proto_parent *p, bool retained);
+
+#endif
