@@ -75,8 +75,10 @@ int agent_params_from_config(const struct edgepulld_config *c, struct agent_para
     if (split_hostport(c->peer_listen, host, sizeof host, &port) < 0)
       return ep_error(err, EP_EINVAL, "--peer-listen must be ADDR:PORT");
     out->peer_port = (uint16_t)port;
-    if (!wildcard_host(host) && strlen(host) < sizeof out->addr)
-      snprintf(out->addr, sizeof out->addr, "%s", host);
+    size_t hl = strlen(host);
+    if (!wildcard_host(host) && hl < sizeof out->addr) {
+      memcpy(out->addr, host, hl + 1);
+    }
   }
   if (c->advertise_addr[0] != '\0') {
     if (strlen(c->advertise_addr) > PROTO_ADDR_MAX)

@@ -3,6 +3,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 unsigned http_status_for(int code) {
   switch (code < 0 ? -code : code) {
@@ -141,4 +142,32 @@ bool http_headers_too_large(struct MHD_Connection *c) {
   struct header_sizes hs = {0};
   MHD_get_connection_values(c, MHD_HEADER_KIND, add_header_size, &hs);
   return hs.too_large;
+}
+
+struct header_join {
+  const char *name;
+  char *buf;
+  size_t len, used;
+};
+
+static enum MHD_Result join_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value) {
+  struct header_join *hj = cls;
+  if (value == NULL || strcasecmp(key, hj->name) != 0 || value[0] == '\0')
+    return MHD_YES;
+  size_t v = strlen(value), sep = hj->used > 0 ? 2 : 0;
+  if (hj->used + sep + v + 1 > hj->len)
+    return MHD_YES; /* keep whole values only */
+  if (sep)
+    memcpy(hj->buf + hj->used, ", ", 2);
+  memcpy(hj->buf + hj->used + sep, value, v + 1);
+  hj->used += sep + v;
+  return MHD_YES;
+}
+
+void http_join_header(struct MHD_Connection *c, const char *name, char *buf, size_t len) {
+  struct header_join hj = {.name = name, .buf = buf, .len = len, .used = 0};
+  if (len > 0)
+    buf[0] = '\0';
+  MHD_get_connection_values(c, MHD_HEADER_KIND, join_value, &hj);
 }

@@ -11,6 +11,7 @@
 
 #define HTTP_HEADER_VALUE_MAX (8 * 1024)
 #define HTTP_HEADERS_TOTAL_MAX (16 * 1024)
+#define HTTP_ACCEPT_MAX 2048
 
 /* Queues `{"errors":[{"code":code,"message":message}]}` with status. */
 enum MHD_Result http_error(struct MHD_Connection *c, unsigned status, const char *code,
@@ -26,6 +27,9 @@ enum MHD_Result http_range_unsatisfiable(struct MHD_Connection *c, uint64_t size
 enum MHD_Result http_method_not_allowed(struct MHD_Connection *c);
 enum MHD_Result http_json_ok(struct MHD_Connection *c, const char *json);
 void http_common_headers(struct MHD_Response *r);
+/* Joins every value of header name with ", " into buf (truncated at a
+ * value boundary when it does not fit); "" when absent. */
+void http_join_header(struct MHD_Connection *c, const char *name, char *buf, size_t len);
 /* True when one header value or all headers together exceed the bounds. */
 bool http_headers_too_large(struct MHD_Connection *c);
 

@@ -214,10 +214,13 @@ static enum MHD_Result serve_blob(struct server *s, struct MHD_Connection *c,
 
 static enum MHD_Result serve_manifest(struct server *s, struct MHD_Connection *c,
                                       const struct ref_target *t, bool head) {
-  const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+  /* Go clients (skopeo, podman) send one Accept line per media type;
+   * containerd joins them with commas. Pass them all upstream as one. */
+  char accept[HTTP_ACCEPT_MAX];
+  http_join_header(c, MHD_HTTP_HEADER_ACCEPT, accept, sizeof accept);
   struct mirror_manifest m;
   ep_err e = {0};
-  if (mirror_manifest(s->d, t, accept, &m, &e) < 0) {
+  if (mirror_manifest(s->d, t, accept[0] != '\0' ? accept : NULL, &m, &e) < 0) {
     if (e.code == EP_EUNREACH || e.code == EP_EUPSTREAM || e.code == EP_ECANCELED)
       return http_error(c, MHD_HTTP_NOT_FOUND, "MANIFEST_UNKNOWN", e.msg);
     return http_error_from(c, &e, "MANIFEST_UNKNOWN");

@@ -117,10 +117,10 @@ struct index_node {
   char version[32];
   bool online;
   bool gateway;
-  int64_t last_seen;                  /* unix seconds of the last state message */
-  char parent[INDEX_NODE_ID_MAX];     /* "" = none (root or unassigned) */
-  uint64_t epoch;                     /* of the parent assignment */
-  uint64_t blobs, blob_bytes;         /* inventory totals (filled on read) */
+  int64_t last_seen;              /* unix seconds of the last state message */
+  char parent[INDEX_NODE_ID_MAX]; /* "" = none (root or unassigned) */
+  uint64_t epoch;                 /* of the parent assignment */
+  uint64_t blobs, blob_bytes;     /* inventory totals (filled on read) */
 };
 
 struct index_inv_entry {
