@@ -50,6 +50,7 @@ int coord_new(const struct coord_config *cfg, coord **out, ep_err *err) {
   c->fanout = cfg->strategy == TOPO_CHAIN ? 1 : cfg->k;
   c->timeout_ms = (int64_t)(cfg->heartbeat_timeout_s ? cfg->heartbeat_timeout_s : 90) * 1000;
   c->grace_ms = cfg->grace_ms ? cfg->grace_ms : COORD_GRACE_MS;
+  c->suspend_ms = cfg->suspend_ms ? cfg->suspend_ms : COORD_SUSPEND_MS;
   c->publish = cfg->publish;
   c->ud = cfg->ud;
   *out = c;
@@ -261,6 +262,8 @@ static void node_online(coord *c, struct coord_node *n, const struct proto_state
   n->has_state = true;
   n->live = true;
   n->last_seen_ms = now;
+  if (n->suspended && !st->gateway)
+    return; /* rejoins when its suspension ends (coord_suspend_tick) */
   const char *root = topo_root(c->t);
   char reason[REASON_MAX] = "";
   ep_err e = {0};
@@ -302,6 +305,31 @@ static bool state_stale(const coord *c, const struct proto_state *st, bool retai
   return true;
 }
 
+static void hold_departure(coord *c, struct coord_node *n, int64_t now) {
+  if (n->leaving)
+    return;
+  n->leaving = true;
+  n->live = false;
+  n->leave_at_ms = now + COORD_LEAVE_HOLD_MS;
+  if (c->resyncing && n->leave_at_ms < c->resync_end + COORD_RECONNECT_HOLD_MS)
+    n->leave_at_ms = c->resync_end + COORD_RECONNECT_HOLD_MS;
+  ep_log_debug("%s: offline; leaving unless back by then", n->id);
+}
+
+static void check_departures(coord *c, int64_t now) {
+  char reason[REASON_MAX];
+  for (size_t i = c->n; i-- > 0;) {
+    if (i >= c->n)
+      continue; /* a drop during the previous step shrank the table */
+    struct coord_node *n = c->nodes[i];
+    if (!n->leaving || now < n->leave_at_ms)
+      continue;
+    n->leaving = false;
+    snprintf(reason, sizeof reason, "%s lost", n->id);
+    node_gone(c, n, reason);
+  }
+}
+
 static void on_state(coord *c, const char *id, const void *payload, size_t len, bool retained,
                      int64_t now) {
   char reason[REASON_MAX];
@@ -336,10 +364,10 @@ static void on_state(coord *c, const char *id, const void *payload, size_t len, 
     return;
   }
   if (!online) {
-    snprintf(reason, sizeof reason, "%s lost", id);
-    node_gone(c, n, reason);
+    hold_departure(c, n, now);
     return;
   }
+  n->leaving = false;
   node_online(c, n, &st, now);
 }
 
@@ -398,6 +426,8 @@ void coord_message(coord *c, const char *topic, const void *payload, size_t len,
     on_state(c, pt.node, payload, len, retained, now_ms);
   else if (pt.kind == PROTO_T_PARENT)
     on_parent(c, pt.node, payload, len, retained);
+  else if (pt.kind == PROTO_T_REPORT && len > 0)
+    coord_report(c, pt.node, payload, len, now_ms);
   pthread_mutex_unlock(&c->mu);
 }
 
@@ -427,8 +457,11 @@ void coord_tick(coord *c, int64_t now_ms) {
   } else {
     if (c->resyncing && now_ms >= c->resync_end)
       coord_resync_end(c);
-    if (c->connected && !c->resyncing)
+    if (c->connected && !c->resyncing) {
+      check_departures(c, now_ms);
       check_timeouts(c, now_ms);
+    }
+    coord_suspend_tick(c, now_ms);
   }
   pthread_mutex_unlock(&c->mu);
 }
@@ -453,7 +486,25 @@ void coord_disconnected(coord *c) {
   pthread_mutex_lock(&c->mu);
   c->connected = false;
   c->resyncing = false;
+  /* Departures that arrived just before we lost the broker were most likely
+   * its shutdown publishing every Will: forget them; the resync that follows
+   * the reconnect tells who is really gone. */
+  for (size_t i = 0; i < c->n; i++) {
+    struct coord_node *n = c->nodes[i];
+    if (n->leaving) {
+      n->leaving = false;
+      n->live = true;
+    }
+  }
   pthread_mutex_unlock(&c->mu);
+}
+
+bool coord_suspended(coord *c, const char *id) {
+  pthread_mutex_lock(&c->mu);
+  const struct coord_node *n = coord_node_find(c, id);
+  bool s = n != NULL && n->suspended;
+  pthread_mutex_unlock(&c->mu);
+  return s;
 }
 
 bool coord_recovering(coord *c) {

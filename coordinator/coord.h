@@ -17,8 +17,9 @@
 #include "common/err.h"
 #include "locality/topo.h"
 
-#define COORD_GRACE_MS 2000    /* collect-only period after a subscription */
-#define COORD_NODES_MAX 65536u /* node ids tracked at once */
+#define COORD_GRACE_MS 2000               /* collect-only period after a subscription */
+#define COORD_NODES_MAX 65536u            /* node ids tracked at once */
+#define COORD_SUSPEND_MS (10 * 60 * 1000) /* a reported node is no parent this long */
 
 typedef struct coord coord;
 
@@ -32,6 +33,7 @@ struct coord_config {
   unsigned k;                   /* children per node for TOPO_TREE */
   unsigned heartbeat_timeout_s; /* a node silent this long is gone */
   unsigned grace_ms;            /* 0 = COORD_GRACE_MS */
+  unsigned suspend_ms;          /* 0 = COORD_SUSPEND_MS */
   coord_publish_fn publish;
   void *ud;
 };
@@ -52,9 +54,11 @@ void coord_disconnected(coord *c);
 void coord_message(coord *c, const char *topic, const void *payload, size_t len, bool retained,
                    int64_t now_ms);
 /* Periodic work (call about once a second): ends the grace period or a
- * resync, applies the heartbeat timeout. */
+ * resync, applies the heartbeat timeout, lets suspended nodes rejoin. */
 void coord_tick(coord *c, int64_t now_ms);
 
+/* True while id is suspended after a report (out of the topology). */
+bool coord_suspended(coord *c, const char *id);
 /* True until the initial recovery has completed. */
 bool coord_recovering(coord *c);
 /* The epoch of the last assignment published (or the highest seen). */
@@ -62,5 +66,13 @@ uint64_t coord_epoch(coord *c);
 /* The topology itself, for tests and diagnostics: the caller must make sure
  * no other thread is using the coordinator. */
 const topo *coord_topology(const coord *c);
+
+/* An offline state is acted on only after this hold: a broker that shuts
+ * down cleanly publishes every client's Last Will just before it closes our
+ * own connection, and those wills must not reshuffle the locality. After a
+ * reconnect the hold runs from the end of the resync, so nodes have time to
+ * reconnect too. Costs at most hold + one tick on a real loss. */
+#define COORD_LEAVE_HOLD_MS 1000
+#define COORD_RECONNECT_HOLD_MS 5000
 
 #endif

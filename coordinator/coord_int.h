@@ -27,8 +27,12 @@ struct coord_node {
   bool in_topo;
   int64_t last_seen_ms;
   struct coord_assign pub;
-  bool confirmed; /* resync: the broker still holds pub */
-  bool junk;      /* the broker holds a parent message for it that is not pub */
+  bool confirmed;      /* resync: the broker still holds pub */
+  bool junk;           /* the broker holds a parent message for it that is not pub */
+  bool leaving;        /* an offline state arrived: gone at leave_at_ms unless it */
+  int64_t leave_at_ms; /* comes back online or our own connection drops first */
+  bool suspended;      /* reported: out of the topology until suspended_until_ms */
+  int64_t suspended_until_ms;
 };
 
 struct coord {
@@ -38,6 +42,7 @@ struct coord {
   unsigned fanout;
   int64_t timeout_ms;
   int64_t grace_ms;
+  int64_t suspend_ms;
   coord_publish_fn publish;
   void *ud;
   topo *t;
@@ -68,5 +73,10 @@ void coord_resync_begin(coord *c, int64_t now_ms);
 void coord_resync_end(coord *c);
 /* A valid parent message for id received after the initial recovery. */
 void coord_parent_seen(coord *c, const char *id, const struct proto_parent *p, bool retained);
+
+/* coord_report.c: a valid report message from node `reporter`. */
+void coord_report(coord *c, const char *reporter, const void *payload, size_t len, int64_t now_ms);
+/* Suspended nodes whose period is over rejoin as joiners. */
+void coord_suspend_tick(coord *c, int64_t now_ms);
 
 #endif

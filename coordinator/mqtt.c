@@ -29,6 +29,7 @@ struct coord_mqtt {
   coord *c;
   char sub_state[PROTO_TOPIC_MAX];
   char sub_parent[PROTO_TOPIC_MAX];
+  char sub_report[PROTO_TOPIC_MAX];
   bool running;      /* main thread only, like the three below */
   bool loop_running; /* the network thread is started */
   int64_t next_try;  /* next connect attempt while it is not */
@@ -53,10 +54,11 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc) {
   atomic_store(&m->connected, true);
   ep_log_info("connected to broker %s:%u as %s", m->o->broker_host, m->o->broker_port,
               m->o->client_id);
-  char *subs[2] = {m->sub_state, m->sub_parent};
-  int r = mosquitto_subscribe_multiple(mosq, NULL, 2, subs, 1, 0, NULL);
+  char *subs[3] = {m->sub_state, m->sub_parent, m->sub_report};
+  int r = mosquitto_subscribe_multiple(mosq, NULL, 3, subs, 1, 0, NULL);
   if (r != MOSQ_ERR_SUCCESS)
-    ep_log_err("subscribing to %s and %s: %s", subs[0], subs[1], mosquitto_strerror(r));
+    ep_log_err("subscribing to %s, %s and %s: %s", subs[0], subs[1], subs[2],
+               mosquitto_strerror(r));
 }
 
 static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int count,
@@ -100,6 +102,7 @@ int coord_mqtt_new(const struct coord_opts *o, struct coord_mqtt **out, ep_err *
   atomic_init(&m->down_since, coord_mqtt_now_ms());
   snprintf(m->sub_state, sizeof m->sub_state, "edgepull/v1/%s/node/+/state", o->locality);
   snprintf(m->sub_parent, sizeof m->sub_parent, "edgepull/v1/%s/node/+/parent", o->locality);
+  snprintf(m->sub_report, sizeof m->sub_report, "edgepull/v1/%s/node/+/report", o->locality);
   m->mosq = mosquitto_new(o->client_id, true, m);
   if (m->mosq == NULL) {
     free(m);

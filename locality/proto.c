@@ -29,17 +29,16 @@
 #include <jansson.h>
 
 #include "common/cleanup.h"
+#include "locality/proto_int.h"
 
-#define PROTO_INT_MAX (UINT64_C(1) << 53) /* largest integer any JSON reader keeps */
-#define PROTO_LINK_MBPS_MAX 1000000       /* 1 Tbit/s */
+#define PROTO_LINK_MBPS_MAX 1000000 /* 1 Tbit/s */
 /* The smallest snapshot entry, ["sha256:<64 hex>",0] plus a comma, is 78
  * bytes, so no snapshot within PROTO_INVENTORY_MAX holds more entries. */
 #define PROTO_SNAPSHOT_BLOBS (PROTO_INVENTORY_MAX / 78)
-#define PROTO_QUOTE_MAX 64 /* characters of untrusted input quoted in a message */
 
 /* Renders untrusted text for an error message: printable ASCII kept, the
  * rest as \xNN, at most PROTO_QUOTE_MAX input characters. */
-static void quote(const char *s, char *out, size_t outlen) {
+void proto_quote(const char *s, char *out, size_t outlen) {
   size_t o = 0;
   size_t i = 0;
   for (; s[i] != '\0' && i < PROTO_QUOTE_MAX && o + 5 < outlen; i++) {
@@ -55,8 +54,6 @@ static void quote(const char *s, char *out, size_t outlen) {
   }
   out[o] = '\0';
 }
-
-#define QUOTE_BUF (PROTO_QUOTE_MAX * 4 + 8)
 
 /* ---- character classes --------------------------------------------------- */
 
@@ -79,7 +76,7 @@ bool proto_id_valid(const char *id) {
 }
 
 /* Host name, IPv4 or IPv6 literal (no brackets, optional %zone); may be "". */
-static bool addr_valid(const char *s) {
+bool proto_addr_valid(const char *s) {
   for (; *s != '\0'; s++) {
     if (!is_alnum(*s) && strchr(".-_:%", *s) == NULL)
       return false;
@@ -88,7 +85,7 @@ static bool addr_valid(const char *s) {
 }
 
 /* arch / variant: lowercase GOARCH style tokens; may be "". */
-static bool token_valid(const char *s) {
+bool proto_token_valid(const char *s) {
   for (; *s != '\0'; s++) {
     if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
       return false;
@@ -112,21 +109,20 @@ static bool nonempty_id_valid(const char *s) {
 /* ---- topics -------------------------------------------------------------- */
 
 static const char *const kind_suffix[] = {
-    [PROTO_T_STATE] = "state",
-    [PROTO_T_INVENTORY] = "inventory",
-    [PROTO_T_DELTA] = "inventory/delta",
-    [PROTO_T_PARENT] = "parent",
+    [PROTO_T_STATE] = "state",           [PROTO_T_INVENTORY] = "inventory",
+    [PROTO_T_DELTA] = "inventory/delta", [PROTO_T_PARENT] = "parent",
+    [PROTO_T_REPORT] = "report",
 };
 
 static int check_ids(const char *locality, const char *node, ep_err *err) {
   char q[QUOTE_BUF];
   if (!proto_id_valid(locality)) {
-    quote(locality != NULL ? locality : "", q, sizeof q);
+    proto_quote(locality != NULL ? locality : "", q, sizeof q);
     return ep_error(err, EP_EINVAL, "locality id \"%s\": must match [A-Za-z0-9._-]{1,%d}", q,
                     PROTO_ID_MAX);
   }
   if (node != NULL && !proto_id_valid(node)) {
-    quote(node, q, sizeof q);
+    proto_quote(node, q, sizeof q);
     return ep_error(err, EP_EINVAL, "node id \"%s\": must match [A-Za-z0-9._-]{1,%d}", q,
                     PROTO_ID_MAX);
   }
@@ -135,8 +131,8 @@ static int check_ids(const char *locality, const char *node, ep_err *err) {
 
 int proto_topic(enum proto_topic_kind kind, const char *locality, const char *node, char *buf,
                 size_t len, ep_err *err) {
-  if ((unsigned)kind > PROTO_T_PARENT)
-    return ep_error(err, EP_EINVAL, "topic: unknown kind %d", (int)kind);
+  if ((unsigned)kind > PROTO_T_REPORT)
+    return ep_error(err, EP_EINVAL, "topic: kind %d is not a node topic", (int)kind);
   if (node == NULL)
     return ep_error(err, EP_EINVAL, "topic: missing node id");
   int r = check_ids(locality, node, err);
@@ -188,6 +184,8 @@ static int topic_kind(char levels[TOPIC_LEVELS_MAX][PROTO_ID_MAX + 1], int nl,
       *kind = PROTO_T_INVENTORY;
     else if (strcmp(levels[5], "parent") == 0)
       *kind = PROTO_T_PARENT;
+    else if (strcmp(levels[5], "report") == 0)
+      *kind = PROTO_T_REPORT;
     else
       return -1;
     return 0;
@@ -199,21 +197,48 @@ static int topic_kind(char levels[TOPIC_LEVELS_MAX][PROTO_ID_MAX + 1], int nl,
   return -1;
 }
 
+/* edgepull/v1/<loc>/deploy and edgepull/v1/<loc>/deploy/<id>/progress/<node>. */
+static int proto_deploy_topic_parse(char levels[TOPIC_LEVELS_MAX][PROTO_ID_MAX + 1], int nl,
+                                    const char *q, struct proto_topic *out, ep_err *err) {
+  bool progress = nl == 7 && strcmp(levels[5], "progress") == 0;
+  if (nl != 4 && !progress)
+    return ep_error(err, EP_EINVAL,
+                    "topic \"%s\": not edgepull/v1/<loc>/deploy[/<id>/progress/<node>]", q);
+  if (strcmp(levels[1], "v1") != 0)
+    return ep_error(err, EP_EINVAL, "topic \"%s\": unsupported protocol level", q);
+  if (!proto_id_valid(levels[2]) || (progress && !proto_id_valid(levels[6])))
+    return ep_error(err, EP_EINVAL, "topic \"%s\": ids must match [A-Za-z0-9._-]{1,%d}", q,
+                    PROTO_ID_MAX);
+  if (progress && !proto_deploy_id_valid(levels[4]))
+    return ep_error(err, EP_EINVAL, "topic \"%s\": a deploy id is %d lowercase hex digits", q,
+                    PROTO_DEPLOY_ID_LEN);
+  out->kind = progress ? PROTO_T_PROGRESS : PROTO_T_DEPLOY;
+  memcpy(out->locality, levels[2], sizeof out->locality);
+  if (progress) {
+    memcpy(out->deploy, levels[4], sizeof out->deploy);
+    memcpy(out->node, levels[6], sizeof out->node);
+  }
+  return 0;
+}
+
 int proto_topic_parse(const char *topic, struct proto_topic *out, ep_err *err) {
   char q[QUOTE_BUF];
   char levels[TOPIC_LEVELS_MAX][PROTO_ID_MAX + 1];
   if (topic == NULL)
     return ep_error(err, EP_EINVAL, "topic: missing");
-  quote(topic, q, sizeof q);
+  proto_quote(topic, q, sizeof q);
   if (strnlen(topic, PROTO_TOPIC_MAX) >= PROTO_TOPIC_MAX)
     return ep_error(err, EP_EINVAL, "topic \"%s\": longer than %d bytes", q, PROTO_TOPIC_MAX - 1);
   int nl = split_levels(topic, levels);
   enum proto_topic_kind kind;
+  memset(out, 0, sizeof *out);
+  if (nl >= 4 && strcmp(levels[0], "edgepull") == 0 && strcmp(levels[3], "deploy") == 0)
+    return proto_deploy_topic_parse(levels, nl, q, out, err);
   if (nl < 6 || strcmp(levels[0], "edgepull") != 0 || strcmp(levels[3], "node") != 0 ||
       topic_kind(levels, nl, &kind) < 0)
     return ep_error(err, EP_EINVAL,
                     "topic \"%s\": not edgepull/v1/<loc>/node/<id>/"
-                    "(state|inventory|inventory/delta|parent)",
+                    "(state|inventory|inventory/delta|parent|report) nor a deploy topic",
                     q);
   if (strcmp(levels[1], "v1") != 0)
     return ep_error(err, EP_EINVAL, "topic \"%s\": unsupported protocol level", q);
@@ -230,9 +255,9 @@ int proto_topic_parse(const char *topic, struct proto_topic *out, ep_err *err) {
 
 /* Parses buf as a JSON object of protocol version 1 within limit bytes whose
  * "id" equals expected_id (unless NULL); *root and id[] are set on success. */
-static int payload_open(const char *what, const void *buf, size_t len, size_t limit,
-                        const char *expected_id, json_t **root, char id[PROTO_ID_MAX + 1],
-                        ep_err *err) {
+int proto_payload_open(const char *what, const void *buf, size_t len, size_t limit,
+                       const char *expected_id, json_t **root, char id[PROTO_ID_MAX + 1],
+                       ep_err *err) {
   char q[QUOTE_BUF];
   if (buf == NULL && len > 0)
     return ep_error(err, EP_EINVAL, "%s payload: missing", what);
@@ -246,7 +271,7 @@ static int payload_open(const char *what, const void *buf, size_t len, size_t li
   json_error_t je;
   json_auto_t *j = json_loadb(buf != NULL ? buf : "", len, JSON_REJECT_DUPLICATES, &je);
   if (j == NULL) {
-    quote(je.text, q, sizeof q);
+    proto_quote(je.text, q, sizeof q);
     return ep_error(err, EP_EINVAL, "%s payload: invalid JSON at byte %d: %s", what, je.position,
                     q);
   }
@@ -262,13 +287,13 @@ static int payload_open(const char *what, const void *buf, size_t len, size_t li
   if (s == NULL)
     return ep_error(err, EP_EINVAL, "%s payload: \"id\" missing or not a string", what);
   if (!proto_id_valid(s)) {
-    quote(s, q, sizeof q);
+    proto_quote(s, q, sizeof q);
     return ep_error(err, EP_EINVAL, "%s payload: id \"%s\" must match [A-Za-z0-9._-]{1,%d}", what,
                     q, PROTO_ID_MAX);
   }
   if (expected_id != NULL && strcmp(s, expected_id) != 0) {
     char q2[QUOTE_BUF];
-    quote(expected_id, q2, sizeof q2);
+    proto_quote(expected_id, q2, sizeof q2);
     return ep_error(err, EP_EINVAL, "%s payload: id \"%s\" does not match topic id \"%s\"", what, s,
                     q2);
   }
@@ -278,8 +303,8 @@ static int payload_open(const char *what, const void *buf, size_t len, size_t li
 }
 
 /* Reads string field key into buf[size] when present (1), absent (0). */
-static int get_str(const char *what, json_t *o, const char *key, bool required, char *buf,
-                   size_t size, bool (*valid)(const char *), ep_err *err) {
+int proto_get_str(const char *what, json_t *o, const char *key, bool required, char *buf,
+                  size_t size, bool (*valid)(const char *), ep_err *err) {
   char q[QUOTE_BUF];
   json_t *v = json_object_get(o, key);
   if (v == NULL) {
@@ -295,7 +320,7 @@ static int get_str(const char *what, json_t *o, const char *key, bool required, 
     return ep_error(err, EP_EINVAL, "%s payload: \"%s\" longer than %zu characters", what, key,
                     size - 1);
   if (!valid(s)) {
-    quote(s, q, sizeof q);
+    proto_quote(s, q, sizeof q);
     return ep_error(err, EP_EINVAL, "%s payload: \"%s\" value \"%s\" has invalid characters", what,
                     key, q);
   }
@@ -312,8 +337,8 @@ static int check_uint(const char *what, const char *key, json_t *v, uint64_t max
   return 0;
 }
 
-static int get_uint(const char *what, json_t *o, const char *key, bool required, uint64_t max,
-                    uint64_t *out, ep_err *err) {
+int proto_get_uint(const char *what, json_t *o, const char *key, bool required, uint64_t max,
+                   uint64_t *out, ep_err *err) {
   json_t *v = json_object_get(o, key);
   if (v == NULL) {
     if (required)
@@ -335,22 +360,21 @@ static int get_bool(const char *what, json_t *o, const char *key, bool *out, ep_
 }
 
 /* Builders: a char array field of a caller's struct must be terminated. */
-static int check_field(const char *what, const char *key, const char *s, size_t size,
-                       bool (*valid)(const char *), ep_err *err) {
+int proto_check_field(const char *what, const char *key, const char *s, size_t size,
+                      bool (*valid)(const char *), ep_err *err) {
   char q[QUOTE_BUF];
   if (memchr(s, '\0', size) == NULL)
     return ep_error(err, EP_EINVAL, "%s: \"%s\" is not terminated within %zu bytes", what, key,
                     size);
   if (!valid(s)) {
-    quote(s, q, sizeof q);
+    proto_quote(s, q, sizeof q);
     return ep_error(err, EP_EINVAL, "%s: \"%s\" value \"%s\" is not valid", what, key, q);
   }
   return 0;
 }
 
 /* Dumps root compactly, refusing output over limit. Consumes root. */
-static int dump(const char *what, json_t *root, size_t limit, char **out, size_t *len,
-                ep_err *err) {
+int proto_dump(const char *what, json_t *root, size_t limit, char **out, size_t *len, ep_err *err) {
   json_auto_t *j = root;
   if (j == NULL)
     return ep_error(err, EP_EINTERNAL, "%s: cannot build JSON (out of memory?)", what);
@@ -373,16 +397,18 @@ static int dump(const char *what, json_t *root, size_t limit, char **out, size_t
 int proto_state_build(const struct proto_state *s, char **out, size_t *len, ep_err *err) {
   static const char what[] = "state";
   int r;
-  if ((r = check_field(what, "id", s->id, sizeof s->id, nonempty_id_valid, err)) < 0)
+  if ((r = proto_check_field(what, "id", s->id, sizeof s->id, nonempty_id_valid, err)) < 0)
     return r;
   if (!s->online)
-    return dump(what,
-                json_pack("{s:i,s:s,s:s}", "v", PROTO_VERSION, "id", s->id, "status", "offline"),
-                PROTO_STATE_MAX, out, len, err);
-  if ((r = check_field(what, "addr", s->addr, sizeof s->addr, addr_valid, err)) < 0 ||
-      (r = check_field(what, "arch", s->arch, sizeof s->arch, token_valid, err)) < 0 ||
-      (r = check_field(what, "variant", s->variant, sizeof s->variant, token_valid, err)) < 0 ||
-      (r = check_field(what, "version", s->version, sizeof s->version, version_valid, err)) < 0)
+    return proto_dump(
+        what, json_pack("{s:i,s:s,s:s}", "v", PROTO_VERSION, "id", s->id, "status", "offline"),
+        PROTO_STATE_MAX, out, len, err);
+  if ((r = proto_check_field(what, "addr", s->addr, sizeof s->addr, proto_addr_valid, err)) < 0 ||
+      (r = proto_check_field(what, "arch", s->arch, sizeof s->arch, proto_token_valid, err)) < 0 ||
+      (r = proto_check_field(what, "variant", s->variant, sizeof s->variant, proto_token_valid,
+                             err)) < 0 ||
+      (r = proto_check_field(what, "version", s->version, sizeof s->version, version_valid, err)) <
+          0)
     return r;
   if (s->link_mbps > PROTO_LINK_MBPS_MAX || s->free_bytes > PROTO_INT_MAX || s->ts < 0 ||
       (uint64_t)s->ts > PROTO_INT_MAX)
@@ -392,7 +418,7 @@ int proto_state_build(const struct proto_state *s, char **out, size_t *len, ep_e
                         (int)s->peer_port, "arch", s->arch, "variant", s->variant, "link_mbps",
                         (json_int_t)s->link_mbps, "free_bytes", (json_int_t)s->free_bytes,
                         "version", s->version, "gateway", (int)s->gateway, "ts", (json_int_t)s->ts);
-  return dump(what, j, PROTO_STATE_MAX, out, len, err);
+  return proto_dump(what, j, PROTO_STATE_MAX, out, len, err);
 }
 
 static int state_fields(json_t *j, struct proto_state *s, ep_err *err) {
@@ -400,30 +426,33 @@ static int state_fields(json_t *j, struct proto_state *s, ep_err *err) {
   char status[8];
   uint64_t u = 0;
   int r;
-  if ((r = get_str(what, j, "status", true, status, sizeof status, token_valid, err)) < 0)
+  if ((r = proto_get_str(what, j, "status", true, status, sizeof status, proto_token_valid, err)) <
+      0)
     return r;
   if (strcmp(status, "online") != 0 && strcmp(status, "offline") != 0)
     return ep_error(err, EP_EINVAL, "state payload: \"status\" must be \"online\" or \"offline\"");
   s->online = strcmp(status, "online") == 0;
-  if ((r = get_str(what, j, "addr", false, s->addr, sizeof s->addr, addr_valid, err)) < 0 ||
-      (r = get_str(what, j, "arch", false, s->arch, sizeof s->arch, token_valid, err)) < 0 ||
-      (r = get_str(what, j, "variant", false, s->variant, sizeof s->variant, token_valid, err)) <
+  if ((r = proto_get_str(what, j, "addr", false, s->addr, sizeof s->addr, proto_addr_valid, err)) <
           0 ||
-      (r = get_str(what, j, "version", false, s->version, sizeof s->version, version_valid, err)) <
+      (r = proto_get_str(what, j, "arch", false, s->arch, sizeof s->arch, proto_token_valid, err)) <
           0 ||
+      (r = proto_get_str(what, j, "variant", false, s->variant, sizeof s->variant,
+                         proto_token_valid, err)) < 0 ||
+      (r = proto_get_str(what, j, "version", false, s->version, sizeof s->version, version_valid,
+                         err)) < 0 ||
       (r = get_bool(what, j, "gateway", &s->gateway, err)) < 0)
     return r;
-  if ((r = get_uint(what, j, "peer_port", false, UINT16_MAX, &u, err)) < 0)
+  if ((r = proto_get_uint(what, j, "peer_port", false, UINT16_MAX, &u, err)) < 0)
     return r;
   s->peer_port = (uint16_t)u;
   u = 0;
-  if ((r = get_uint(what, j, "link_mbps", false, PROTO_LINK_MBPS_MAX, &u, err)) < 0)
+  if ((r = proto_get_uint(what, j, "link_mbps", false, PROTO_LINK_MBPS_MAX, &u, err)) < 0)
     return r;
   s->link_mbps = (uint32_t)u;
-  if ((r = get_uint(what, j, "free_bytes", false, PROTO_INT_MAX, &s->free_bytes, err)) < 0)
+  if ((r = proto_get_uint(what, j, "free_bytes", false, PROTO_INT_MAX, &s->free_bytes, err)) < 0)
     return r;
   u = 0;
-  if ((r = get_uint(what, j, "ts", false, PROTO_INT_MAX, &u, err)) < 0)
+  if ((r = proto_get_uint(what, j, "ts", false, PROTO_INT_MAX, &u, err)) < 0)
     return r;
   s->ts = (int64_t)u;
   return 0;
@@ -434,7 +463,7 @@ int proto_state_parse(const void *buf, size_t len, const char *expected_id, stru
   struct proto_state s;
   memset(&s, 0, sizeof s);
   json_auto_t *j = NULL;
-  int r = payload_open("state", buf, len, PROTO_STATE_MAX, expected_id, &j, s.id, err);
+  int r = proto_payload_open("state", buf, len, PROTO_STATE_MAX, expected_id, &j, s.id, err);
   if (r < 0 || (r = state_fields(j, &s, err)) < 0)
     return r;
   *out = s;
@@ -480,7 +509,7 @@ static int digest_array(const digest_t *del, size_t n, json_t **out, ep_err *err
 
 int proto_inventory_build(const struct proto_inventory *inv, char **out, size_t *len, ep_err *err) {
   const char *what = inv->snapshot ? "inventory snapshot" : "inventory delta";
-  int r = check_field(what, "id", inv->id, sizeof inv->id, nonempty_id_valid, err);
+  int r = proto_check_field(what, "id", inv->id, sizeof inv->id, nonempty_id_valid, err);
   if (r < 0)
     return r;
   if (inv->gen > PROTO_INT_MAX || inv->seq > PROTO_INT_MAX)
@@ -497,16 +526,17 @@ int proto_inventory_build(const struct proto_inventory *inv, char **out, size_t 
   if ((r = blob_array(inv->add, inv->nadd, &add, err)) < 0)
     return r;
   if (inv->snapshot)
-    return dump(what,
-                json_pack("{s:i,s:s,s:I,s:I,s:O}", "v", PROTO_VERSION, "id", inv->id, "gen",
-                          (json_int_t)inv->gen, "seq", (json_int_t)inv->seq, "blobs", add),
-                PROTO_INVENTORY_MAX, out, len, err);
+    return proto_dump(what,
+                      json_pack("{s:i,s:s,s:I,s:I,s:O}", "v", PROTO_VERSION, "id", inv->id, "gen",
+                                (json_int_t)inv->gen, "seq", (json_int_t)inv->seq, "blobs", add),
+                      PROTO_INVENTORY_MAX, out, len, err);
   if ((r = digest_array(inv->del, inv->ndel, &del, err)) < 0)
     return r;
-  return dump(what,
-              json_pack("{s:i,s:s,s:I,s:I,s:O,s:O}", "v", PROTO_VERSION, "id", inv->id, "gen",
-                        (json_int_t)inv->gen, "seq", (json_int_t)inv->seq, "add", add, "del", del),
-              PROTO_DELTA_MAX, out, len, err);
+  return proto_dump(what,
+                    json_pack("{s:i,s:s,s:I,s:I,s:O,s:O}", "v", PROTO_VERSION, "id", inv->id, "gen",
+                              (json_int_t)inv->gen, "seq", (json_int_t)inv->seq, "add", add, "del",
+                              del),
+                    PROTO_DELTA_MAX, out, len, err);
 }
 
 static int parse_digest_value(const char *what, json_t *v, const char *key, size_t i, digest_t *out,
@@ -517,7 +547,7 @@ static int parse_digest_value(const char *what, json_t *v, const char *key, size
                     i);
   if (json_string_length(v) != DIGEST_STR_LEN || digest_parse(s, out, err) < 0) {
     char q[QUOTE_BUF];
-    quote(s, q, sizeof q);
+    proto_quote(s, q, sizeof q);
     return ep_error(err, EP_EINVAL, "%s payload: \"%s\"[%zu]: \"%s\" is not sha256:<64 hex>", what,
                     key, i, q);
   }
@@ -576,8 +606,8 @@ static int check_unique(const char *what, const struct proto_inventory *inv, ep_
 
 static int inventory_fields(const char *what, json_t *j, struct proto_inventory *inv, ep_err *err) {
   int r;
-  if ((r = get_uint(what, j, "gen", true, PROTO_INT_MAX, &inv->gen, err)) < 0 ||
-      (r = get_uint(what, j, "seq", true, PROTO_INT_MAX, &inv->seq, err)) < 0)
+  if ((r = proto_get_uint(what, j, "gen", true, PROTO_INT_MAX, &inv->gen, err)) < 0 ||
+      (r = proto_get_uint(what, j, "seq", true, PROTO_INT_MAX, &inv->seq, err)) < 0)
     return r;
   const char *akey = inv->snapshot ? "blobs" : "add";
   json_t *add = get_array(what, j, akey, err);
@@ -615,8 +645,8 @@ int proto_inventory_parse(const void *buf, size_t len, const char *expected_id, 
   memset(out, 0, sizeof *out);
   inv.snapshot = snapshot;
   json_auto_t *j = NULL;
-  int r = payload_open(what, buf, len, snapshot ? PROTO_INVENTORY_MAX : PROTO_DELTA_MAX,
-                       expected_id, &j, inv.id, err);
+  int r = proto_payload_open(what, buf, len, snapshot ? PROTO_INVENTORY_MAX : PROTO_DELTA_MAX,
+                             expected_id, &j, inv.id, err);
   if (r < 0)
     return r;
   if ((r = inventory_fields(what, j, &inv, err)) < 0) {
@@ -643,27 +673,28 @@ void proto_inventory_clear(struct proto_inventory *inv) {
 int proto_parent_build(const struct proto_parent *p, char **out, size_t *len, ep_err *err) {
   static const char what[] = "parent";
   int r;
-  if ((r = check_field(what, "id", p->id, sizeof p->id, nonempty_id_valid, err)) < 0)
+  if ((r = proto_check_field(what, "id", p->id, sizeof p->id, nonempty_id_valid, err)) < 0)
     return r;
   if (p->epoch > PROTO_INT_MAX)
     return ep_error(err, EP_EINVAL, "parent: epoch over 2^53");
   if (!p->has_parent)
-    return dump(what,
-                json_pack("{s:i,s:s,s:n,s:I}", "v", PROTO_VERSION, "id", p->id, "parent", "epoch",
-                          (json_int_t)p->epoch),
-                PROTO_PARENT_MAX, out, len, err);
-  if ((r = check_field(what, "parent", p->parent, sizeof p->parent, nonempty_id_valid, err)) < 0 ||
-      (r = check_field(what, "addr", p->addr, sizeof p->addr, addr_valid, err)) < 0)
+    return proto_dump(what,
+                      json_pack("{s:i,s:s,s:n,s:I}", "v", PROTO_VERSION, "id", p->id, "parent",
+                                "epoch", (json_int_t)p->epoch),
+                      PROTO_PARENT_MAX, out, len, err);
+  if ((r = proto_check_field(what, "parent", p->parent, sizeof p->parent, nonempty_id_valid, err)) <
+          0 ||
+      (r = proto_check_field(what, "addr", p->addr, sizeof p->addr, proto_addr_valid, err)) < 0)
     return r;
   if (strcmp(p->id, p->parent) == 0)
     return ep_error(err, EP_EINVAL, "parent: node %s cannot be its own parent", p->id);
   if (p->addr[0] == '\0')
     return ep_error(err, EP_EINVAL, "parent: parent %s has no address", p->parent);
-  return dump(what,
-              json_pack("{s:i,s:s,s:s,s:s,s:i,s:I}", "v", PROTO_VERSION, "id", p->id, "parent",
-                        p->parent, "addr", p->addr, "peer_port", (int)p->peer_port, "epoch",
-                        (json_int_t)p->epoch),
-              PROTO_PARENT_MAX, out, len, err);
+  return proto_dump(what,
+                    json_pack("{s:i,s:s,s:s,s:s,s:i,s:I}", "v", PROTO_VERSION, "id", p->id,
+                              "parent", p->parent, "addr", p->addr, "peer_port", (int)p->peer_port,
+                              "epoch", (json_int_t)p->epoch),
+                    PROTO_PARENT_MAX, out, len, err);
 }
 
 static int parent_fields(json_t *j, struct proto_parent *p, ep_err *err) {
@@ -675,15 +706,16 @@ static int parent_fields(json_t *j, struct proto_parent *p, ep_err *err) {
     return ep_error(err, EP_EINVAL, "parent payload: \"parent\" missing");
   p->has_parent = !json_is_null(pv);
   if (p->has_parent) {
-    if ((r = get_str(what, j, "parent", true, p->parent, sizeof p->parent, nonempty_id_valid,
-                     err)) < 0)
+    if ((r = proto_get_str(what, j, "parent", true, p->parent, sizeof p->parent, nonempty_id_valid,
+                           err)) < 0)
       return r;
     if (strcmp(p->parent, p->id) == 0)
       return ep_error(err, EP_EINVAL, "parent payload: node %s assigned to itself", p->id);
   }
-  if ((r = get_str(what, j, "addr", p->has_parent, p->addr, sizeof p->addr, addr_valid, err)) < 0 ||
-      (r = get_uint(what, j, "peer_port", p->has_parent, UINT16_MAX, &port, err)) < 0 ||
-      (r = get_uint(what, j, "epoch", true, PROTO_INT_MAX, &p->epoch, err)) < 0)
+  if ((r = proto_get_str(what, j, "addr", p->has_parent, p->addr, sizeof p->addr, proto_addr_valid,
+                         err)) < 0 ||
+      (r = proto_get_uint(what, j, "peer_port", p->has_parent, UINT16_MAX, &port, err)) < 0 ||
+      (r = proto_get_uint(what, j, "epoch", true, PROTO_INT_MAX, &p->epoch, err)) < 0)
     return r;
   if (p->has_parent && p->addr[0] == '\0')
     return ep_error(err, EP_EINVAL, "parent payload: \"addr\" is empty");
@@ -696,7 +728,7 @@ int proto_parent_parse(const void *buf, size_t len, const char *expected_id,
   struct proto_parent p;
   memset(&p, 0, sizeof p);
   json_auto_t *j = NULL;
-  int r = payload_open("parent", buf, len, PROTO_PARENT_MAX, expected_id, &j, p.id, err);
+  int r = proto_payload_open("parent", buf, len, PROTO_PARENT_MAX, expected_id, &j, p.id, err);
   if (r < 0 || (r = parent_fields(j, &p, err)) < 0)
     return r;
   *out = p;

@@ -5,6 +5,9 @@
  *   edgepull/v1/<loc>/node/<id>/inventory        retained snapshot         node
  *   edgepull/v1/<loc>/node/<id>/inventory/delta  not retained              node
  *   edgepull/v1/<loc>/node/<id>/parent           retained                  coordinator
+ *   edgepull/v1/<loc>/node/<id>/report           not retained, QoS 1       node
+ *   edgepull/v1/<loc>/deploy                     not retained, QoS 1       client
+ *   edgepull/v1/<loc>/deploy/<d>/progress/<id>   not retained, QoS 0/1     node
  *
  * Payloads are JSON objects with "v": 1. A receiver drops (with one log
  * line) any payload over its size limit, not valid JSON, of another "v", or
@@ -29,27 +32,46 @@
 #define PROTO_DELTA_MAX (64 * 1024)
 #define PROTO_INVENTORY_MAX (2 * 1024 * 1024) /* ~24k blobs */
 #define PROTO_DELTA_BLOBS 512                 /* entries in one delta */
+#define PROTO_DEPLOY_MAX (8 * 1024)
+#define PROTO_PROGRESS_MAX (2 * 1024)
+#define PROTO_REPORT_MAX (1 * 1024)
+#define PROTO_DEPLOY_ID_LEN 16 /* lowercase hex digits */
+#define PROTO_IMAGE_MAX 511    /* an image reference as a user writes it */
+#define PROTO_PLATFORMS_MAX 16 /* platforms in one deploy */
+#define PROTO_PLATFORM_MAX 31  /* "os/arch[/variant]" */
+#define PROTO_TEXT_MAX 255     /* a reason or an error message */
 
 enum proto_topic_kind {
   PROTO_T_STATE,
   PROTO_T_INVENTORY,
   PROTO_T_DELTA,
   PROTO_T_PARENT,
+  PROTO_T_REPORT,   /* node/<id>/report */
+  PROTO_T_DEPLOY,   /* deploy (node is "") */
+  PROTO_T_PROGRESS, /* deploy/<deploy>/progress/<node> */
 };
 
 struct proto_topic {
   enum proto_topic_kind kind;
   char locality[PROTO_ID_MAX + 1];
   char node[PROTO_ID_MAX + 1];
+  char deploy[PROTO_ID_MAX + 1]; /* PROTO_T_PROGRESS only, else "" */
 };
 
 bool proto_id_valid(const char *id);
-/* Builds the topic of kind for (locality, node) into buf. */
+/* Builds the topic of kind for (locality, node) into buf; node topics only
+ * (state, inventory, delta, parent, report). */
 int proto_topic(enum proto_topic_kind kind, const char *locality, const char *node, char *buf,
                 size_t len, ep_err *err);
 /* Subscription filter for every node's topics of a locality:
  * "edgepull/v1/<loc>/node/#". */
 int proto_topic_filter(const char *locality, char *buf, size_t len, ep_err *err);
+/* "edgepull/v1/<loc>/deploy". */
+int proto_deploy_topic(const char *locality, char *buf, size_t len, ep_err *err);
+/* "edgepull/v1/<loc>/deploy/<deploy>/progress/<node>"; node NULL gives the
+ * subscription filter with "+" as the last level. */
+int proto_progress_topic(const char *locality, const char *deploy, const char *node, char *buf,
+                         size_t len, ep_err *err);
 /* Parses a received topic; EP_EINVAL when it is not one of ours. */
 int proto_topic_parse(const char *topic, struct proto_topic *out, ep_err *err);
 
@@ -110,5 +132,64 @@ int proto_inventory_parse(const void *buf, size_t len, const char *expected_id, 
 void proto_inventory_clear(struct proto_inventory *inv);
 int proto_parent_parse(const void *buf, size_t len, const char *expected_id,
                        struct proto_parent *out, ep_err *err);
+
+/* ---- deploy, progress, report (locality/proto_deploy.c) ---- */
+
+/* Exactly PROTO_DEPLOY_ID_LEN lowercase hex digits. */
+bool proto_deploy_id_valid(const char *id);
+/* Printable ASCII without spaces, 1..PROTO_IMAGE_MAX characters; the
+ * reference itself is parsed by whoever resolves it. */
+bool proto_image_valid(const char *s);
+/* "os/arch" or "os/arch/variant", lowercase [a-z0-9_] tokens. */
+bool proto_platform_valid(const char *s);
+/* Replaces bytes outside printable ASCII with '?' in place and cuts s to
+ * PROTO_TEXT_MAX characters, so any error message can be sent. */
+void proto_text_sanitize(char *s);
+
+enum proto_import { PROTO_IMPORT_NONE, PROTO_IMPORT_CONTAINERD, PROTO_IMPORT_DOCKER };
+/* "none" | "containerd" | "docker" (EP_EINVAL otherwise). */
+int proto_import_parse(const char *s, enum proto_import *out, ep_err *err);
+const char *proto_import_name(enum proto_import imp);
+
+struct proto_deploy {
+  char id[PROTO_ID_MAX + 1]; /* deploy id: PROTO_DEPLOY_ID_LEN hex */
+  char image[PROTO_IMAGE_MAX + 1];
+  char platforms[PROTO_PLATFORMS_MAX][PROTO_PLATFORM_MAX + 1];
+  size_t nplatforms; /* 0 = every platform present in the locality */
+  enum proto_import import;
+  int64_t ts;
+};
+
+enum proto_progress_state { PROTO_PROGRESS_RUNNING, PROTO_PROGRESS_DONE, PROTO_PROGRESS_FAILED };
+
+struct proto_progress {
+  char id[PROTO_ID_MAX + 1];   /* deploy id */
+  char node[PROTO_ID_MAX + 1]; /* reporting node */
+  enum proto_progress_state state;
+  uint64_t blobs_total, blobs_done;
+  uint64_t bytes_total, bytes_done;
+  uint64_t uplink_bytes;          /* gateway: bytes fetched from the upstream */
+  uint64_t peer_bytes;            /* bytes received from peers */
+  char error[PROTO_TEXT_MAX + 1]; /* failed only (required then) */
+  int64_t ts;
+};
+
+struct proto_report {
+  char id[PROTO_ID_MAX + 1];      /* reporting node (the topic's) */
+  char suspect[PROTO_ID_MAX + 1]; /* node that served wrong bytes */
+  digest_t digest;                /* the blob it served */
+  char reason[PROTO_TEXT_MAX + 1];
+  int64_t ts;
+};
+
+int proto_deploy_build(const struct proto_deploy *d, char **out, size_t *len, ep_err *err);
+int proto_deploy_parse(const void *buf, size_t len, struct proto_deploy *out, ep_err *err);
+int proto_progress_build(const struct proto_progress *p, char **out, size_t *len, ep_err *err);
+/* expected_id: the deploy id of the topic, expected_node its node (each may be NULL). */
+int proto_progress_parse(const void *buf, size_t len, const char *expected_id,
+                         const char *expected_node, struct proto_progress *out, ep_err *err);
+int proto_report_build(const struct proto_report *r, char **out, size_t *len, ep_err *err);
+int proto_report_parse(const void *buf, size_t len, const char *expected_id,
+                       struct proto_report *out, ep_err *err);
 
 #endif

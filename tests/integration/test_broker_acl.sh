@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The broker configuration in contrib/mosquitto, with a real mosquitto:
 #  - gateway.conf (adapted to a temp dir and a free loopback port) starts;
-#  - the ACL lets a node write only its own state/inventory/delta, never
-#    another node's topics nor any parent; only `coordinator` writes parents;
+#  - the ACL lets a node write only its own state/inventory/delta/report and
+#    deploy progress, never another node's topics nor any parent nor a
+#    deploy; only `coordinator` writes parents; only `deployer` writes
+#    deploys (and reads progress);
 #    anonymous and wrong passwords are refused;
 #  - bridge.conf carries a locality's topics to a second ("cloud") broker;
 #  - edgepull-coordinator, authenticated as `coordinator`, assigns parents
@@ -29,7 +31,7 @@ CLOUD_PORT=$(ep_free_port)
 # --- the gateway broker --------------------------------------------------
 touch "$D/passwd"
 chmod 600 "$D/passwd"
-for u in n1:pw-n1 n2:pw-n2 n3:pw-n3 gw:pw-gw coordinator:pw-coordinator; do
+for u in n1:pw-n1 n2:pw-n2 n3:pw-n3 gw:pw-gw coordinator:pw-coordinator deployer:pw-deployer; do
   ep_timeout 10 mosquitto_passwd -b "$D/passwd" "${u%%:*}" "${u#*:}"
 done
 cp "$CONTRIB/acl" "$D/acl"
@@ -134,6 +136,32 @@ pub coordinator "$T/n1/parent" '' # clear
 ep_assert_eq "" "$(retained n1 "$T/n1/parent")" "coordinator clears a retained parent"
 pub coordinator "$T/n3/state" "$(state n3 online)" || true
 ep_assert_eq "" "$(retained n1 "$T/n3/state")" "coordinator cannot write a node's state"
+
+# --- reports and deploys ---------------------------------------------------
+DID=0123456789abcdef
+DP=edgepull/v1/$LOC/deploy
+pub n1 "$T/n1/report" '{"v":1,"id":"n1","r":1}'
+ep_assert_eq '{"v":1,"id":"n1","r":1}' "$(retained coordinator "$T/n1/report")" \
+  "node writes its own report, the coordinator reads it"
+pub n1 "$T/n2/report" '{"forged":1}' || true
+ep_assert_eq "" "$(retained coordinator "$T/n2/report")" "node cannot report under another id"
+pub n1 "$DP/$DID/progress/n1" '{"v":1,"p":1}'
+ep_assert_eq '{"v":1,"p":1}' "$(retained deployer "$DP/$DID/progress/n1")" \
+  "node writes its own deploy progress, deployer reads it"
+pub n1 "$DP/$DID/progress/n2" '{"forged":1}' || true
+ep_assert_eq "" "$(retained deployer "$DP/$DID/progress/n2")" \
+  "node cannot write another node's progress"
+pub n1 "$DP" '{"forged":1}' || true
+ep_assert_eq "" "$(retained coordinator "$DP")" "node cannot send a deploy"
+pub deployer "$DP" '{"v":1,"d":1}'
+ep_assert_eq '{"v":1,"d":1}' "$(retained n2 "$DP")" "deployer sends a deploy, nodes read it"
+ep_assert_match '"id":"n1"' "$(retained deployer "$T/n1/state")" "deployer reads node states"
+pub deployer "$DP/$DID/progress/n3" '{"forged":1}' || true
+ep_assert_eq "" "$(retained coordinator "$DP/$DID/progress/n3")" "deployer cannot write progress"
+pub deployer "$T/n3/state" "$(state n3 online)" || true
+ep_assert_eq "" "$(retained coordinator "$T/n3/state")" "deployer cannot write a node's state"
+for t in "$T/n1/report" "$DP/$DID/progress/n1"; do pub n1 "$t" ''; done
+pub deployer "$DP" ''
 
 # --- the bridge ------------------------------------------------------------
 got=""

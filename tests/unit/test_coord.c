@@ -109,6 +109,12 @@ static void send_state(struct fixture *f, const char *id, bool online, bool gate
   assert_int_equal(proto_topic(PROTO_T_STATE, LOC, id, topic, sizeof topic, &e), 0);
   coord_message(f->c, topic, json, len, retained, f->now);
   free(json);
+  if (!online && !retained && coord_recovering(f->c) == false) {
+    /* Departures are held briefly (a broker shutting down publishes every
+     * Will): let the hold pass. */
+    f->now += COORD_LEAVE_HOLD_MS + 1;
+    coord_tick(f->c, f->now);
+  }
 }
 
 static void join(struct fixture *f, const char *id, uint32_t mbps) {
@@ -504,11 +510,60 @@ static void test_hostile(void **state) {
   fixture_free(f);
 }
 
+/* A broker shutting down cleanly publishes every client's Will just before
+ * it drops the coordinator's own connection: nobody must move. */
+static void test_broker_shutdown_wills(void **state) {
+  (void)state;
+  struct fixture *f = fixture_new(TOPO_TREE, 2, 90);
+  recover(f);
+  build_tree(f);
+  size_t n0 = f->npubs; /* what the broker holds retained */
+  for (size_t i = 0; i < 7; i++) {
+    char topic[PROTO_TOPIC_MAX];
+    ep_err e = {0};
+    assert_int_equal(proto_topic(PROTO_T_STATE, LOC, tree_ids[i], topic, sizeof topic, &e), 0);
+    char will[128];
+    int n =
+        snprintf(will, sizeof will, "{\"v\":1,\"id\":\"%s\",\"status\":\"offline\"}", tree_ids[i]);
+    coord_message(f->c, topic, will, (size_t)n, false, f->now);
+  }
+  f->now += 5; /* the connection drops a few ms later */
+  coord_disconnected(f->c);
+  f->now += 1500;
+  coord_tick(f->c, f->now);
+  /* Reconnected: the broker redelivers the wills (it stored them) and the
+   * parents as retained messages, then the nodes come back one by one. */
+  coord_subscribed(f->c, f->now);
+  for (size_t i = 0; i < 7; i++) {
+    send_state(f, tree_ids[i], false, i == 0, 100, true);
+    char topic[PROTO_TOPIC_MAX];
+    snprintf(topic, sizeof topic, "edgepull/v1/" LOC "/node/%s/parent", tree_ids[i]);
+    for (size_t j = n0; j-- > 0;) {
+      if (strcmp(f->pubs[j].topic, topic) == 0) {
+        if (f->pubs[j].len > 0)
+          coord_message(f->c, topic, f->pubs[j].payload, f->pubs[j].len, true, f->now);
+        break;
+      }
+    }
+  }
+  f->now += 800;
+  coord_tick(f->c, f->now);
+  for (size_t i = 0; i < 7; i++)
+    send_state(f, tree_ids[i], true, i == 0, 100, false);
+  f->now += GRACE + COORD_RECONNECT_HOLD_MS + 1000;
+  coord_tick(f->c, f->now);
+  assert_int_equal(f->npubs, n0);
+  assert_int_equal(topo_count(coord_topology(f->c)), 7);
+  assert_valid_topology(f);
+  fixture_free(f);
+}
+
 /* Random joins, losses and returns keep the topology valid and move only
  * the orphans of the node that left. */
 static void test_random_churn(void **state) {
   (void)state;
-  struct fixture *f = fixture_new(TOPO_TREE, 3, 90);
+  /* No heartbeat timeouts here: time only moves by the departure holds. */
+  struct fixture *f = fixture_new(TOPO_TREE, 3, 100000);
   recover(f);
   send_state(f, "gw", true, true, 1000, false);
   bool up[40] = {0};
@@ -540,6 +595,114 @@ static int parse(struct coord_opts *o, ep_err *e, char **argv) {
   int r = coord_opts_parse(o, argc, argv, devnull, e);
   fclose(devnull);
   return r;
+}
+
+/* ---- suspect reports ---- */
+
+static void send_report(struct fixture *f, const char *reporter, const char *suspect) {
+  struct proto_report rp = {0};
+  snprintf(rp.id, sizeof rp.id, "%s", reporter);
+  snprintf(rp.suspect, sizeof rp.suspect, "%s", suspect);
+  memset(rp.digest.hex, 'a', 64);
+  snprintf(rp.reason, sizeof rp.reason, "digest mismatch");
+  rp.ts = 1;
+  char *json = NULL;
+  size_t len = 0;
+  ep_err e = {0};
+  assert_int_equal(proto_report_build(&rp, &json, &len, &e), 0);
+  char topic[PROTO_TOPIC_MAX];
+  assert_int_equal(proto_topic(PROTO_T_REPORT, LOC, reporter, topic, sizeof topic, &e), 0);
+  coord_message(f->c, topic, json, len, false, f->now);
+  free(json);
+}
+
+/* A reported node loses its children and its place; heartbeats do not bring
+ * it back before the period ends; then it rejoins as a joiner. */
+static void test_report_suspends(void **state) {
+  (void)state;
+  struct fixture *f = fixture_new(TOPO_CHAIN, 1, 90);
+  recover(f);
+  send_state(f, "gw", true, true, 1000, false);
+  join(f, "n1", 100);
+  join(f, "n2", 100);
+  join(f, "n3", 100);
+  expect_parent(f, "n2", "n1");
+  pubs_reset(f);
+  send_report(f, "n2", "n1");
+  assert_true(coord_suspended(f->c, "n1"));
+  struct proto_parent p;
+  assert_int_equal(last_parent(f, "n1", &p), 0); /* cleared */
+  expect_parent(f, "n2", "gw");                  /* the orphan moved */
+  assert_int_equal(pubs_for(f, "n3"), 0);        /* nobody else */
+  const topo *t = coord_topology(f->c);
+  assert_null(topo_parent(t, "n1", NULL));
+  assert_int_equal(topo_count(t), 3);
+  assert_valid_topology(f);
+  /* Heartbeats keep it live but out; nobody gets it as parent. */
+  pubs_reset(f);
+  for (int i = 0; i < 5; i++) {
+    f->now += 60 * 1000;
+    join(f, "n1", 100);
+    join(f, "n2", 100);
+    join(f, "n3", 100);
+    send_state(f, "gw", true, true, 1000, false);
+    coord_tick(f->c, f->now);
+    join(f, "n4", 100);
+  }
+  assert_int_equal(pubs_for(f, "n1"), 0);
+  assert_true(coord_suspended(f->c, "n1"));
+  assert_string_not_equal(topo_parent(t, "n4", NULL), "n1");
+  /* The period ends: it rejoins at the end, and nobody else moves. */
+  pubs_reset(f);
+  f->now += 6 * 60 * 1000;
+  join(f, "n1", 100);
+  join(f, "n2", 100);
+  join(f, "n3", 100);
+  join(f, "n4", 100);
+  send_state(f, "gw", true, true, 1000, false);
+  coord_tick(f->c, f->now);
+  assert_false(coord_suspended(f->c, "n1"));
+  assert_int_equal(last_parent(f, "n1", &p), 1);
+  assert_int_equal(f->npubs, 1);
+  assert_int_equal(topo_count(t), 5);
+  assert_valid_topology(f);
+  fixture_free(f);
+}
+
+/* Reports from non-members, about unknown nodes or the gateway, during
+ * recovery, or malformed, change nothing. */
+static void test_report_ignored(void **state) {
+  (void)state;
+  struct fixture *f = fixture_new(TOPO_CHAIN, 1, 90);
+  send_report(f, "n1", "n2"); /* still recovering */
+  recover(f);
+  send_state(f, "gw", true, true, 1000, false);
+  join(f, "n1", 100);
+  join(f, "n2", 100);
+  pubs_reset(f);
+  send_report(f, "ghost", "n1"); /* reporter unknown */
+  send_report(f, "n2", "ghost"); /* suspect unknown */
+  send_report(f, "n2", "gw");    /* the root stays */
+  send_state(f, "n3", false, false, 100, false);
+  send_report(f, "n3", "n1"); /* reporter offline */
+  const char *topic = "edgepull/v1/" LOC "/node/n2/report";
+  const char *bad[] = {
+      "{\"v\":1,\"id\":\"n2\",\"suspect\":\"n2\",\"digest\":\"sha256:" /* itself */
+      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+      "{\"v\":1,\"id\":\"n1\",\"suspect\":\"n1\",\"digest\":\"sha256:" /* forged id */
+      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+      "{\"v\":1,\"id\":\"n2\",\"suspect\":\"n1\",\"digest\":\"sha256:xyz\"}",
+      "{\"v\":2,\"id\":\"n2\",\"suspect\":\"n1\"}",
+      "",
+      "[]",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    coord_message(f->c, topic, bad[i], strlen(bad[i]), false, f->now);
+  assert_int_equal(f->npubs, 0);
+  assert_false(coord_suspended(f->c, "n1"));
+  assert_false(coord_suspended(f->c, "gw"));
+  assert_string_equal(topo_parent(coord_topology(f->c), "n2", NULL), "n1");
+  fixture_free(f);
 }
 
 static void test_opts(void **state) {
@@ -617,7 +780,10 @@ int main(void) {
       cmocka_unit_test(test_heartbeat_timeout),
       cmocka_unit_test(test_resync),
       cmocka_unit_test(test_hostile),
+      cmocka_unit_test(test_broker_shutdown_wills),
       cmocka_unit_test(test_random_churn),
+      cmocka_unit_test(test_report_suspends),
+      cmocka_unit_test(test_report_ignored),
       cmocka_unit_test(test_opts),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

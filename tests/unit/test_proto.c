@@ -208,7 +208,7 @@ static void test_topic_parse_hostile(void **state) {
       "edgepull/v1/lab/node/n\x01/state",
       "edgepull/v1/lab/node/n\xc3\xa9/state",
       "edgepull/v1/lab/node/n1/state\n",
-      "edgepull/v1/lab/deploy",
+      "edgepull/v1/lab/deploy/x",
       "edgepull/v1/lab/node/n1/x/y/z/w",
       "edgepull/v1/lab/node/n1/inventory/",
       id64,
@@ -865,6 +865,260 @@ static void test_fuzz_mutations(void **state) {
     free(seeds[i]);
 }
 
+/* ---- deploy, progress, report ---- */
+
+#define DID "0123456789abcdef"
+
+static void test_deploy_topics(void **state) {
+  (void)state;
+  char buf[PROTO_TOPIC_MAX];
+  ep_err e = {0};
+  struct proto_topic t;
+  assert_int_equal(proto_deploy_topic("site1", buf, sizeof buf, &e), 0);
+  assert_string_equal(buf, "edgepull/v1/site1/deploy");
+  assert_int_equal(proto_topic_parse(buf, &t, &e), 0);
+  assert_int_equal(t.kind, PROTO_T_DEPLOY);
+  assert_string_equal(t.locality, "site1");
+  assert_string_equal(t.node, "");
+  assert_int_equal(proto_progress_topic("site1", DID, "n1", buf, sizeof buf, &e), 0);
+  assert_string_equal(buf, "edgepull/v1/site1/deploy/" DID "/progress/n1");
+  assert_int_equal(proto_topic_parse(buf, &t, &e), 0);
+  assert_int_equal(t.kind, PROTO_T_PROGRESS);
+  assert_string_equal(t.deploy, DID);
+  assert_string_equal(t.node, "n1");
+  assert_int_equal(proto_progress_topic("site1", DID, NULL, buf, sizeof buf, &e), 0);
+  assert_string_equal(buf, "edgepull/v1/site1/deploy/" DID "/progress/+");
+  assert_int_equal(proto_topic(PROTO_T_REPORT, "site1", "n2", buf, sizeof buf, &e), 0);
+  assert_string_equal(buf, "edgepull/v1/site1/node/n2/report");
+  assert_int_equal(proto_topic_parse(buf, &t, &e), 0);
+  assert_int_equal(t.kind, PROTO_T_REPORT);
+  assert_string_equal(t.node, "n2");
+  /* Deploy kinds are not node topics; bad ids refused. */
+  assert_int_equal(proto_topic(PROTO_T_DEPLOY, "site1", "n2", buf, sizeof buf, &e), -EP_EINVAL);
+  assert_int_equal(proto_progress_topic("site1", "0123", "n1", buf, sizeof buf, &e), -EP_EINVAL);
+  assert_int_equal(proto_progress_topic("site1", DID, "a/b", buf, sizeof buf, &e), -EP_EINVAL);
+  assert_int_equal(proto_progress_topic("site1", DID, "n1", buf, 20, &e), -EP_ETOOBIG);
+  const char *bad[] = {
+      "edgepull/v1/site1/deploy/" DID,
+      "edgepull/v1/site1/deploy/" DID "/progress",
+      "edgepull/v1/site1/deploy/" DID "/progress/n1/x",
+      "edgepull/v1/site1/deploy/0123456789ABCDEF/progress/n1",
+      "edgepull/v1/site1/deploy/" DID "/status/n1",
+      "edgepull/v1/site1/deploy/" DID "/progress/+",
+      "edgepull/v2/site1/deploy",
+      "edgepull/v1/s+1/deploy",
+      "edgepull/v1/site1/node/n1/report/x",
+      "edgepull/v1/site1/deploy/",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    ep_err_clear(&e);
+    if (proto_topic_parse(bad[i], &t, &e) != -EP_EINVAL)
+      fail_msg("accepted topic %s", bad[i]);
+    assert_true(e.msg[0] != '\0');
+  }
+}
+
+static void test_deploy_roundtrip(void **state) {
+  (void)state;
+  struct proto_deploy d = {.id = DID,
+                           .image = "ghcr.io/org/app:1.2@sha256:" HEXA,
+                           .nplatforms = 2,
+                           .import = PROTO_IMPORT_CONTAINERD,
+                           .ts = 1718000000};
+  snprintf(d.platforms[0], sizeof d.platforms[0], "linux/amd64");
+  snprintf(d.platforms[1], sizeof d.platforms[1], "linux/arm/v7");
+  char *json = NULL;
+  size_t len = 0;
+  ep_err e = {0};
+  assert_int_equal(proto_deploy_build(&d, &json, &len, &e), 0);
+  struct proto_deploy out;
+  assert_int_equal(proto_deploy_parse(json, len, &out, &e), 0);
+  assert_string_equal(out.id, DID);
+  assert_string_equal(out.image, d.image);
+  assert_int_equal(out.nplatforms, 2);
+  assert_string_equal(out.platforms[1], "linux/arm/v7");
+  assert_int_equal(out.import, PROTO_IMPORT_CONTAINERD);
+  assert_int_equal(out.ts, 1718000000);
+  free(json);
+  /* Minimal: no platforms, no import. */
+  const char *min = "{\"v\":1,\"id\":\"" DID "\",\"image\":\"alpine\"}";
+  assert_int_equal(proto_deploy_parse(min, strlen(min), &out, &e), 0);
+  assert_int_equal(out.nplatforms, 0);
+  assert_int_equal(out.import, PROTO_IMPORT_NONE);
+  /* Builder refusals. */
+  struct proto_deploy b = d;
+  snprintf(b.id, sizeof b.id, "n1");
+  assert_int_equal(proto_deploy_build(&b, &json, &len, &e), -EP_EINVAL);
+  b = d;
+  snprintf(b.image, sizeof b.image, "has space");
+  assert_int_equal(proto_deploy_build(&b, &json, &len, &e), -EP_EINVAL);
+  b = d;
+  snprintf(b.platforms[0], sizeof b.platforms[0], "amd64");
+  assert_int_equal(proto_deploy_build(&b, &json, &len, &e), -EP_EINVAL);
+  b = d;
+  b.nplatforms = PROTO_PLATFORMS_MAX + 1;
+  assert_int_equal(proto_deploy_build(&b, &json, &len, &e), -EP_ETOOBIG);
+  enum proto_import imp;
+  assert_int_equal(proto_import_parse("docker", &imp, &e), 0);
+  assert_int_equal(imp, PROTO_IMPORT_DOCKER);
+  assert_int_equal(proto_import_parse("podman", &imp, &e), -EP_EINVAL);
+  assert_string_equal(proto_import_name(PROTO_IMPORT_NONE), "none");
+}
+
+static void test_progress_roundtrip(void **state) {
+  (void)state;
+  struct proto_progress p = {.id = DID,
+                             .node = "gw",
+                             .state = PROTO_PROGRESS_FAILED,
+                             .blobs_total = 5,
+                             .blobs_done = 3,
+                             .bytes_total = 1000,
+                             .bytes_done = 600,
+                             .uplink_bytes = 600,
+                             .peer_bytes = 0,
+                             .error = "blob sha256:aa: upstream unreachable",
+                             .ts = 7};
+  char *json = NULL;
+  size_t len = 0;
+  ep_err e = {0};
+  assert_int_equal(proto_progress_build(&p, &json, &len, &e), 0);
+  struct proto_progress out;
+  assert_int_equal(proto_progress_parse(json, len, DID, "gw", &out, &e), 0);
+  assert_int_equal(out.state, PROTO_PROGRESS_FAILED);
+  assert_int_equal(out.blobs_done, 3);
+  assert_int_equal(out.bytes_done, 600);
+  assert_int_equal(out.uplink_bytes, 600);
+  assert_string_equal(out.error, p.error);
+  /* topic mismatches */
+  assert_int_equal(proto_progress_parse(json, len, DID, "n1", &out, &e), -EP_EINVAL);
+  assert_int_equal(proto_progress_parse(json, len, "fedcba9876543210", "gw", &out, &e), -EP_EINVAL);
+  free(json);
+  struct proto_progress b = p;
+  b.state = PROTO_PROGRESS_DONE; /* done with an error */
+  assert_int_equal(proto_progress_build(&b, &json, &len, &e), -EP_EINVAL);
+  b.error[0] = '\0';
+  assert_int_equal(proto_progress_build(&b, &json, &len, &e), 0);
+  assert_int_equal(proto_progress_parse(json, len, NULL, NULL, &out, &e), 0);
+  assert_int_equal(out.state, PROTO_PROGRESS_DONE);
+  free(json);
+  b.blobs_done = 6; /* more than total */
+  assert_int_equal(proto_progress_build(&b, &json, &len, &e), -EP_EINVAL);
+  b = p;
+  snprintf(b.error, sizeof b.error, "bell\a");
+  assert_int_equal(proto_progress_build(&b, &json, &len, &e), -EP_EINVAL);
+  proto_text_sanitize(b.error);
+  assert_string_equal(b.error, "bell?");
+}
+
+static void test_report_roundtrip(void **state) {
+  (void)state;
+  struct proto_report r = {.id = "n2", .suspect = "n1", .reason = "digest mismatch", .ts = 9};
+  ep_err e = {0};
+  assert_int_equal(digest_parse(DC, &r.digest, &e), 0);
+  char *json = NULL;
+  size_t len = 0;
+  assert_int_equal(proto_report_build(&r, &json, &len, &e), 0);
+  struct proto_report out;
+  assert_int_equal(proto_report_parse(json, len, "n2", &out, &e), 0);
+  assert_string_equal(out.suspect, "n1");
+  assert_true(digest_equal(&out.digest, &r.digest));
+  assert_string_equal(out.reason, "digest mismatch");
+  /* Another node's topic: a forged reporter id. */
+  assert_int_equal(proto_report_parse(json, len, "n3", &out, &e), -EP_EINVAL);
+  free(json);
+  struct proto_report b = r;
+  snprintf(b.suspect, sizeof b.suspect, "n2");
+  assert_int_equal(proto_report_build(&b, &json, &len, &e), -EP_EINVAL);
+}
+
+static void test_deploy_hostile(void **state) {
+  (void)state;
+  static const char *const deploys[] = {
+      "{\"v\":1,\"id\":\"" DID "\"}",
+      "{\"v\":1,\"id\":\"n1\",\"image\":\"alpine\"}",
+      "{\"v\":1,\"id\":\"" DID "\",\"image\":\"\"}",
+      "{\"v\":1,\"id\":\"" DID "\",\"image\":\"a b\"}",
+      "{\"v\":1,\"id\":\"" DID "\",\"image\":\"\\u00e9\"}",
+      "{\"v\":1,\"id\":\"" DID "\",\"image\":7}",
+      "{\"v\":1,\"id\":\"" DID "\",\"image\":\"alpine\",\"platforms\":\"linux/amd64\"}",
+      "{\"v\":1,\"id\":\"" DID "\",\"image\":\"alpine\",\"platforms\":[1]}",
+      "{\"v\":1,\"id\":\"" DID "\",\"image\":\"alpine\",\"platforms\":[\"linux//x\"]}",
+      "{\"v\":1,\"id\":\"" DID "\",\"image\":\"alpine\",\"platforms\":[\"linux/a/b/c\"]}",
+      "{\"v\":1,\"id\":\"" DID "\",\"image\":\"alpine\",\"import\":\"podman\"}",
+      "{\"v\":1,\"id\":\"" DID "\",\"image\":\"alpine\",\"ts\":-1}",
+      "{\"v\":2,\"id\":\"" DID "\",\"image\":\"alpine\"}",
+      "{\"v\":1,\"id\":\"" DID "\",\"image\":\"alpine\",\"image\":\"x\"}",
+  };
+  ep_err e = {0};
+  struct proto_deploy d;
+  for (size_t i = 0; i < sizeof deploys / sizeof deploys[0]; i++) {
+    ep_err_clear(&e);
+    if (proto_deploy_parse(deploys[i], strlen(deploys[i]), &d, &e) >= 0)
+      fail_msg("accepted deploy %s", deploys[i]);
+    assert_true(e.msg[0] != '\0');
+  }
+  /* 17 platforms */
+  char big[2048];
+  size_t o = (size_t)snprintf(big, sizeof big,
+                              "{\"v\":1,\"id\":\"" DID "\",\"image\":\"a\",\"platforms\":[");
+  for (int i = 0; i < PROTO_PLATFORMS_MAX + 1; i++)
+    o += (size_t)snprintf(big + o, sizeof big - o, "%s\"linux/amd64\"", i ? "," : "");
+  o += (size_t)snprintf(big + o, sizeof big - o, "]}");
+  assert_int_equal(proto_deploy_parse(big, o, &d, &e), -EP_ETOOBIG);
+  /* Oversized before parsing. */
+  char *huge = malloc(PROTO_DEPLOY_MAX + 2);
+  assert_non_null(huge);
+  memset(huge, ' ', PROTO_DEPLOY_MAX + 1);
+  assert_int_equal(proto_deploy_parse(huge, PROTO_DEPLOY_MAX + 1, &d, &e), -EP_ETOOBIG);
+  struct proto_progress p;
+  assert_int_equal(proto_progress_parse(huge, PROTO_PROGRESS_MAX + 1, NULL, NULL, &p, &e),
+                   -EP_ETOOBIG);
+  struct proto_report r;
+  assert_int_equal(proto_report_parse(huge, PROTO_REPORT_MAX + 1, NULL, &r, &e), -EP_ETOOBIG);
+  free(huge);
+  static const char *const progress[] = {
+      "{\"v\":1,\"id\":\"" DID "\",\"node\":\"n1\",\"state\":\"running\"}",
+      "{\"v\":1,\"id\":\"" DID "\",\"node\":\"n1\",\"state\":\"paused\",\"blobs_total\":1,"
+      "\"blobs_done\":0,\"bytes_total\":1,\"bytes_done\":0}",
+      "{\"v\":1,\"id\":\"" DID "\",\"node\":\"n1\",\"state\":\"running\",\"blobs_total\":1,"
+      "\"blobs_done\":2,\"bytes_total\":1,\"bytes_done\":0}",
+      "{\"v\":1,\"id\":\"" DID "\",\"node\":\"n1\",\"state\":\"failed\",\"blobs_total\":1,"
+      "\"blobs_done\":0,\"bytes_total\":1,\"bytes_done\":0}",
+      "{\"v\":1,\"id\":\"" DID "\",\"node\":\"n1\",\"state\":\"failed\",\"blobs_total\":1,"
+      "\"blobs_done\":0,\"bytes_total\":1,\"bytes_done\":0,\"error\":\"\\u001b[2J\"}",
+      "{\"v\":1,\"id\":\"" DID "\",\"node\":\"n1\",\"state\":\"done\",\"blobs_total\":1,"
+      "\"blobs_done\":1,\"bytes_total\":1,\"bytes_done\":9007199254740993}",
+      "{\"v\":1,\"id\":\"" DID "\",\"node\":\"../x\",\"state\":\"done\",\"blobs_total\":1,"
+      "\"blobs_done\":1,\"bytes_total\":1,\"bytes_done\":1}",
+  };
+  for (size_t i = 0; i < sizeof progress / sizeof progress[0]; i++) {
+    ep_err_clear(&e);
+    if (proto_progress_parse(progress[i], strlen(progress[i]), NULL, NULL, &p, &e) >= 0)
+      fail_msg("accepted progress %s", progress[i]);
+    assert_true(e.msg[0] != '\0');
+  }
+  static const char *const reports[] = {
+      "{\"v\":1,\"id\":\"n2\",\"suspect\":\"n1\"}",
+      "{\"v\":1,\"id\":\"n2\",\"suspect\":\"n1\",\"digest\":\"sha256:abc\"}",
+      "{\"v\":1,\"id\":\"n2\",\"suspect\":\"n1\",\"digest\":\"md5:" HEXA "\"}",
+      "{\"v\":1,\"id\":\"n2\",\"suspect\":\"n2\",\"digest\":\"" DA "\"}",
+      "{\"v\":1,\"id\":\"n2\",\"suspect\":\"\",\"digest\":\"" DA "\"}",
+      "{\"v\":1,\"id\":\"n2\",\"suspect\":\"n1\",\"digest\":\"" DA "\",\"reason\":\"\\n\"}",
+      "{\"v\":1,\"id\":\"n2\",\"suspect\":[],\"digest\":\"" DA "\"}",
+  };
+  for (size_t i = 0; i < sizeof reports / sizeof reports[0]; i++) {
+    ep_err_clear(&e);
+    if (proto_report_parse(reports[i], strlen(reports[i]), "n2", &r, &e) >= 0)
+      fail_msg("accepted report %s", reports[i]);
+    assert_true(e.msg[0] != '\0');
+  }
+  /* Random truncations never crash nor leak. */
+  const char *good = "{\"v\":1,\"id\":\"" DID "\",\"image\":\"alpine\",\"platforms\":"
+                     "[\"linux/amd64\"],\"import\":\"docker\",\"ts\":5}";
+  for (size_t n = 0; n < strlen(good); n++)
+    (void)proto_deploy_parse(good, n, &d, &e);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_id_valid),           cmocka_unit_test(test_topic_build),
@@ -875,6 +1129,9 @@ int main(void) {
       cmocka_unit_test(test_build_rejects),      cmocka_unit_test(test_hostile_payloads),
       cmocka_unit_test(test_nul_bytes),          cmocka_unit_test(test_deep_nesting),
       cmocka_unit_test(test_oversized),          cmocka_unit_test(test_fuzz_mutations),
+      cmocka_unit_test(test_deploy_topics),      cmocka_unit_test(test_deploy_roundtrip),
+      cmocka_unit_test(test_progress_roundtrip), cmocka_unit_test(test_report_roundtrip),
+      cmocka_unit_test(test_deploy_hostile),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
