@@ -55,6 +55,10 @@ struct edgepulld_config {
   int keepalive_s; /* --keepalive, MQTT keepalive, default 10, 5..600 (libmosquitto's minimum is 5)
                     */
   int heartbeat_s; /* --heartbeat, state refresh, default 30, 1..3600 */
+  char peer_secret_file[1024];   /* --peer-secret-file: locality secret peers must present */
+  char containerd_address[1024]; /* --containerd-address, for deploy --import containerd */
+  char docker_socket[1024];      /* --docker-socket, for deploy --import docker */
+  int peer_stall_timeout_s;      /* --peer-stall-timeout, default 5, 1..300 */
   struct config_registry registries[CONFIG_MAX_REGISTRIES];
   size_t nregistries;
 };

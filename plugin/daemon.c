@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "plugin/agent.h"
+#include "plugin/sources.h"
 
 static int make_state_dir(const char *dir, ep_err *err) {
   if (dir[0] != '/')
@@ -20,6 +21,7 @@ static int open_upstream(struct edgepulld *d, ep_err *err) {
   struct upstream_options uo = {
       .connect_timeout_s = d->cfg.connect_timeout_s,
       .ca_file = d->cfg.ca_file[0] != '\0' ? d->cfg.ca_file : NULL,
+      .peer_low_speed_time_s = d->cfg.peer_stall_timeout_s,
   };
   int r = upstream_new(&uo, &d->up, err);
   if (r < 0)
@@ -59,6 +61,12 @@ int edgepulld_open(struct edgepulld *d, ep_err *err) {
     return ep_wrap(err, "opening the index %s", path);
   if ((r = open_upstream(d, err)) < 0)
     return r;
+  if (d->cfg.peer_secret_file[0] != '\0' &&
+      (r = config_read_secret(d->cfg.peer_secret_file, d->peer_secret, sizeof d->peer_secret,
+                              err)) < 0)
+    return ep_wrap(err, "peer-secret-file %s", d->cfg.peer_secret_file);
+  if (d->src == NULL && (r = sources_new(&d->src, err)) < 0)
+    return r;
   d->pipes = pipe_table_new();
   if (d->pipes == NULL)
     return ep_error(err, EP_EINTERNAL, "out of memory");
@@ -67,7 +75,13 @@ int edgepulld_open(struct edgepulld *d, ep_err *err) {
                             .up = d->up,
                             .pipes = d->pipes,
                             .on_commit = announce_commit,
-                            .on_commit_ud = d};
+                            .on_commit_ud = d,
+                            .pick_sources = sources_pick_cb,
+                            .on_bad_source = sources_bad_cb,
+                            .sources_ud = d,
+                            .node_id = d->cfg.node_id,
+                            .source_wait_ms = d->source_wait_ms,
+                            .peer_secret = d->peer_secret[0] != '\0' ? d->peer_secret : NULL};
   if ((r = fetcher_new(&fd, &d->fetch, err)) < 0)
     return r;
   struct agent *a = NULL;
@@ -94,6 +108,9 @@ void edgepulld_close(struct edgepulld *d) {
   d->pipes = NULL;
   upstream_free(d->up);
   d->up = NULL;
+  sources_free(d->src);
+  d->src = NULL;
+  explicit_bzero(d->peer_secret, sizeof d->peer_secret);
   if (d->idx != NULL)
     index_close(d->idx);
   d->idx = NULL;

@@ -15,6 +15,9 @@
 
 struct server;
 struct agent;
+struct sources;
+
+#define EDGEPULLD_SECRET_MAX 4096
 
 struct edgepulld {
   struct edgepulld_config cfg;
@@ -23,8 +26,12 @@ struct edgepulld {
   upstream *up;
   pipe_table *pipes;
   fetcher *fetch;
-  struct server *local; /* the runtime's endpoint (loopback) */
-  struct agent *agent;  /* locality member over MQTT; NULL when standalone */
+  struct server *local;                       /* the runtime's endpoint (loopback) */
+  struct server *peer;                        /* the peer endpoint (--peer-listen), NULL when off */
+  struct sources *src;                        /* source order and suspect peers */
+  char peer_secret[EDGEPULLD_SECRET_MAX + 1]; /* --peer-secret-file, "" = none */
+  int source_wait_ms;  /* fetcher: wait for a source to appear; 0 = default (tests shorten it) */
+  struct agent *agent; /* locality member over MQTT; NULL when standalone */
   /* Guards `agent` against fetch threads announcing commits while
    * edgepulld_close stops it (initialized by edgepulld_open). */
   pthread_mutex_t agent_mu;

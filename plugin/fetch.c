@@ -5,10 +5,19 @@
  *
  *   store_ingest_begin (resumes a partial left by a crash or a failed try)
  *   -> attach a reader fd on the partial to the pipe, publish what is there
- *   -> upstream_blob_get from the current offset (Range), each chunk written,
- *      hashed and published to the pipe as it arrives
- *   -> on a transfer error, retry from the new offset (up to max_attempts)
+ *   -> pick the sources (parent, peers holding it, upstream: deps.pick_sources)
+ *   -> GET from the first one at the current offset (Range), each chunk
+ *      written, hashed and published to the pipe as it arrives
+ *   -> on a transfer error, the next source, resuming from the new offset;
+ *      once every source failed, re-pick (the parent may have changed), back
+ *      off, and give up after max_attempts rounds that made no progress
  *   -> store_ingest_commit verifies the digest; pipe_finish(ok) wakes readers.
+ *
+ * The pipe never restarts: readers (the runtime, child peers) keep
+ * following it while the source changes underneath. A digest mismatch is
+ * the one exception: the readers already hold bad bytes, so the pipe fails
+ * (their connections are cut short), the peers that contributed are
+ * reported as suspect, and the next request starts a clean fetch.
  *
  * A source that ignores our Range and sends the blob from byte 0 does not
  * make the pipe go backwards: the bytes we already hold are skipped as they
@@ -16,12 +25,13 @@
  *
  * Threads: the job struct belongs to its fetch thread. The fetcher's mutex
  * guards the thread count (fetcher_free waits on `idle` for it to reach 0)
- * and the small ring of recent failures. `stopping` is atomic so data
- * callbacks can abort a transfer without taking the lock. */
+ * and the small ring of recent failures. `stopping` and the byte counters
+ * are atomic so data callbacks never take the lock. */
 #include "plugin/fetch.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -44,6 +54,7 @@ struct fetcher {
   unsigned long started;
   struct fetch_failure failures[FETCH_FAILURES];
   unsigned next_failure;
+  atomic_uint_least64_t upstream_bytes, peer_bytes, served_peer_bytes;
 };
 
 struct fetch_job {
@@ -52,6 +63,13 @@ struct fetch_job {
   digest_t digest;
   char host[256];
   char repo[256];
+  char exclude[64];
+  unsigned hops;
+  struct fetch_source src; /* the source being read */
+  struct fetch_source tried[FETCH_SOURCES_MAX];
+  size_t ntried;                     /* failed sources this round */
+  char blame[FETCH_SOURCES_MAX][64]; /* peers that gave us bytes */
+  size_t nblame;
   store_ingest *in;
   uint64_t total;
   uint64_t skip;      /* bytes of a 200 answer we already hold */
@@ -68,7 +86,12 @@ int fetcher_new(const struct fetcher_deps *deps, fetcher **out, ep_err *err) {
     f->deps.max_attempts = 4;
   pthread_mutex_init(&f->lock, NULL);
   pthread_cond_init(&f->idle, NULL);
+  if (f->deps.source_wait_ms <= 0)
+    f->deps.source_wait_ms = 3000;
   atomic_init(&f->stopping, false);
+  atomic_init(&f->upstream_bytes, 0);
+  atomic_init(&f->peer_bytes, 0);
+  atomic_init(&f->served_peer_bytes, 0);
   *out = f;
   return 0;
 }
@@ -124,6 +147,30 @@ void fetcher_counts(fetcher *f, unsigned *in_flight, unsigned long *started) {
   pthread_mutex_unlock(&f->lock);
 }
 
+void fetcher_stats(fetcher *f, struct fetch_stats *out) {
+  out->upstream_bytes = atomic_load(&f->upstream_bytes);
+  out->peer_bytes = atomic_load(&f->peer_bytes);
+  out->served_peer_bytes = atomic_load(&f->served_peer_bytes);
+}
+
+void fetcher_count_served(fetcher *f, uint64_t n) {
+  atomic_fetch_add(&f->served_peer_bytes, n);
+}
+
+static const char *src_name(const struct fetch_job *j) {
+  return j->src.kind == SRC_PEER ? j->src.node : j->host;
+}
+
+static void blame_add(struct fetch_job *j) {
+  if (j->src.kind != SRC_PEER)
+    return;
+  for (size_t i = 0; i < j->nblame; i++)
+    if (strcmp(j->blame[i], j->src.node) == 0)
+      return;
+  if (j->nblame < FETCH_SOURCES_MAX)
+    snprintf(j->blame[j->nblame++], sizeof j->blame[0], "%s", j->src.node);
+}
+
 static int on_start(void *ud, uint64_t offset, uint64_t total) {
   struct fetch_job *j = ud;
   uint64_t have = store_ingest_offset(j->in);
@@ -139,10 +186,10 @@ static int on_start(void *ud, uint64_t offset, uint64_t total) {
   j->skip = have - offset;
   if (offset > 0)
     ep_log_info("fetch %s: resuming at offset %llu from %s", j->digest.hex,
-                (unsigned long long)offset, j->host);
+                (unsigned long long)offset, src_name(j));
   else if (j->skip > 0)
     ep_log_info("fetch %s: %s ignored the range, skipping %llu bytes we hold", j->digest.hex,
-                j->host, (unsigned long long)j->skip);
+                src_name(j), (unsigned long long)j->skip);
   if (total > 0 && j->total == 0) {
     j->total = total;
     pipe_set_size(j->pipe, total);
@@ -176,6 +223,8 @@ static int on_data(void *ud, const void *buf, size_t len) {
                     (unsigned long long)j->total);
   if (store_ingest_write(j->in, buf, len, &j->err) < 0)
     return -1;
+  blame_add(j);
+  atomic_fetch_add(j->src.kind == SRC_PEER ? &j->f->peer_bytes : &j->f->upstream_bytes, len);
   pipe_publish(j->pipe, publishable(j));
   return 0;
 }
@@ -184,34 +233,109 @@ static bool retryable(int code) {
   return code == EP_EUNREACH || code == EP_EUPSTREAM || code == EP_EIO;
 }
 
+/* The current source list, waiting up to source_wait_ms for one to appear
+ * (a node between parents, or whose parent has not yet announced itself). */
+static size_t pick(struct fetch_job *j, struct fetch_source *list) {
+  fetcher *f = j->f;
+  if (f->deps.pick_sources == NULL) {
+    memset(list, 0, sizeof *list);
+    list[0].kind = SRC_UPSTREAM;
+    return 1;
+  }
+  for (int waited = 0;; waited += 200) {
+    int n = f->deps.pick_sources(f->deps.sources_ud, &j->digest, j->exclude[0] ? j->exclude : NULL,
+                                 list, FETCH_SOURCES_MAX);
+    if (n > 0)
+      return (size_t)n > FETCH_SOURCES_MAX ? FETCH_SOURCES_MAX : (size_t)n;
+    if (waited >= f->deps.source_wait_ms || atomic_load(&f->stopping))
+      return 0;
+    nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = 200000000L}, NULL);
+  }
+}
+
+static bool same_source(const struct fetch_source *a, const struct fetch_source *b) {
+  return a->kind == b->kind && strcmp(a->node, b->node) == 0;
+}
+
+/* The first source of list not yet tried this round, NULL when none. */
+static const struct fetch_source *next_source(const struct fetch_job *j,
+                                              const struct fetch_source *list, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    bool seen = false;
+    for (size_t k = 0; k < j->ntried && !seen; k++)
+      seen = same_source(&list[i], &j->tried[k]);
+    if (!seen)
+      return &list[i];
+  }
+  return NULL;
+}
+
+static int transfer_from(struct fetch_job *j, const struct fetch_source *s, ep_err *e) {
+  fetcher *f = j->f;
+  struct upstream_blob_sink sink = {.on_start = on_start, .on_data = on_data, .ud = j};
+  uint64_t off = store_ingest_offset(j->in);
+  j->src = *s;
+  ep_err_clear(&j->err);
+  if (s->kind == SRC_UPSTREAM)
+    return upstream_blob_get(f->deps.up, j->host, j->repo, &j->digest, off, &sink, e);
+  struct upstream_peer_auth a = {.node = f->deps.node_id, .secret = f->deps.peer_secret};
+  return upstream_peer_blob_get(f->deps.up, s->base_url, j->host, j->repo, &j->digest, off, &a,
+                                j->hops + 1, &sink, e);
+}
+
+/* One try from s: 0 when the ingest holds the whole blob, else <0 and e. */
+static int try_source(struct fetch_job *j, const struct fetch_source *s, ep_err *e) {
+  uint64_t off = store_ingest_offset(j->in);
+  int r = transfer_from(j, s, e);
+  if (r == -EP_ERANGE && off > 0)
+    return 0; /* the partial already holds the whole blob: commit verifies */
+  if (r == 0 && (j->total == 0 || store_ingest_offset(j->in) == j->total))
+    return 0;
+  if (r == 0)
+    r = ep_error(e, EP_EUPSTREAM, "transfer ended at %llu of %llu bytes",
+                 (unsigned long long)store_ingest_offset(j->in), (unsigned long long)j->total);
+  if (j->err.code != 0) /* a callback's own reason is the better one */
+    *e = j->err;
+  return -e->code;
+}
+
 /* Transfers until the ingest holds the whole blob. */
 static int fetch_transfer(struct fetch_job *j) {
   fetcher *f = j->f;
-  struct upstream_blob_sink sink = {.on_start = on_start, .on_data = on_data, .ud = j};
-  for (int attempt = 1;; attempt++) {
+  struct fetch_source list[FETCH_SOURCES_MAX];
+  ep_err last = {0};
+  int rounds = 0;
+  uint64_t round_start = store_ingest_offset(j->in);
+  for (;;) {
+    if (j->total > 0 && store_ingest_offset(j->in) == j->total)
+      return 0;
+    size_t n = pick(j, list);
+    if (n == 0 && last.code == 0)
+      ep_error(&last, EP_EUNREACH,
+               "no source: no parent, no peer holding the blob, and the upstream not allowed");
+    const struct fetch_source *s = n > 0 ? next_source(j, list, n) : NULL;
+    if (s == NULL) { /* every source failed this round */
+      rounds = store_ingest_offset(j->in) > round_start ? 1 : rounds + 1;
+      if (atomic_load(&f->stopping) || rounds >= f->deps.max_attempts) {
+        j->err = last;
+        return -last.code;
+      }
+      round_start = store_ingest_offset(j->in);
+      j->ntried = 0;
+      nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = 250000000L * rounds}, NULL);
+      continue;
+    }
     ep_err e = {0};
-    ep_err_clear(&j->err);
-    uint64_t off = store_ingest_offset(j->in);
-    if (j->total > 0 && off == j->total)
+    if (try_source(j, s, &e) == 0)
       return 0;
-    int r = upstream_blob_get(f->deps.up, j->host, j->repo, &j->digest, off, &sink, &e);
-    if (r == -EP_ERANGE && off > 0)
-      return 0; /* the partial already holds the whole blob: commit verifies */
-    if (r == 0 && (j->total == 0 || store_ingest_offset(j->in) == j->total))
-      return 0;
-    if (r == 0)
-      ep_error(&e, EP_EUPSTREAM, "transfer ended at %llu of %llu bytes",
-               (unsigned long long)store_ingest_offset(j->in), (unsigned long long)j->total);
-    if (j->err.code != 0) /* a callback's own reason is the better one */
-      e = j->err;
-    if (atomic_load(&f->stopping) || !retryable(e.code) || attempt >= f->deps.max_attempts) {
+    last = e;
+    if (atomic_load(&f->stopping) || (s->kind == SRC_UPSTREAM && !retryable(e.code))) {
       j->err = e;
       return -e.code;
     }
-    ep_log_warn("fetch %s from %s: %s; retrying (attempt %d of %d)", j->digest.hex, j->host, e.msg,
-                attempt + 1, f->deps.max_attempts);
-    struct timespec ts = {.tv_sec = 0, .tv_nsec = 250000000L * attempt};
-    nanosleep(&ts, NULL);
+    ep_log_warn("fetch %s from %s: %s; trying the next source", j->digest.hex, src_name(j), e.msg);
+    if (j->ntried < FETCH_SOURCES_MAX)
+      j->tried[j->ntried++] = *s;
   }
 }
 
@@ -247,6 +371,20 @@ static int fetch_run(struct fetch_job *j) {
   return fetch_commit(j);
 }
 
+/* The bytes on disk were wrong: every peer that contributed is suspect
+ * (with Range resumes more than one may have; the upstream cannot be
+ * avoided and is only logged). */
+static void report_bad_sources(struct fetch_job *j) {
+  ep_log_err("fetch %s from %s/%s: %s; nothing committed, readers aborted", j->digest.hex, j->host,
+             j->repo, j->err.msg);
+  for (size_t i = 0; i < j->nblame; i++) {
+    ep_log_err("fetch %s: peer %s served bytes that failed verification; marking it suspect",
+               j->digest.hex, j->blame[i]);
+    if (j->f->deps.on_bad_source != NULL)
+      j->f->deps.on_bad_source(j->f->deps.sources_ud, j->blame[i], &j->digest, j->err.msg);
+  }
+}
+
 static void *fetch_thread(void *arg) {
   struct fetch_job *j = arg;
   fetcher *f = j->f;
@@ -256,8 +394,7 @@ static void *fetch_thread(void *arg) {
     if (j->in != NULL)
       store_ingest_abort(j->in, keep);
     if (j->err.code == EP_EDIGEST)
-      ep_log_err("fetch %s from %s/%s: %s; nothing committed, readers aborted", j->digest.hex,
-                 j->host, j->repo, j->err.msg);
+      report_bad_sources(j);
     else
       ep_log_warn("fetch %s from %s/%s failed: %s%s", j->digest.hex, j->host, j->repo, j->err.msg,
                   keep ? " (partial kept for resuming)" : "");
@@ -279,7 +416,7 @@ static void *fetch_thread(void *arg) {
 }
 
 static int start_job(fetcher *f, blob_pipe *p, const char *host, const char *repo,
-                     const digest_t *d, ep_err *err) {
+                     const digest_t *d, const struct fetch_request *rq, ep_err *err) {
   struct fetch_job *j = calloc(1, sizeof *j);
   if (j == NULL)
     return ep_error(err, EP_EINTERNAL, "out of memory");
@@ -292,6 +429,9 @@ static int start_job(fetcher *f, blob_pipe *p, const char *host, const char *rep
   j->digest = *d;
   strcpy(j->host, host);
   strcpy(j->repo, repo);
+  if (rq != NULL && rq->exclude_node != NULL)
+    snprintf(j->exclude, sizeof j->exclude, "%s", rq->exclude_node);
+  j->hops = rq != NULL ? rq->hops : 0;
   pipe_ref(p); /* the writer's reference, dropped by the thread */
 
   pthread_attr_t attr;
@@ -319,6 +459,11 @@ static int start_job(fetcher *f, blob_pipe *p, const char *host, const char *rep
 
 int fetcher_open(fetcher *f, const char *host, const char *repo, const digest_t *d, blob_pipe **out,
                  ep_err *err) {
+  return fetcher_open_req(f, host, repo, d, NULL, out, err);
+}
+
+int fetcher_open_req(fetcher *f, const char *host, const char *repo, const digest_t *d,
+                     const struct fetch_request *rq, blob_pipe **out, ep_err *err) {
   if (atomic_load(&f->stopping))
     return ep_error(err, EP_ECANCELED, "shutting down");
   bool created = false;
@@ -338,7 +483,7 @@ int fetcher_open(fetcher *f, const char *host, const char *repo, const digest_t 
       *out = p;
       return 0;
     }
-    int r = start_job(f, p, host, repo, d, err);
+    int r = start_job(f, p, host, repo, d, rq, err);
     if (r < 0) {
       pipe_finish(p, false);
       pipe_unref(p);

@@ -81,6 +81,11 @@ enum MHD_Result http_error(struct MHD_Connection *c, unsigned status, const char
   return queue_error(c, status, code, message, NULL, NULL);
 }
 
+enum MHD_Result http_error_header(struct MHD_Connection *c, unsigned status, const char *code,
+                                  const char *message, const char *hname, const char *hvalue) {
+  return queue_error(c, status, code, message, hname, hvalue);
+}
+
 enum MHD_Result http_error_from(struct MHD_Connection *c, const ep_err *e,
                                 const char *not_found_code) {
   return http_error(c, http_status_for(e->code), code_for(e->code, not_found_code), e->msg);

@@ -16,6 +16,9 @@
 /* Queues `{"errors":[{"code":code,"message":message}]}` with status. */
 enum MHD_Result http_error(struct MHD_Connection *c, unsigned status, const char *code,
                            const char *message);
+/* http_error with one extra header (e.g. WWW-Authenticate). */
+enum MHD_Result http_error_header(struct MHD_Connection *c, unsigned status, const char *code,
+                                  const char *message, const char *hname, const char *hvalue);
 /* Status and code chosen from e->code; not_found_code names a 404. */
 enum MHD_Result http_error_from(struct MHD_Connection *c, const ep_err *e,
                                 const char *not_found_code);

@@ -13,20 +13,20 @@
 #include <unistd.h>
 #include <systemd/sd-daemon.h>
 
+#include "common/cleanup.h"
 #include "common/log.h"
 #include "plugin/daemon.h"
 #include "plugin/listen.h"
 #include "plugin/server.h"
 
-static int open_local_socket(const struct edgepulld_config *cfg, int *fd, ep_err *err) {
-  int peer = -1;
-  int n = listen_from_systemd(fd, &peer, err);
+/* The local socket and, when configured or passed by systemd, the peer
+ * one (*peer -1 when off). */
+static int open_sockets(const struct edgepulld_config *cfg, int *fd, int *peer, ep_err *err) {
+  int n = listen_from_systemd(fd, peer, err);
   if (n < 0)
     return n;
-  if (peer >= 0) {
-    ep_log_warn("a peer socket was passed by systemd; the peer endpoint is not in this version");
-    close(peer);
-  }
+  if (*peer < 0 && cfg->peer_listen[0] != '\0' && listen_open(cfg->peer_listen, peer, err) < 0)
+    return ep_wrap(err, "peer-listen");
   if (*fd >= 0) {
     ep_log_info("using the socket passed by systemd");
     return 0;
@@ -82,24 +82,40 @@ static int run(struct edgepulld *d) {
     ep_log_err("%s", e.msg);
     return 1;
   }
-  int fd = -1;
-  if (open_local_socket(&d->cfg, &fd, &e) < 0 || server_start(d, fd, &d->local, &e) < 0) {
+  int fd = -1, pfd = -1;
+  if (open_sockets(&d->cfg, &fd, &pfd, &e) < 0) {
+    if (pfd >= 0)
+      close(pfd);
     ep_log_err("%s", e.msg);
     return 1;
   }
-  if (d->cfg.peer_listen[0] != '\0')
-    ep_log_warn("peer-listen %s: the peer endpoint is not in this version", d->cfg.peer_listen);
-  char where[160];
+  char where[160], pwhere[160];
   local_address(fd, where, sizeof where);
+  if (pfd >= 0)
+    local_address(pfd, pwhere, sizeof pwhere);
+  if (server_start(d, fd, &d->local, &e) < 0 ||
+      (pfd >= 0 && server_start_mode(d, ep_steal_fd(pfd), SERVER_PEER, &d->peer, &e) < 0)) {
+    if (pfd >= 0)
+      close(pfd);
+    ep_log_err("%s", e.msg);
+    server_stop(d->local);
+    d->local = NULL;
+    return 1;
+  }
   ep_log_info("edgepulld %s serving the registry mirror on %s, state in %s", EDGEPULL_VERSION,
               where, d->cfg.state_dir);
+  if (d->peer != NULL)
+    ep_log_info("peer endpoint on %s%s", pwhere,
+                d->peer_secret[0] != '\0' ? " (locality secret required)" : "");
   sd_notifyf(0, "READY=1\nSTATUS=serving on %s", where);
   wait_for_stop();
   sd_notify(0, "STOPPING=1");
   server_quiesce(d->local);
+  server_quiesce(d->peer);
   fetcher_stop(d->fetch);
   server_stop(d->local);
-  d->local = NULL;
+  server_stop(d->peer);
+  d->local = d->peer = NULL;
   return 0;
 }
 

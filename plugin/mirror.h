@@ -23,6 +23,10 @@ struct mirror_manifest {
  * upstream nor the cache knows it. */
 int mirror_manifest(struct edgepulld *d, const struct ref_target *t, const char *accept,
                     struct mirror_manifest *out, ep_err *err);
+/* mirror_manifest for a request from a peer (rq may be NULL): the asking
+ * node is never asked back, hops are forwarded + 1. */
+int mirror_manifest_req(struct edgepulld *d, const struct ref_target *t, const char *accept,
+                        const struct fetch_request *rq, struct mirror_manifest *out, ep_err *err);
 void mirror_manifest_clear(struct mirror_manifest *m);
 
 #endif

@@ -9,9 +9,19 @@
 struct edgepulld;
 struct server;
 
+enum server_mode {
+  SERVER_LOCAL, /* the runtime's endpoint: never 401, anonymous */
+  /* Other nodes' endpoint: Basic auth with the locality secret (when
+   * d->peer_secret is set), X-Edgepull-Node excluded as a source for the
+   * fetch it starts, X-Edgepull-Hops over UPSTREAM_PEER_HOPS_MAX → 508. */
+  SERVER_PEER,
+};
+
 /* Serves on listen_fd (a bound, listening socket; the server owns it from
- * then on, also on failure). */
+ * then on, also on failure). server_start is the local mode. */
 int server_start(struct edgepulld *d, int listen_fd, struct server **out, ep_err *err);
+int server_start_mode(struct edgepulld *d, int listen_fd, enum server_mode mode,
+                      struct server **out, ep_err *err);
 /* Stops accepting connections; requests in progress go on. */
 void server_quiesce(struct server *s);
 /* Waits for the connection threads (their readers must have been woken,

@@ -29,7 +29,7 @@
 #include "common/log.h"
 #include "plugin/upstream_int.h"
 
-static const char default_accept[] =
+const char upstream_default_accept[] =
     "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
     "application/vnd.docker.distribution.manifest.list.v2+json, "
     "application/vnd.docker.distribution.manifest.v2+json, "
@@ -66,7 +66,7 @@ bool upstream_host_valid(const char *h) {
 }
 
 /* Enough of the distribution grammar that a name cannot escape its path. */
-static bool repo_valid(const char *r) {
+bool upstream_repo_valid(const char *r) {
   size_t n = strnlen(r, UPSTREAM_REPO_MAX + 1);
   if (n == 0 || n > UPSTREAM_REPO_MAX || r[0] == '/' || r[n - 1] == '/')
     return false;
@@ -82,7 +82,7 @@ static bool repo_valid(const char *r) {
   return true;
 }
 
-static bool tag_valid(const char *t) {
+bool upstream_tag_valid(const char *t) {
   size_t n = strnlen(t, 129);
   if (n == 0 || n > 128 || !(isalnum((unsigned char)t[0]) || t[0] == '_'))
     return false;
@@ -118,6 +118,7 @@ int upstream_new(const struct upstream_options *opt, upstream **out, ep_err *err
   }
   u->connect_timeout_s = opt->connect_timeout_s > 0 ? opt->connect_timeout_s : 10;
   u->low_speed_time_s = opt->low_speed_time_s > 0 ? opt->low_speed_time_s : 30;
+  u->peer_low_speed_time_s = opt->peer_low_speed_time_s > 0 ? opt->peer_low_speed_time_s : 5;
   u->user_agent = strdup(opt->user_agent ? opt->user_agent : "edgepull/" EDGEPULL_VERSION);
   u->ca_file = opt->ca_file && opt->ca_file[0] ? strdup(opt->ca_file) : NULL;
   atomic_init(&u->canceled, false);
@@ -398,9 +399,10 @@ static int hop_setup(struct upstream_xfer *x, const struct upstream_auth *a, con
   SET(CURLOPT_PROTOCOLS_STR, "http,https");
   SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   SET(CURLOPT_FOLLOWLOCATION, 0L);
-  SET(CURLOPT_CONNECTTIMEOUT, u->connect_timeout_s);
+  SET(CURLOPT_CONNECTTIMEOUT,
+      r->connect_timeout_s > 0 ? r->connect_timeout_s : u->connect_timeout_s);
   SET(CURLOPT_LOW_SPEED_LIMIT, 1024L);
-  SET(CURLOPT_LOW_SPEED_TIME, u->low_speed_time_s);
+  SET(CURLOPT_LOW_SPEED_TIME, r->low_speed_time_s > 0 ? r->low_speed_time_s : u->low_speed_time_s);
   SET(CURLOPT_USERAGENT, u->user_agent);
   SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
   SET(CURLOPT_HEADERFUNCTION, header_cb);
@@ -420,6 +422,12 @@ static int hop_setup(struct upstream_xfer *x, const struct upstream_auth *a, con
   if (r->accept != NULL) {
     ep_cleanup_free char *acc = NULL;
     if (asprintf(&acc, "Accept: %s", r->accept) < 0 || (t = curl_slist_append(l, acc)) == NULL)
+      c = CURLE_OUT_OF_MEMORY;
+    else
+      l = t;
+  }
+  for (size_t i = 0; r->headers != NULL && r->headers[i] != NULL && c == CURLE_OK; i++) {
+    if ((t = curl_slist_append(l, r->headers[i])) == NULL)
       c = CURLE_OUT_OF_MEMORY;
     else
       l = t;
@@ -473,9 +481,10 @@ static int hop(struct upstream_xfer *x, const struct upstream_auth *a, const cha
     return ep_error(err, EP_ECANCELED, "%s: canceled (shutting down)", x->req->what);
   char where[256];
   upstream_sanitize(url, true, where, sizeof where);
-  return ep_error(err, c == CURLE_OUT_OF_MEMORY ? EP_EINTERNAL : EP_EUNREACH, "%s: %s %s: %s",
-                  x->req->what, x->req->head ? "HEAD" : "GET", where,
-                  x->curl_msg[0] ? x->curl_msg : curl_easy_strerror(c));
+  /* The cause first: callers prepend context and messages get cut. */
+  return ep_error(err, c == CURLE_OUT_OF_MEMORY ? EP_EINTERNAL : EP_EUNREACH, "%s: %s (%s %s)",
+                  x->req->what, x->curl_msg[0] ? x->curl_msg : curl_easy_strerror(c),
+                  x->req->head ? "HEAD" : "GET", where);
 }
 
 static bool is_redirect(long s) {
@@ -543,7 +552,8 @@ int upstream_perform(upstream *u, const struct upstream_req *r, const struct ups
   int rc;
   for (int n = 0;; n++) {
     /* Credentials on the first hop only: a redirect target is not the registry. */
-    if ((rc = hop(x, n == 0 ? a : NULL, url, err)) < 0 || !is_redirect(x->status))
+    if ((rc = hop(x, n == 0 ? a : NULL, url, err)) < 0 || !is_redirect(x->status) ||
+        r->no_redirects)
       break;
     if (n >= UPSTREAM_MAX_REDIRECTS) {
       rc = ep_error(err, EP_EUPSTREAM, "%s: more than %d redirects", r->what,
@@ -582,7 +592,7 @@ static void registry_error(const struct upstream_buf *b, char *out, size_t cap) 
   json_decref(j);
 }
 
-static int status_error(const struct upstream_xfer *x, ep_err *err) {
+int upstream_status_error(const struct upstream_xfer *x, ep_err *err) {
   char detail[256];
   registry_error(&x->errbody, detail, sizeof detail);
   const struct upstream_req *r = x->req;
@@ -593,7 +603,7 @@ static int status_error(const struct upstream_xfer *x, ep_err *err) {
 
 static int base_url(upstream *u, const char *host, const char *repo, ep_err *err, char *buf,
                     size_t len) {
-  if (repo == NULL || !repo_valid(repo))
+  if (repo == NULL || !upstream_repo_valid(repo))
     return ep_error(err, EP_EINVAL, "invalid repository name");
   return upstream_endpoint(u, host, buf, len, err);
 }
@@ -620,8 +630,8 @@ static void media_type(const char *ct, char *out, size_t cap) {
   out[n] = '\0';
 }
 
-static int manifest_fill(const struct upstream_xfer *x, bool by_digest, const digest_t *want,
-                         struct upstream_manifest *out, ep_err *err) {
+int upstream_manifest_fill(const struct upstream_xfer *x, bool by_digest, const digest_t *want,
+                           struct upstream_manifest *out, ep_err *err) {
   const char *what = x->req->what;
   digest_t hdr;
   ep_err ignored = {0};
@@ -668,7 +678,7 @@ static int manifest_request(upstream *u, const char *host, const char *repo, con
     return rc;
   digest_t want = {{0}};
   bool by_digest = ref != NULL && strchr(ref, ':') != NULL;
-  if (ref == NULL || (by_digest ? digest_parse(ref, &want, err) < 0 : !tag_valid(ref)))
+  if (ref == NULL || (by_digest ? digest_parse(ref, &want, err) < 0 : !upstream_tag_valid(ref)))
     return by_digest ? ep_wrap(err, "manifest reference")
                      : ep_error(err, EP_EINVAL, "invalid manifest reference");
   ep_cleanup_free char *url = NULL, *what = NULL;
@@ -680,16 +690,16 @@ static int manifest_request(upstream *u, const char *host, const char *repo, con
                              .url = url,
                              .what = what,
                              .head = head,
-                             .accept = accept ? accept : default_accept,
+                             .accept = accept ? accept : upstream_default_accept,
                              .body_max = head ? 0 : UPSTREAM_MANIFEST_MAX};
   struct upstream_xfer *x = upstream_xfer_new(u, &req);
   if (x == NULL)
     return ep_error(err, EP_EINTERNAL, "out of memory");
   rc = upstream_call(u, &req, x, err);
   if (rc == 0 && x->status != 200)
-    rc = status_error(x, err);
+    rc = upstream_status_error(x, err);
   if (rc == 0)
-    rc = manifest_fill(x, by_digest, &want, out, err);
+    rc = upstream_manifest_fill(x, by_digest, &want, out, err);
   upstream_xfer_free(x);
   if (rc < 0)
     upstream_manifest_clear(out);
@@ -777,7 +787,7 @@ int upstream_blob_get(upstream *u, const char *host, const char *repo, const dig
       rc = ep_error(err, EP_ERANGE, "%s: range from byte %" PRIu64 " not satisfiable (416)",
                     x->req->what, offset);
     else
-      rc = status_error(x, err);
+      rc = upstream_status_error(x, err);
   }
   blob_done(x);
   return rc;
@@ -791,7 +801,7 @@ int upstream_blob_head(upstream *u, const char *host, const char *repo, const di
     if (x->status == 404)
       rc = 0;
     else if (x->status != 200)
-      rc = status_error(x, err);
+      rc = upstream_status_error(x, err);
     else if (x->content_length < 0)
       rc = ep_error(err, EP_EUPSTREAM, "%s: HEAD answer without Content-Length", x->req->what);
     else {

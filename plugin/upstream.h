@@ -30,10 +30,11 @@
 typedef struct upstream upstream;
 
 struct upstream_options {
-  long connect_timeout_s; /* default 10 */
-  long low_speed_time_s;  /* abort a transfer slower than 1 KB/s for this long; default 30 */
-  const char *user_agent; /* default "edgepull/<version>" */
-  const char *ca_file;    /* extra CA bundle, may be NULL */
+  long connect_timeout_s;     /* default 10 */
+  long low_speed_time_s;      /* abort a transfer slower than 1 KB/s for this long; default 30 */
+  const char *user_agent;     /* default "edgepull/<version>" */
+  const char *ca_file;        /* extra CA bundle, may be NULL */
+  long peer_low_speed_time_s; /* peer transfers: stall timeout; default 5 */
 };
 
 int upstream_new(const struct upstream_options *opt, upstream **out, ep_err *err);
@@ -85,5 +86,29 @@ int upstream_blob_get(upstream *u, const char *host, const char *repo, const dig
 /* 1 and *size when present upstream, 0 when 404, <0 on error. */
 int upstream_blob_head(upstream *u, const char *host, const char *repo, const digest_t *d,
                        uint64_t *size, ep_err *err);
+
+/* ---- peers (upstream_peer.c) -------------------------------------------
+ * Another edgepulld's peer endpoint, the same pull API: no token flow, no
+ * redirects (a 3xx is an error), Basic auth with this node's id and the
+ * locality secret, X-Edgepull-Node (so the peer never asks us back for the
+ * blob) and X-Edgepull-Hops (loop breaker). base_url is "http://addr:port".
+ * ns_registry is sent as ?ns= so the peer knows the upstream. */
+#define UPSTREAM_PEER_HOPS_MAX 32
+
+struct upstream_peer_auth {
+  const char *node;   /* this node's id: Basic username and X-Edgepull-Node */
+  const char *secret; /* NULL or "": no Authorization header */
+};
+
+int upstream_peer_blob_get(upstream *u, const char *base_url, const char *ns_registry,
+                           const char *repo, const digest_t *d, uint64_t offset,
+                           const struct upstream_peer_auth *auth, unsigned hops,
+                           const struct upstream_blob_sink *sink, ep_err *err);
+/* GET a manifest by tag or digest from a peer; a digest reference is
+ * verified against the body (EP_EDIGEST). EP_ENOTFOUND on 404. */
+int upstream_peer_manifest_get(upstream *u, const char *base_url, const char *ns_registry,
+                               const char *repo, const char *ref, const char *accept,
+                               const struct upstream_peer_auth *auth, unsigned hops,
+                               struct upstream_manifest *out, ep_err *err);
 
 #endif

@@ -43,6 +43,7 @@ struct upstream_token {
 struct upstream {
   long connect_timeout_s;
   long low_speed_time_s;
+  long peer_low_speed_time_s;
   char *user_agent;
   char *ca_file;
   atomic_bool canceled;
@@ -71,6 +72,13 @@ struct upstream_req {
   uint64_t range_from; /* > 0: Range: bytes=N- */
   size_t body_max;     /* 2xx body kept in x->body up to this; 0 when streaming */
   const struct upstream_blob_sink *sink;
+  /* Peer requests (upstream_peer.c): extra header lines (NULL-terminated
+   * list, may be NULL), redirects answered as they are, and timeouts of
+   * their own (0: the handle's). */
+  const char *const *headers;
+  bool no_redirects;
+  long connect_timeout_s;
+  long low_speed_time_s;
 };
 
 /* Credentials sent on the first hop only, never after a redirect. */
@@ -119,6 +127,17 @@ int upstream_perform(upstream *u, const struct upstream_req *r, const struct ups
 /* upstream_perform plus the 401 dance: at most one retry with a token or
  * basic credentials. EP_EAUTH when that fails. */
 int upstream_call(upstream *u, const struct upstream_req *r, struct upstream_xfer *x, ep_err *err);
+
+/* Helpers of upstream.c shared with upstream_peer.c. */
+bool upstream_repo_valid(const char *r);
+bool upstream_tag_valid(const char *t);
+/* The error for a final answer that is not the expected 2xx. */
+int upstream_status_error(const struct upstream_xfer *x, ep_err *err);
+/* Fills out from a manifest answer; by_digest verifies the body against want. */
+int upstream_manifest_fill(const struct upstream_xfer *x, bool by_digest, const digest_t *want,
+                           struct upstream_manifest *out, ep_err *err);
+/* Default Accept for manifests. */
+extern const char upstream_default_accept[];
 
 /* host[:port] as a DNS name, IPv4 or [IPv6]; port 1-65535. */
 bool upstream_host_valid(const char *h);
