@@ -18,15 +18,10 @@ struct ctl_cmd {
 };
 
 static const struct ctl_cmd commands[] = {
-    {"layers", ctl_cmd_layers, NULL},
-    {"images", ctl_cmd_images, NULL},
-    {"stat", ctl_cmd_stat, NULL},
-    {"schema", ctl_cmd_schema, NULL},
-    {"nodes", ctl_cmd_nodes, NULL},
-    {"where", ctl_cmd_where, "DIGEST"},
+    {"layers", ctl_cmd_layers, NULL},     {"images", ctl_cmd_images, NULL},
+    {"stat", ctl_cmd_stat, NULL},         {"schema", ctl_cmd_schema, NULL},
+    {"nodes", ctl_cmd_nodes, NULL},       {"where", ctl_cmd_where, "DIGEST"},
     {"topology", ctl_cmd_topology, NULL},
-    /* Part of the interface (DESIGN.md section 7), not in this version yet. */
-    {"deploy", NULL, "IMAGE"},
 };
 
 static void usage(FILE *out) {
@@ -44,6 +39,8 @@ static void usage(FILE *out) {
           "  nodes       the locality's nodes: address, state, parent, blobs held, free disk\n"
           "  where DIGEST  the nodes holding that blob complete\n"
           "  topology    the distribution tree, from the gateway down by parent links\n"
+          "  deploy IMAGE  deploy an image to the locality over MQTT\n"
+          "              (see 'edgepullctl deploy --help')\n"
           "\n"
           "Options:\n"
           "  -d, --state-dir DIR  edgepulld's state directory (default %s);\n"
@@ -110,8 +107,27 @@ static int parse_options(int argc, char **argv, struct ctl_opts *o) {
   return -1;
 }
 
+/* The command word: the first argument that is neither an option nor the
+ * value of -d/--state-dir. */
+static const char *command_word(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--") == 0)
+      return i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(argv[i], "-d") == 0 || strcmp(argv[i], "--state-dir") == 0) {
+      i++;
+      continue;
+    }
+    if (argv[i][0] != '-')
+      return argv[i];
+  }
+  return NULL;
+}
+
 int main(int argc, char **argv) {
   struct ctl_opts o = {.state_dir = CTL_DEFAULT_STATE_DIR};
+  const char *cmd = command_word(argc, argv);
+  if (cmd != NULL && strcmp(cmd, "deploy") == 0)
+    return ctl_deploy_main(argc, argv);
   int rc = parse_options(argc, argv, &o);
   if (rc >= 0)
     return rc;

@@ -15,7 +15,13 @@
  *    the first connection is made it also retries it (then starts the
  *    mosquitto thread: `loop_started` is written under `mu`);
  *  - fetch threads call agent_blob_added/removed, which only append to the
- *    bounded queue under `mu` and signal `cv`.
+ *    bounded queue under `mu` and signal `cv`, and agent_report_suspect,
+ *    which publishes at once;
+ *  - deploy requests are handed (under `mu`) from the mosquitto thread to
+ *    the deploy worker, whose threads publish progress through
+ *    agent_publish_progress; agent_stop takes the worker away under `mu`
+ *    and frees it (its deploys end with a final "failed") before anything
+ *    else stops.
  * mosquitto_publish is thread-safe with a threaded loop. Inventory messages
  * (snapshots from on_connect or the agent thread, deltas from the agent
  * thread) are serialized by `pub_mu`, so a snapshot's seq always names the
@@ -141,9 +147,11 @@ static void on_connect(struct mosquitto *mosq, void *ud, int rc) {
   }
   ep_log_info("agent: connected to broker %s:%d as %s in locality %s", a->p.broker_host,
               a->p.broker_port, a->p.node, a->p.locality);
-  int s = mosquitto_subscribe(mosq, NULL, a->filter, 1);
+  char *subs[2] = {a->filter, a->t_deploy};
+  int s = mosquitto_subscribe_multiple(mosq, NULL, 2, subs, 1, 0, NULL);
   if (s != MOSQ_ERR_SUCCESS)
-    ep_log_warn("agent: subscribing to %s: %s", a->filter, mosquitto_strerror(s));
+    ep_log_warn("agent: subscribing to %s and %s: %s", a->filter, a->t_deploy,
+                mosquitto_strerror(s));
   publish_state(a, true);
   publish_snapshot(a);
   pthread_mutex_lock(&a->mu);
@@ -312,6 +320,22 @@ static int agent_connect(struct agent *a, ep_err *err) {
   return 0;
 }
 
+static void deploy_progress(void *ud, const struct proto_progress *p, bool final) {
+  agent_publish_progress(ud, p, final);
+}
+
+static int start_deployer(struct agent *a, struct edgepulld *d, ep_err *err) {
+  struct deploy_options o;
+  int r = agent_deploy_options(a, d->cfg.listen, &o, err);
+  if (r == 0) {
+    snprintf(o.containerd_address, sizeof o.containerd_address, "%s", d->cfg.containerd_address);
+    snprintf(o.docker_socket, sizeof o.docker_socket, "%s", d->cfg.docker_socket);
+  }
+  if (r < 0 || (r = deploy_new(d, &o, deploy_progress, a, &a->deploy, err)) < 0)
+    return ep_wrap(err, "deploy worker");
+  return 0;
+}
+
 int agent_start(struct edgepulld *d, struct agent **out, ep_err *err) {
   struct agent_params p;
   struct agent *a = NULL;
@@ -321,7 +345,8 @@ int agent_start(struct edgepulld *d, struct agent **out, ep_err *err) {
   int r = agent_params_from_config(&d->cfg, &p, err);
   if (r < 0)
     return r;
-  if ((r = agent_create(&p, d->idx, &a, err)) < 0 || (r = agent_connect(a, err)) < 0) {
+  if ((r = agent_create(&p, d->idx, &a, err)) < 0 || (r = start_deployer(a, d, err)) < 0 ||
+      (r = agent_connect(a, err)) < 0) {
     agent_stop(a);
     return r;
   }
@@ -332,6 +357,11 @@ int agent_start(struct edgepulld *d, struct agent **out, ep_err *err) {
 void agent_stop(struct agent *a) {
   if (a == NULL)
     return;
+  pthread_mutex_lock(&a->mu);
+  deployer *w = a->deploy;
+  a->deploy = NULL;
+  pthread_mutex_unlock(&a->mu);
+  deploy_free(w); /* its final messages still go out */
   pthread_mutex_lock(&a->mu);
   a->stopping = true;
   bool conn = a->connected;
@@ -391,4 +421,45 @@ int agent_parent(struct agent *a, struct proto_parent *out) {
     *out = a->parent;
   pthread_mutex_unlock(&a->mu);
   return has;
+}
+
+void agent_report_suspect(struct agent *a, const char *node, const digest_t *d, const char *why) {
+  if (a == NULL)
+    return;
+  char *buf = NULL;
+  size_t len = 0;
+  ep_err e = {0};
+  if (node != NULL && strcmp(node, a->p.node) == 0) {
+    ep_log_warn("agent: not reporting this node itself as a suspect");
+    return;
+  }
+  if (agent_report_payload(a, node, d, why, &buf, &len, &e) < 0) {
+    ep_log_warn("agent: building a suspect report: %s", e.msg);
+    return;
+  }
+  char ds[DIGEST_STR_LEN + 1];
+  digest_format(d, ds);
+  ep_log_warn("agent: reporting peer %s to the coordinator: blob %s: %s", node, ds,
+              why != NULL ? why : "");
+  if (a->mosq != NULL)
+    publish(a, a->t_report, buf, len, false);
+  free(buf);
+}
+
+void agent_publish_progress(struct agent *a, const struct proto_progress *p, bool final) {
+  char topic[PROTO_TOPIC_MAX];
+  char *buf = NULL;
+  size_t len = 0;
+  ep_err e = {0};
+  if (a == NULL || a->mosq == NULL)
+    return;
+  if (proto_progress_topic(a->p.locality, p->id, a->p.node, topic, sizeof topic, &e) < 0 ||
+      proto_progress_build(p, &buf, &len, &e) < 0) {
+    ep_log_warn("agent: deploy %s: building a progress message: %s", p->id, e.msg);
+    return;
+  }
+  int rc = mosquitto_publish(a->mosq, NULL, topic, (int)len, buf, final ? 1 : 0, false);
+  if (rc != MOSQ_ERR_SUCCESS && (final || rc != MOSQ_ERR_NO_CONN))
+    ep_log_warn("agent: publishing on %s: %s", topic, mosquitto_strerror(rc));
+  free(buf);
 }

@@ -12,6 +12,7 @@
 
 #include "plugin/agent.h"
 #include "plugin/config.h"
+#include "plugin/deploy.h"
 #include "store/index.h"
 
 #define AGENT_QUEUE_MAX 4096            /* pending blob changes; beyond: resend a snapshot */
@@ -56,6 +57,10 @@ struct agent {
   uint64_t gen; /* random per start */
   char t_state[PROTO_TOPIC_MAX], t_inv[PROTO_TOPIC_MAX], t_delta[PROTO_TOPIC_MAX];
   char filter[PROTO_TOPIC_MAX];
+  char t_deploy[PROTO_TOPIC_MAX], t_report[PROTO_TOPIC_MAX];
+  /* Receives valid deploy requests (a test hook; NULL: the worker below). */
+  void (*on_deploy)(void *ud, const struct proto_deploy *d);
+  void *on_deploy_ud;
 
   struct mosquitto *mosq; /* NULL when built by agent_create alone */
   pthread_t thread;
@@ -71,6 +76,7 @@ struct agent {
   bool loop_started; /* the mosquitto thread runs */
   bool have_parent;
   struct proto_parent parent;
+  deployer *deploy; /* NULL without a daemon (tests) or once stopping */
 
   pthread_mutex_t pub_mu; /* serializes inventory publishing; guards below */
   uint64_t seq;           /* deltas published in this gen */
@@ -100,5 +106,16 @@ int agent_state_payload(struct agent *a, bool online, char **out, size_t *len, e
 /* The snapshot payload of the complete blobs in the index, at seq; clears
  * the queue first (the index already holds every queued change). */
 int agent_snapshot_payload(struct agent *a, char **out, size_t *len, ep_err *err);
+
+/* The platform this binary runs on (GOARCH style, variant or ""). */
+void agent_platform(char arch[16], char variant[8]);
+/* The report payload agent_report_suspect publishes. */
+int agent_report_payload(struct agent *a, const char *node, const digest_t *d, const char *why,
+                         char **out, size_t *len, ep_err *err);
+/* The deploy worker's options for this node: its id, role and platform, the
+ * local endpoint (from --listen, a wildcard host becomes 127.0.0.1) and the
+ * runtime sockets' defaults. */
+int agent_deploy_options(const struct agent *a, const char *listen, struct deploy_options *o,
+                         ep_err *err);
 
 #endif

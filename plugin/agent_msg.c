@@ -135,14 +135,17 @@ int agent_create(const struct agent_params *p, index_db *idx, struct agent **out
           0 ||
       (r = proto_topic(PROTO_T_DELTA, p->locality, p->node, a->t_delta, sizeof a->t_delta, err)) <
           0 ||
-      (r = proto_topic_filter(p->locality, a->filter, sizeof a->filter, err)) < 0)
+      (r = proto_topic_filter(p->locality, a->filter, sizeof a->filter, err)) < 0 ||
+      (r = proto_topic(PROTO_T_REPORT, p->locality, p->node, a->t_report, sizeof a->t_report,
+                       err)) < 0 ||
+      (r = proto_deploy_topic(p->locality, a->t_deploy, sizeof a->t_deploy, err)) < 0)
     return r;
   return 0;
 }
 
 /* ---- payloads we send ---- */
 
-static void this_arch(char arch[16], char variant[8]) {
+void agent_platform(char arch[16], char variant[8]) {
   variant[0] = '\0';
 #if defined(__x86_64__)
   snprintf(arch, 16, "amd64");
@@ -184,7 +187,7 @@ static void own_state(struct agent *a, bool online, struct proto_state *s) {
   s->online = online;
   snprintf(s->addr, sizeof s->addr, "%s", a->p.addr);
   s->peer_port = a->p.peer_port;
-  this_arch(s->arch, s->variant);
+  agent_platform(s->arch, s->variant);
   s->link_mbps = a->p.link_mbps;
   s->free_bytes = free_bytes(a->p.state_dir);
   snprintf(s->version, sizeof s->version, "%s", EDGEPULL_VERSION);
@@ -423,6 +426,64 @@ static int on_parent(struct agent *a, const char *topic, const struct proto_topi
   return 0;
 }
 
+static int on_deploy(struct agent *a, const char *topic, const void *buf, size_t len) {
+  struct proto_deploy dep;
+  ep_err e = {0};
+  if (proto_deploy_parse(buf, len, &dep, &e) < 0)
+    return drop(topic, e.msg);
+  if (a->on_deploy != NULL) {
+    a->on_deploy(a->on_deploy_ud, &dep);
+    return 0;
+  }
+  int r = 1;
+  pthread_mutex_lock(&a->mu); /* agent_stop takes the worker away under mu */
+  if (a->deploy != NULL && (r = deploy_submit(a->deploy, &dep, &e)) < 0)
+    ep_log_warn("agent: deploy %s: %s", dep.id, e.msg);
+  pthread_mutex_unlock(&a->mu);
+  return r;
+}
+
+/* ---- suspect peers, deploy options ---- */
+
+int agent_report_payload(struct agent *a, const char *node, const digest_t *d, const char *why,
+                         char **out, size_t *len, ep_err *err) {
+  struct proto_report rp;
+  memset(&rp, 0, sizeof rp);
+  if (node == NULL || d == NULL || !proto_id_valid(node))
+    return ep_error(err, EP_EINVAL, "report: invalid suspect node id");
+  snprintf(rp.id, sizeof rp.id, "%s", a->p.node);
+  snprintf(rp.suspect, sizeof rp.suspect, "%s", node);
+  rp.digest = *d;
+  snprintf(rp.reason, sizeof rp.reason, "%s", why != NULL ? why : "");
+  proto_text_sanitize(rp.reason);
+  rp.ts = (int64_t)time(NULL);
+  return proto_report_build(&rp, out, len, err);
+}
+
+int agent_deploy_options(const struct agent *a, const char *listen, struct deploy_options *o,
+                         ep_err *err) {
+  char host[256];
+  int port = 0;
+  memset(o, 0, sizeof *o);
+  snprintf(o->node, sizeof o->node, "%s", a->p.node);
+  o->gateway = a->p.gateway;
+  agent_platform(o->arch, o->variant);
+  if (split_hostport(listen, host, sizeof host, &port) < 0)
+    return ep_error(err, EP_EINVAL, "--listen %s: not HOST:PORT", listen);
+  if (wildcard_host(host))
+    snprintf(host, sizeof host, "127.0.0.1");
+  bool v6 = strchr(host, ':') != NULL;
+  int n =
+      snprintf(o->mirror, sizeof o->mirror, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
+  if (n < 0 || (size_t)n >= sizeof o->mirror)
+    return ep_error(err, EP_EINVAL, "--listen %s: host too long", listen);
+  snprintf(o->containerd_address, sizeof o->containerd_address, "%s",
+           "/run/containerd/containerd.sock");
+  snprintf(o->docker_socket, sizeof o->docker_socket, "%s", "/var/run/docker.sock");
+  o->import_timeout_s = DEPLOY_IMPORT_TIMEOUT_S;
+  return 0;
+}
+
 /* A retained topic cleared with an empty payload. */
 static int on_cleared(struct agent *a, const char *topic, const struct proto_topic *t) {
   ep_err e = {0};
@@ -446,6 +507,10 @@ static int on_cleared(struct agent *a, const char *topic, const struct proto_top
     break;
   case PROTO_T_DELTA:
     return drop(topic, "empty delta");
+  case PROTO_T_REPORT:
+  case PROTO_T_DEPLOY:
+  case PROTO_T_PROGRESS:
+    return drop(topic, "empty message");
   }
   if (r < 0)
     ep_log_warn("agent: index: clearing %s of %s: %s",
@@ -477,6 +542,11 @@ int agent_handle_message(struct agent *a, const char *topic, const void *payload
     return on_inventory(a, topic, &t, payload, len);
   case PROTO_T_PARENT:
     return on_parent(a, topic, &t, payload, len);
+  case PROTO_T_DEPLOY:
+    return on_deploy(a, topic, payload, len);
+  case PROTO_T_REPORT:   /* for the coordinator */
+  case PROTO_T_PROGRESS: /* for the deploying client */
+    return 1;
   }
   return drop(topic, "unknown topic kind");
 }

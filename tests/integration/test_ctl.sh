@@ -45,7 +45,7 @@ expect 2 "unknown command 'frobnicate'" -- frobnicate
 expect 2 "unknown option '--bogus'" -- --bogus layers
 expect 2 "'--state-dir' needs an argument" -- layers --state-dir
 expect 2 'layers takes no arguments' -- layers extra
-expect 2 "deploy: not implemented yet in this version" -- deploy x
+expect 2 "--config /nonexistent-edgepull.conf: cannot be read" -- deploy x --config /nonexistent-edgepull.conf
 expect 2 'nodes takes no arguments' -- nodes extra
 expect 2 'where needs an argument: DIGEST' -- where
 expect 2 "where: digest \"sha256:nothex\"" -- where sha256:nothex

@@ -742,6 +742,100 @@ static void test_no_broker(void **state) {
   assert_true(t1.tv_sec - t0.tv_sec < 5);
 }
 
+/* ---- deploys and suspect reports ---- */
+
+struct got_deploy {
+  int calls;
+  struct proto_deploy last;
+};
+
+static void deploy_hook(void *ud, const struct proto_deploy *d) {
+  struct got_deploy *g = ud;
+  g->calls++;
+  g->last = *d;
+}
+
+static void test_deploy_dispatch(void **state) {
+  struct fx *f = *state;
+  struct got_deploy g = {0};
+  f->a->on_deploy = deploy_hook;
+  f->a->on_deploy_ud = &g;
+  const char *topic = "edgepull/v1/loc/deploy";
+  const char *good = "{\"v\":1,\"id\":\"00112233aabbccdd\",\"image\":\"alpine:3\","
+                     "\"platforms\":[\"linux/arm/v7\"],\"import\":\"docker\",\"ts\":1}";
+  assert_int_equal(agent_handle_message(f->a, topic, good, strlen(good)), 0);
+  assert_int_equal(g.calls, 1);
+  assert_string_equal(g.last.id, "00112233aabbccdd");
+  assert_string_equal(g.last.image, "alpine:3");
+  assert_int_equal(g.last.nplatforms, 1);
+  assert_int_equal(g.last.import, PROTO_IMPORT_DOCKER);
+  const char *bad[] = {
+      "{\"v\":1,\"id\":\"xyz\",\"image\":\"alpine\"}",
+      "{\"v\":1,\"id\":\"00112233aabbccdd\",\"image\":\"al pine\"}",
+      "{\"v\":1,\"id\":\"00112233aabbccdd\",\"image\":\"alpine\",\"import\":\"rkt\"}",
+      "not json",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    assert_true(agent_handle_message(f->a, topic, bad[i], strlen(bad[i])) < 0);
+  assert_true(agent_handle_message(f->a, topic, "", 0) < 0);
+  assert_true(agent_handle_message(f->a, "edgepull/v1/other/deploy", good, strlen(good)) < 0);
+  assert_int_equal(g.calls, 1);
+  /* Without a hook nor a worker (no daemon): ignored, not an error. */
+  f->a->on_deploy = NULL;
+  assert_int_equal(agent_handle_message(f->a, topic, good, strlen(good)), 1);
+  /* Reports and progress are for others. */
+  const char *rep = "{\"v\":1,\"id\":\"n2\",\"suspect\":\"n1\",\"digest\":\"sha256:"
+                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}";
+  assert_int_equal(agent_handle_message(f->a, "edgepull/v1/loc/node/n2/report", rep, strlen(rep)),
+                   1);
+  assert_int_equal(
+      agent_handle_message(f->a, "edgepull/v1/loc/deploy/00112233aabbccdd/progress/n2", "{}", 2),
+      1);
+}
+
+static void test_report_suspect(void **state) {
+  struct fx *f = *state;
+  digest_t d;
+  digest_n(7, &d);
+  char *json = NULL;
+  size_t len = 0;
+  ep_err e = {0};
+  assert_int_equal(agent_report_payload(f->a, "n1", &d, "digest\x01 mismatch", &json, &len, &e), 0);
+  struct proto_report r;
+  assert_int_equal(proto_report_parse(json, len, "me", &r, &e), 0);
+  assert_string_equal(r.suspect, "n1");
+  assert_true(digest_equal(&r.digest, &d));
+  assert_string_equal(r.reason, "digest? mismatch");
+  free(json);
+  assert_true(agent_report_payload(f->a, "me", &d, "x", &json, &len, &e) < 0);
+  assert_true(agent_report_payload(f->a, "a/b", &d, "x", &json, &len, &e) < 0);
+  assert_true(agent_report_payload(f->a, NULL, &d, "x", &json, &len, &e) < 0);
+  /* Never crash, whatever the input, with or without a broker. */
+  agent_report_suspect(f->a, "n1", &d, NULL);
+  agent_report_suspect(f->a, "me", &d, "self");
+  agent_report_suspect(f->a, "+", &d, "bad id");
+  agent_report_suspect(NULL, "n1", &d, "no agent");
+  assert_string_equal(f->a->t_report, "edgepull/v1/loc/node/me/report");
+  assert_string_equal(f->a->t_deploy, "edgepull/v1/loc/deploy");
+}
+
+static void test_deploy_options(void **state) {
+  struct fx *f = *state;
+  struct deploy_options o;
+  ep_err e = {0};
+  assert_int_equal(agent_deploy_options(f->a, "0.0.0.0:5050", &o, &e), 0);
+  assert_string_equal(o.mirror, "127.0.0.1:5050");
+  assert_string_equal(o.node, "me");
+  assert_string_equal(o.containerd_address, "/run/containerd/containerd.sock");
+  assert_string_equal(o.docker_socket, "/var/run/docker.sock");
+  assert_true(o.arch[0] != '\0');
+  assert_int_equal(agent_deploy_options(f->a, "[::1]:6000", &o, &e), 0);
+  assert_string_equal(o.mirror, "[::1]:6000");
+  assert_int_equal(agent_deploy_options(f->a, "127.0.0.2:5050", &o, &e), 0);
+  assert_string_equal(o.mirror, "127.0.0.2:5050");
+  assert_true(agent_deploy_options(f->a, "nonsense", &o, &e) < 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_state_rows, setup, teardown),
@@ -750,6 +844,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
       cmocka_unit_test_setup_teardown(test_queue, setup, teardown),
       cmocka_unit_test_setup_teardown(test_snapshot_payload, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_deploy_dispatch, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_report_suspect, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_deploy_options, setup, teardown),
       cmocka_unit_test(test_params),
       cmocka_unit_test(test_no_broker),
       cmocka_unit_test_setup_teardown(test_broker, broker_setup, broker_teardown),
