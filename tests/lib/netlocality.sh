@@ -1,0 +1,471 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # NL_* and NODE_* are read by the tests and benchmarks
+# An emulated locality in network namespaces (sourced after common.sh,
+# mkimage.sh and locality.sh): the paper's testbed on one machine.
+#
+#   <prefix>-cloud   docker-registry                     198.19.0.2/30
+#        | uplink veth "up0", tbf U Mbit/s on both ends
+#   <prefix>-gw      gateway edgepulld, mosquitto, coordinator
+#        |                                198.19.0.1/30, 198.18.0.1/24
+#   <prefix>-lan     bridge br0 (one port "p-<id>" per node), lo only
+#        | LAN veths "lan0", tbf L Mbit/s on both ends of each
+#   <prefix>-n1..nN  edgepulld                            198.18.0.(10+i)/24
+#
+# Every node's runtime endpoint is 127.0.0.1:5050 inside its own namespace,
+# its peer endpoint <addr>:5051; the broker is 198.18.0.1:1883 (and
+# 127.0.0.1:1883 in the gateway). Only addresses from 198.18.0.0/15 are used,
+# and only inside namespaces made here: nothing is routed, so the registry is
+# reachable from the gateway alone (nodes have no route to the cloud).
+# Shaping is tbf on the egress of each veth end, so a node's upload and
+# download are each limited to L and the gateway's uplink to U both ways.
+# The prefix (NL_PREFIX, default nl<pid>) keeps two runs apart; every
+# namespace is deleted and every process stopped by common.sh's cleanup stack,
+# also on failure or Ctrl-C. Every wait is bounded.
+#
+#   nl_create N                        namespaces, links, shaping (NL_UPLINK_MBPS
+#                                      default 200, NL_LAN_MBPS default 100)
+#   nl_start_registry                  docker-registry in the cloud (REGISTRY_*);
+#                                      ep_push_image then runs skopeo there
+#   nl_start_broker                    mosquitto in the gateway
+#   nl_start_coordinator TOPOLOGY [ARGS...]
+#   nl_start_node ID [ARGS...]         edgepulld in ID's namespace (gw = gateway);
+#                                      again after a stop = restart, same state
+#   nl_start_all [ARGS...]             gateway + n1..nN
+#   nl_wait_topology [SECONDS]         every node has a parent (gw the root)
+#   nl_parents                         "id parent" per node (retained; "-" = root)
+#   nl_chain                           ids from the root down a chain topology
+#   nl_node_exec ID CMD...             run CMD in ID's namespace (gw, cloud, n1...)
+#   nl_node_curl ID ARGS...            bounded curl there
+#   nl_kill_node ID / nl_stop_node ID  kill -9 / SIGTERM
+#   nl_uplink_bytes                    rx_bytes of the gateway's uplink veth
+#   nl_lan_rx_bytes ID                 rx_bytes of ID's LAN veth
+#   nl_cut_uplink / nl_restore_uplink  the uplink down / up
+#   nl_mqtt_retained FILTER [SECONDS] / nl_mqtt_record FILE FILTER...
+#   nl_deploy ARGS...                  edgepullctl deploy in the gateway
+#   nl_store_problems ID [DIGEST...]   empty when every blob file of ID hashes
+#                                      to its name and each DIGEST is there
+#   nl_frame_factor                    wire bytes per payload byte (TCP/IPv4
+#                                      over Ethernet at the LAN's MTU)
+#
+# Node tables are locality.sh's: NODE_PID, NODE_STATE, NODE_LOG, NODE_URL
+# (an address only valid inside the node's namespace).
+
+NL_LOCAL_PORT=5050
+NL_PEER_PORT=5051
+NL_MQTT_PORT=1883
+NL_LAN_NET=198.18.0
+NL_GW_ADDR=198.18.0.1
+NL_GW_UP_ADDR=198.19.0.1
+NL_CLOUD_ADDR=198.19.0.2
+NL_DEV=lan0
+NL_UPLINK_DEV=up0
+NL_MTU=1500
+declare -gA NL_NS=() NL_ADDR=()
+declare -ga NL_NODES=() NL_ALL=()
+
+nl_require() {
+  ep_require_root
+  ep_loc_require
+  ep_require_cmd ip tc docker-registry skopeo sha256sum
+}
+
+# Output of the shaping and burst options as tc takes them.
+nl__tbf() { # RATE_MBIT
+  printf '%s\n' tbf rate "${1}mbit" burst 32kbit latency 50ms
+}
+
+nl__ns_add() { # NAME
+  ip netns add "$1"
+  ep_cleanup_push "ep__netns_delete $1"
+  ip -n "$1" link set lo up
+  # No IPv6: no router solicitations or DAD in the byte counters.
+  ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
+    net.ipv6.conf.default.disable_ipv6=1 >/dev/null
+}
+
+# nl_create N: the whole network, no process yet.
+nl_create() {
+  local n=$1 i id
+  [[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 200 ] ||
+    ep_die "nl_create: node count must be 1..200, not '$n'"
+  NL_PREFIX=${NL_PREFIX:-nl$$}
+  NL_N=$n
+  NL_UPLINK_MBPS=${NL_UPLINK_MBPS:-200}
+  NL_LAN_MBPS=${NL_LAN_MBPS:-100}
+  NL_CLOUD_NS=$NL_PREFIX-cloud
+  NL_GW_NS=$NL_PREFIX-gw
+  NL_LAN_NS=$NL_PREFIX-lan
+  ip netns list | grep -q "^$NL_PREFIX-" && ep_die "namespaces $NL_PREFIX-* exist already"
+  NL_NODES=()
+  for ((i = 1; i <= n; i++)); do NL_NODES+=("n$i"); done
+  NL_ALL=(gw "${NL_NODES[@]}")
+  NL_NS=([cloud]=$NL_CLOUD_NS [gw]=$NL_GW_NS [lan]=$NL_LAN_NS)
+  NL_ADDR=([cloud]=$NL_CLOUD_ADDR [gw]=$NL_GW_ADDR)
+  for id in cloud gw lan "${NL_NODES[@]}"; do
+    [ -n "${NL_NS[$id]:-}" ] || NL_NS[$id]=$NL_PREFIX-$id
+    nl__ns_add "${NL_NS[$id]}"
+  done
+  # The uplink.
+  ip -n "$NL_GW_NS" link add "$NL_UPLINK_DEV" type veth peer name "$NL_UPLINK_DEV" \
+    netns "$NL_CLOUD_NS"
+  ip -n "$NL_GW_NS" addr add "$NL_GW_UP_ADDR/30" dev "$NL_UPLINK_DEV"
+  ip -n "$NL_CLOUD_NS" addr add "$NL_CLOUD_ADDR/30" dev "$NL_UPLINK_DEV"
+  for id in gw cloud; do
+    ip -n "${NL_NS[$id]}" link set "$NL_UPLINK_DEV" up
+    # shellcheck disable=SC2046 # the tbf options are words
+    tc -n "${NL_NS[$id]}" qdisc replace dev "$NL_UPLINK_DEV" root $(nl__tbf "$NL_UPLINK_MBPS")
+  done
+  # The LAN: a bridge in its own namespace, one shaped veth pair per node.
+  ip -n "$NL_LAN_NS" link add br0 type bridge
+  ip -n "$NL_LAN_NS" link set br0 up
+  for ((i = 0; i <= n; i++)); do
+    id=${NL_ALL[i]}
+    [ "$id" = gw ] || NL_ADDR[$id]=$NL_LAN_NET.$((10 + i))
+    ip -n "${NL_NS[$id]}" link add "$NL_DEV" mtu "$NL_MTU" type veth peer name "p-$id" \
+      mtu "$NL_MTU" netns "$NL_LAN_NS"
+    ip -n "${NL_NS[$id]}" addr add "${NL_ADDR[$id]}/24" dev "$NL_DEV"
+    ip -n "${NL_NS[$id]}" link set "$NL_DEV" up
+    ip -n "$NL_LAN_NS" link set "p-$id" master br0 up
+    # shellcheck disable=SC2046
+    tc -n "${NL_NS[$id]}" qdisc replace dev "$NL_DEV" root $(nl__tbf "$NL_LAN_MBPS")
+    # shellcheck disable=SC2046
+    tc -n "$NL_LAN_NS" qdisc replace dev "p-$id" root $(nl__tbf "$NL_LAN_MBPS")
+  done
+  # The registry helpers of common.sh (ep_curl, ep_push_image, ...) work in
+  # the cloud namespace; node-side commands go through nl_node_exec.
+  EP_NETNS=$NL_CLOUD_NS
+  EP_NSX=(ip netns exec "$NL_CLOUD_NS")
+  NL_BROKER=$NL_GW_ADDR:$NL_MQTT_PORT
+  NL_SECRET_FILE=$EP_TMP/peer.secret
+  (umask 077 && head -c 32 /dev/urandom | sha256sum | cut -d' ' -f1 >"$NL_SECRET_FILE")
+  export EP_NETNS NL_PREFIX NL_N NL_UPLINK_MBPS NL_LAN_MBPS NL_BROKER
+  ep_log "locality $NL_PREFIX: $n nodes + gateway, uplink ${NL_UPLINK_MBPS} Mbit/s," \
+    "LAN ${NL_LAN_MBPS} Mbit/s per port"
+}
+
+nl_node_exec() { # ID CMD...
+  local id=$1
+  shift
+  [ -n "${NL_NS[$id]:-}" ] || ep_die "nl_node_exec: no namespace for '$id'"
+  ip netns exec "${NL_NS[$id]}" "$@"
+}
+
+nl_node_curl() { # ID CURL_ARGS...
+  local id=$1
+  shift
+  nl_node_exec "$id" timeout -k 5 120 curl -sS --connect-timeout 5 --max-time 110 "$@"
+}
+
+# --- services ---------------------------------------------------------------
+
+nl_start_registry() {
+  EP_UPLINK_ADDR=$NL_CLOUD_ADDR
+  EP_NETNS=$NL_CLOUD_NS
+  EP_NSX=(ip netns exec "$NL_CLOUD_NS")
+  ep_start_registry
+  unset EP_UPLINK_ADDR
+}
+
+nl_start_broker() {
+  MQTT_DIR=$(ep_tmpdir mqtt)
+  MQTT_PORT=$NL_MQTT_PORT
+  MQTT_LOG=$MQTT_DIR/mosquitto.log
+  mkdir -p "$MQTT_DIR/data"
+  {
+    printf 'listener %s 127.0.0.1\nlistener %s %s\n' "$MQTT_PORT" "$MQTT_PORT" "$NL_GW_ADDR"
+    printf 'allow_anonymous true\nuser %s\n' "$(id -un)"
+    printf 'persistence true\npersistence_location %s/data/\nautosave_interval 1\n' "$MQTT_DIR"
+    printf 'log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n'
+    printf 'log_type information\nconnection_messages true\nlog_timestamp_format %%T\n'
+  } >"$MQTT_DIR/mosquitto.conf"
+  ip netns exec "$NL_GW_NS" mosquitto -c "$MQTT_DIR/mosquitto.conf" >"$MQTT_LOG" 2>&1 &
+  MQTT_PID=$!
+  ep_cleanup_push "ep_stop_pid $MQTT_PID 5"
+  EP_LOGS+=("$MQTT_LOG")
+  export MQTT_DIR MQTT_PORT MQTT_LOG MQTT_PID
+  local i
+  for ((i = 0; i < 100; i++)); do
+    if ip netns exec "$NL_GW_NS" ss -Hltn "sport = :$MQTT_PORT" | grep -q "$NL_GW_ADDR"; then
+      ep_log "mosquitto at $NL_BROKER (pid $MQTT_PID)"
+      return 0
+    fi
+    kill -0 "$MQTT_PID" 2>/dev/null || ep_die "mosquitto exited: $(tail -n 5 "$MQTT_LOG")"
+    sleep 0.1
+  done
+  ep_die "mosquitto does not listen on $NL_BROKER"
+}
+
+nl_start_coordinator() { # TOPOLOGY [ARGS...]
+  local topo=$1
+  shift
+  EP_COORD_COUNT=$((EP_COORD_COUNT + 1))
+  COORD_LOG=$EP_TMP/coordinator.$EP_COORD_COUNT.log
+  ip netns exec "$NL_GW_NS" "$EP_BUILD_DIR/coordinator/edgepull-coordinator" \
+    --broker "127.0.0.1:$NL_MQTT_PORT" --locality "$EP_LOC" --topology "$topo" \
+    --keepalive 5 --heartbeat-timeout 15 "$@" >"$COORD_LOG" 2>&1 &
+  COORD_PID=$!
+  ep_cleanup_push "ep_stop_pid $COORD_PID 5"
+  EP_LOGS+=("$COORD_LOG")
+  ep_log "edgepull-coordinator ($topo) pid $COORD_PID, log $COORD_LOG"
+}
+
+# True when this edgepulld build knows --FLAG.
+nl__edgepulld_has() { # FLAG
+  "$EP_BUILD_DIR/plugin/edgepulld" --help 2>&1 | grep -q -- "--$1\\b"
+}
+
+# nl_start_node ID [ARGS...]: edgepulld in ID's namespace joined to the
+# locality; "gw" is started with --gateway. The arguments of the first start
+# are reused on a restart when none are given.
+declare -gA NL_NODE_ARGS=()
+nl_start_node() {
+  local id=$1 args=() save_ns=$EP_NETNS save_nsx=("${EP_NSX[@]}")
+  shift
+  [ -n "${NL_ADDR[$id]:-}" ] && [ "$id" != cloud ] || ep_die "nl_start_node: unknown node '$id'"
+  if [ $# -gt 0 ] || [ -z "${NL_NODE_ARGS[$id]:-}" ]; then
+    args=(--advertise-addr "${NL_ADDR[$id]}" --registry "$REGISTRY_HOST=$REGISTRY_URL"
+      --link-mbps "$NL_LAN_MBPS" --keepalive 5 --heartbeat 2)
+    [ "$id" != gw ] || args+=(--gateway)
+    ! nl__edgepulld_has peer-secret-file || args+=(--peer-secret-file "$NL_SECRET_FILE")
+    args+=("$@")
+    NL_NODE_ARGS[$id]=$(printf '%q ' "${args[@]}")
+  else
+    eval "args=(${NL_NODE_ARGS[$id]})"
+  fi
+  NODE_PORT[$id]=${NODE_PORT[$id]:-$NL_LOCAL_PORT}
+  NODE_PEER[$id]=${NODE_PEER[$id]:-$NL_PEER_PORT}
+  EP_NETNS=${NL_NS[$id]}
+  EP_NSX=(ip netns exec "$EP_NETNS")
+  EP_NODE_PEER_ADDR=${NL_ADDR[$id]} EP_NODE_BROKER=$NL_BROKER ep_node_start "$id" "${args[@]}"
+  EP_NETNS=$save_ns
+  EP_NSX=("${save_nsx[@]}")
+}
+
+nl_start_all() { # [ARGS...] for every node
+  local id
+  for id in "${NL_ALL[@]}"; do nl_start_node "$id" "$@"; done
+}
+
+nl_kill_node() { # ID
+  ep_node_kill "$1"
+}
+
+nl_stop_node() { # ID: SIGTERM; returns the exit status
+  ep_node_stop "$1"
+}
+
+# --- the broker's view ------------------------------------------------------
+
+nl_mqtt_retained() { # FILTER [SECONDS]
+  local rc=0 out
+  out=$(ip netns exec "$NL_GW_NS" timeout -k 2 10 mosquitto_sub -h 127.0.0.1 -p "$NL_MQTT_PORT" \
+    -v -q 1 -t "$1" --retained-only -W "${2:-1}" 2>/dev/null) || rc=$?
+  [ "$rc" -eq 0 ] || [ "$rc" -eq 27 ] || ep_die "mosquitto_sub on $1 failed ($rc)"
+  [ -z "$out" ] || printf '%s\n' "$out" | sort
+}
+
+# nl_mqtt_record FILE FILTER...: "unix_time topic payload" per message until
+# the test ends; pid in NL_REC_PID.
+nl_mqtt_record() {
+  local f=$1 t=()
+  shift
+  while [ $# -gt 0 ]; do
+    t+=(-t "$1")
+    shift
+  done
+  ip netns exec "$NL_GW_NS" mosquitto_sub -h 127.0.0.1 -p "$NL_MQTT_PORT" -q 1 "${t[@]}" \
+    -F '%U %t %p' >"$f" 2>/dev/null &
+  NL_REC_PID=$!
+  ep_cleanup_push "kill $NL_REC_PID"
+}
+
+# "id parent" per node with a retained assignment; parent "-" for the root.
+nl_parents() {
+  nl_mqtt_retained "edgepull/v1/$EP_LOC/node/+/parent" | while read -r topic payload; do
+    topic=${topic%/parent}
+    jq -r --arg id "${topic##*/}" '"\($id) \(.parent // "-")"' <<<"$payload"
+  done | sort
+}
+
+# nl_wait_topology [SECONDS]: every started node has an assignment, gw is the
+# root and every other node has a parent.
+nl_wait_topology() {
+  local secs=${1:-60} deadline view want
+  deadline=$((SECONDS + secs))
+  want=$(printf '%s\n' "${NODE_IDS[@]}" | sort | tr '\n' ' ')
+  while :; do
+    view=$(nl_parents)
+    if [ "$(cut -d' ' -f1 <<<"$view" | tr '\n' ' ')" = "$want" ] &&
+      [ "$(awk '$2 == "-" { print $1 }' <<<"$view")" = gw ]; then
+      ep_log "topology: $(tr '\n' ',' <<<"$view")"
+      return 0
+    fi
+    [ "$SECONDS" -lt "$deadline" ] || break
+    sleep 0.5
+  done
+  ep_die "no complete topology within ${secs}s: $(tr '\n' ',' <<<"$view")"
+}
+
+# The ids from the root down, when the topology is a chain.
+nl_chain() {
+  local view cur=gw i
+  view=$(nl_parents)
+  for ((i = 0; i <= ${#NODE_IDS[@]}; i++)); do
+    echo "$cur"
+    cur=$(awk -v p="$cur" '$2 == p { print $1; exit }' <<<"$view")
+    [ -n "$cur" ] || break
+  done
+}
+
+# --- counters and links -----------------------------------------------------
+
+nl__rx() { # NS DEV
+  ip -n "$1" -s -j link show "$2" | jq '.[0].stats64.rx.bytes'
+}
+
+nl_uplink_bytes() {
+  nl__rx "$NL_GW_NS" "$NL_UPLINK_DEV"
+}
+
+nl_lan_rx_bytes() { # ID
+  nl__rx "${NL_NS[$1]}" "$NL_DEV"
+}
+
+nl_cut_uplink() {
+  ip -n "$NL_GW_NS" link set "$NL_UPLINK_DEV" down
+  ep_log "uplink cut"
+}
+
+nl_restore_uplink() {
+  ip -n "$NL_GW_NS" link set "$NL_UPLINK_DEV" up
+  local i
+  for ((i = 0; i < 50; i++)); do
+    ip -n "$NL_GW_NS" route get "$NL_CLOUD_ADDR" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  ep_log "uplink restored"
+}
+
+# Wire bytes (Ethernet + IPv4 + TCP with timestamps) per byte of TCP payload.
+nl_frame_factor() {
+  awk -v m="$NL_MTU" 'BEGIN { printf "%.4f\n", (m + 14) / (m - 52) }'
+}
+
+# --- deploy and stores ----------------------------------------------------------
+
+# nl_deploy ARGS...: edgepullctl deploy ARGS in the gateway, against the
+# locality's broker; bounded by NL_DEPLOY_TIMEOUT (default 180 s).
+nl_deploy() {
+  ip netns exec "$NL_GW_NS" timeout -k 5 "${NL_DEPLOY_TIMEOUT:-180}" \
+    "$EP_BUILD_DIR/ctl/edgepullctl" deploy "$@" --broker "127.0.0.1:$NL_MQTT_PORT" \
+    --locality "$EP_LOC"
+}
+
+# nl_store_problems ID [DIGEST...]: one line per problem in ID's store.
+nl_store_problems() {
+  local id=$1 f d dir
+  shift
+  dir=${NODE_STATE[$id]}/blobs/sha256
+  for f in "$dir"/*; do
+    [ -f "$f" ] || continue
+    [ "$(sha256sum "$f" | cut -d' ' -f1)" = "${f##*/}" ] || echo "$id: ${f##*/} does not hash to its name"
+  done
+  for d in "$@"; do
+    [ -f "$dir/${d#sha256:}" ] || echo "$id: lacks ${d:0:19}"
+  done
+}
+
+# Size in bytes of a blob in the registry's storage.
+nl_blob_size() { # DIGEST
+  stat -c %s "$(ep_registry_blob_path "$1")"
+}
+
+# nl_mkimage_on LAYOUT BASE_TAG TAG ARCH SPEC...: a new image whose layers are
+# BASE_TAG's (same blobs) followed by new random layers of the given specs;
+# sets EP_IMG_DIGEST and EP_IMG_LAYERS (the new layers only).
+nl_mkimage_on() {
+  local layout=$1 base=$2 tag=$3 arch=$4 bm bc d tmp
+  shift 4
+  bm=$(jq -r --arg t "$base" '.manifests[] |
+    select(.annotations["org.opencontainers.image.ref.name"] == $t) | .digest' "$layout/index.json")
+  [ -n "$bm" ] || ep_die "nl_mkimage_on: no tag $base in $layout"
+  bm=$layout/blobs/sha256/${bm#sha256:}
+  bc=$layout/blobs/sha256/$(jq -r '.config.digest | ltrimstr("sha256:")' "$bm")
+  mapfile -t EP__DIFF_IDS < <(jq -r '.rootfs.diff_ids[]' "$bc")
+  mapfile -t EP__LAYER_DESCS < <(jq -c '.layers[]' "$bm")
+  EP_IMG_LAYERS=()
+  for d in "$@"; do ep__mklayer "$layout" "${d%%:*}" "${d#*:}"; done
+  tmp=$(mktemp "$layout/cfg.XXXXXX")
+  printf '%s\n' "${EP__DIFF_IDS[@]}" | jq -cRn --arg arch "$arch" \
+    '{architecture: $arch, os: "linux", created: "1970-01-01T00:00:00Z",
+      rootfs: {type: "layers", diff_ids: [inputs]}}' | tr -d '\n' >"$tmp"
+  ep__blob_put "$layout" "$tmp"
+  local cd=$EP__DIGEST cs=$EP__SIZE
+  tmp=$(mktemp "$layout/man.XXXXXX")
+  printf '%s\n' "${EP__LAYER_DESCS[@]}" | jq -cn --arg cmt "$EP_MT_CONFIG" \
+    --arg mt "$EP_MT_MANIFEST" --arg cd "$cd" --argjson cs "$cs" \
+    '{schemaVersion: 2, mediaType: $mt,
+      config: {mediaType: $cmt, digest: $cd, size: $cs}, layers: [inputs]}' |
+    tr -d '\n' >"$tmp"
+  ep__blob_put "$layout" "$tmp"
+  EP_IMG_DIGEST=$EP__DIGEST
+  EP_IMG_SIZE=$EP__SIZE
+  ep__layout_tag "$layout" "$tag" "$EP_MT_MANIFEST" "$EP_IMG_DIGEST" "$EP_IMG_SIZE"
+}
+
+# Sum of the registry's sizes of the given blobs.
+nl_blobs_size() { # DIGEST...
+  local d s=0
+  for d in "$@"; do s=$((s + $(nl_blob_size "$d"))); done
+  echo "$s"
+}
+
+# nl_wait_stores SECONDS "ID..." DIGEST...: until every listed node holds
+# every digest verified; prints the remaining problems (empty = all there).
+nl_wait_stores() {
+  local deadline=$((SECONDS + $1)) ids=$2 id out
+  shift 2
+  while :; do
+    out=$(for id in $ids; do nl_store_problems "$id" "$@"; done)
+    [ -n "$out" ] && [ "$SECONDS" -lt "$deadline" ] || break
+    sleep 0.5
+  done
+  printf '%s' "$out"
+}
+
+# Bytes of DIGEST in ID's ingest/ (0 when there is no partial).
+nl_partial_size() { # ID DIGEST
+  local f=${NODE_STATE[$1]}/ingest/${2#sha256:}.partial
+  if [ -f "$f" ]; then stat -c %s "$f"; else echo 0; fi
+}
+
+# nl_ratio A B: A / B with three decimals.
+nl_ratio() {
+  awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", (b > 0 ? a / b : 0) }'
+}
+
+# nl_le A B FACTOR: true when A <= B × FACTOR.
+nl_le() {
+  awk -v a="$1" -v b="$2" -v f="$3" 'BEGIN { exit !(a <= b * f) }'
+}
+
+# nl_stop_all: SIGTERM every node; one assertion per node on the exit status,
+# then the sanitizer check of every edgepulld log.
+nl_stop_all() {
+  local id rc
+  for id in "${NODE_IDS[@]}"; do
+    kill -0 "${NODE_PID[$id]}" 2>/dev/null || continue
+    rc=0
+    nl_stop_node "$id" || rc=$?
+    ep_assert_eq 0 "$rc" "$id exits 0 on SIGTERM"
+  done
+  ep_check_sanitizers "$EP_TMP"/edgepulld.*.log
+}
+
+# nl_json_report FILE: true when the last line of FILE is deploy's final
+# report (a JSON object with "event": "report").
+nl_json_report() {
+  local last
+  last=$(tail -n 1 "$1" 2>/dev/null)
+  [ -n "$last" ] && jq -e 'type == "object" and .event == "report"' <<<"$last" >/dev/null 2>&1
+}
