@@ -60,6 +60,23 @@ sub() { # USER TOPIC: the retained payload, read over TLS as USER
     -u "$1" -P "secret-$1" -t "$2" -C 1 -W 8 2>/dev/null || true
 }
 
+start_n1() { # PASSWORD_FILE CA_FILE LOG: n1 in the background; sets n1_pid
+  "$EP_BUILD_DIR/plugin/edgepulld" --state-dir "$n1_state" --listen "127.0.0.1:$n1_port" \
+    --broker "127.0.0.1:$MQTT_PORT" --locality tls --node-id n1 \
+    --broker-username n1 --broker-password-file "$1" \
+    --broker-ca-file "$2" --keepalive 5 --heartbeat 2 >"$3" 2>&1 &
+  n1_pid=$!
+  ep_cleanup_push "ep_stop_pid $n1_pid 10"
+  EP_LOGS+=("$3")
+}
+n1_state=$(ep_tmpdir n1)
+n1_port=$(ep_free_port)
+n1_joined() { # the retained state of n1, if it ever joined
+  timeout 5 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$pki/ca.pem" \
+    -u coordinator -P secret-coordinator -t edgepull/v1/tls/node/n1/state -C 1 -W 3 2>/dev/null ||
+    true
+}
+
 ep_log "gateway edgepulld over TLS as user gw"
 gw_state=$(ep_tmpdir gw)
 gw_port=$(ep_free_port)
@@ -84,49 +101,27 @@ ep_assert_eq null "$(printf '%s' "$parent" | jq -r .parent 2>/dev/null)" \
   "the coordinator assigned the gateway as root over TLS"
 
 ep_log "a node with the wrong CA stays out"
-bad_state=$(ep_tmpdir bad)
-bad_port=$(ep_free_port)
-"$EP_BUILD_DIR/plugin/edgepulld" --state-dir "$bad_state" --listen "127.0.0.1:$bad_port" \
-  --broker "127.0.0.1:$MQTT_PORT" --locality tls --node-id n1 \
-  --broker-username n1 --broker-password-file "$MQTT_DIR/n1.pw" \
-  --broker-ca-file "$pki/other.pem" --keepalive 5 >"$EP_TMP/bad-ca.log" 2>&1 &
-bad_pid=$!
-ep_cleanup_push "ep_stop_pid $bad_pid 10"
+start_n1 "$MQTT_DIR/n1.pw" "$pki/other.pem" "$EP_TMP/bad-ca.log"
 sleep 3
-ep_assert_eq "" "$(timeout 5 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$pki/ca.pem" \
-  -u coordinator -P secret-coordinator -t edgepull/v1/tls/node/n1/state -C 1 -W 3 2>/dev/null ||
-  true)" "a node that does not trust the broker's CA never joins"
+ep_assert_eq "" "$(n1_joined)" "a node that does not trust the broker's CA never joins"
 ep_assert "edgepulld with the wrong CA keeps serving its runtime" \
-  curl -sf -o /dev/null "http://127.0.0.1:$bad_port/v2/"
-ep_stop_pid "$bad_pid" 10
+  curl -sf -o /dev/null "http://127.0.0.1:$n1_port/v2/"
+ep_stop_pid "$n1_pid" 10
 
 ep_log "a node with the wrong password stays out"
 printf 'not-the-password-xyz\n' >"$MQTT_DIR/wrong.pw"
-"$EP_BUILD_DIR/plugin/edgepulld" --state-dir "$bad_state" --listen "127.0.0.1:$bad_port" \
-  --broker "127.0.0.1:$MQTT_PORT" --locality tls --node-id n1 \
-  --broker-username n1 --broker-password-file "$MQTT_DIR/wrong.pw" \
-  --broker-ca-file "$pki/ca.pem" --keepalive 5 >"$EP_TMP/bad-pw.log" 2>&1 &
-bad_pid=$!
-ep_cleanup_push "ep_stop_pid $bad_pid 10"
+start_n1 "$MQTT_DIR/wrong.pw" "$pki/ca.pem" "$EP_TMP/bad-pw.log"
 sleep 3
-ep_assert_eq "" "$(timeout 5 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$pki/ca.pem" \
-  -u coordinator -P secret-coordinator -t edgepull/v1/tls/node/n1/state -C 1 -W 3 2>/dev/null ||
-  true)" "a node with the wrong password never joins"
+ep_assert_eq "" "$(n1_joined)" "a node with the wrong password never joins"
 if grep -q 'secret-n1\|not-the-password-xyz' "$EP_TMP/bad-pw.log"; then
   ep_fail "the password appears in edgepulld's log"
 else
   ep_pass "the password never appears in edgepulld's log"
 fi
-ep_stop_pid "$bad_pid" 10
+ep_stop_pid "$n1_pid" 10
 
 ep_log "the right node joins and gets a parent"
-"$EP_BUILD_DIR/plugin/edgepulld" --state-dir "$bad_state" --listen "127.0.0.1:$bad_port" \
-  --broker "127.0.0.1:$MQTT_PORT" --locality tls --node-id n1 \
-  --broker-username n1 --broker-password-file "$MQTT_DIR/n1.pw" \
-  --broker-ca-file "$pki/ca.pem" --keepalive 5 --heartbeat 2 >"$EP_TMP/n1.log" 2>&1 &
-n1_pid=$!
-ep_cleanup_push "ep_stop_pid $n1_pid 10"
-EP_LOGS+=("$EP_TMP/n1.log")
+start_n1 "$MQTT_DIR/n1.pw" "$pki/ca.pem" "$EP_TMP/n1.log"
 parent=$(sub n1 edgepull/v1/tls/node/n1/parent)
 ep_assert_eq gw "$(printf '%s' "$parent" | jq -r .parent 2>/dev/null)" \
   "n1 joined over TLS and the coordinator made gw its parent"
