@@ -28,6 +28,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/ep_test.h"
+
 #include "fake_registry.c"
 #include "plugin/daemon.h"
 #include "plugin/deploy_int.h"
@@ -345,9 +347,7 @@ static void e2e_close(struct e2e_node *n) {
   edgepulld_close(&n->d);
   pthread_cond_destroy(&n->cv);
   pthread_mutex_destroy(&n->mu);
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", n->dir);
-  if (system(cmd) != 0)
+  if (ep_test_rmrf(n->dir) != 0)
     fprintf(stderr, "cleanup of %s failed\n", n->dir);
 }
 

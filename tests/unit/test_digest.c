@@ -10,20 +10,14 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/ep_test.h"
+
 #include "store/digest.h"
 
 #define HEX64 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define HEX64_UPPER "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"
 #define EMPTY_SHA256 HEX64
 #define ABC_SHA256 "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-
-static uint64_t xorshift(uint64_t *s) {
-  uint64_t x = *s;
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  return *s = x;
-}
 
 static void test_parse_good(void **state) {
   (void)state;
@@ -188,7 +182,7 @@ static void test_streaming_random_chunks(void **state) {
   assert_non_null(buf);
   uint64_t seed = 0x9e3779b97f4a7c15ULL;
   for (size_t i = 0; i < len; i++)
-    buf[i] = (unsigned char)xorshift(&seed);
+    buf[i] = (unsigned char)ep_test_xorshift(&seed);
   digest_t once;
   digest_buffer(buf, len, &once);
 
@@ -198,7 +192,7 @@ static void test_streaming_random_chunks(void **state) {
     size_t off = 0;
     while (off < len) {
       size_t max = round == 0 ? 1 : (size_t)1 << (4 * round + 4);
-      size_t n = 1 + (size_t)(xorshift(&seed) % max);
+      size_t n = 1 + (size_t)(ep_test_xorshift(&seed) % max);
       if (round == 0 && off > 4096)
         n = len - off; /* byte-at-a-time for a while, then the rest */
       if (n > len - off)

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "tests/unit/ep_test.h"
 #include <pthread.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -37,9 +39,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   struct fix *f = *state;
-  char cmd[160];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-  int rc = system(cmd);
+  int rc = ep_test_rmrf(f->dir);
   free(f);
   return rc == 0 ? 0 : -1;
 }

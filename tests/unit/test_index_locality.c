@@ -13,6 +13,8 @@
 #include <time.h>
 
 #include <cmocka.h>
+
+#include "tests/unit/ep_test.h"
 #include <sqlite3.h>
 
 #include "store/index.h"
@@ -38,9 +40,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   struct fix *f = *state;
-  char cmd[160];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-  int rc = system(cmd);
+  int rc = ep_test_rmrf(f->dir);
   free(f);
   return rc == 0 ? 0 : -1;
 }

@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "tests/unit/ep_test.h"
 #include <curl/curl.h>
 
 #include "fake_registry.c"
@@ -105,9 +107,7 @@ static void node_close(struct node *n) {
   server_stop(n->d.local);
   server_stop(n->d.peer);
   edgepulld_close(&n->d);
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", n->dir);
-  if (system(cmd) != 0)
+  if (ep_test_rmrf(n->dir) != 0)
     fprintf(stderr, "cleanup of %s failed\n", n->dir);
 }
 

@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/ep_test.h"
+
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
@@ -38,14 +40,6 @@ struct fx {
   pipe_table *t;
 };
 
-static uint64_t xorshift(uint64_t *s) {
-  uint64_t x = *s;
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  return *s = x;
-}
-
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
   (void)st;
   (void)flag;
@@ -67,7 +61,7 @@ static int setup(void **state) {
     return -1;
   uint64_t seed = 0x243f6a8885a308d3ULL;
   for (size_t i = 0; i < f->len; i++)
-    f->blob[i] = (unsigned char)xorshift(&seed);
+    f->blob[i] = (unsigned char)ep_test_xorshift(&seed);
   digest_buffer(f->blob, f->len, &f->d);
   f->t = pipe_table_new();
   if (f->t == NULL)
@@ -121,7 +115,7 @@ static void *writer_main(void *arg) {
   size_t off = 0;
   unsigned chunks = 0;
   while (off < w->stop_at) {
-    size_t n = 1 + (size_t)(xorshift(&w->seed) % (64 * 1024));
+    size_t n = 1 + (size_t)(ep_test_xorshift(&w->seed) % (64 * 1024));
     if (n > w->stop_at - off)
       n = w->stop_at - off;
     if (pwrite(wfd, f->blob + off, n, (off_t)off) != (ssize_t)n) {
@@ -172,7 +166,7 @@ static void *reader_main(void *arg) {
   digest_ctx *c = digest_ctx_new();
   unsigned char buf[4096];
   for (;;) {
-    size_t want = 1 + (size_t)(xorshift(&r->seed) % sizeof buf);
+    size_t want = 1 + (size_t)(ep_test_xorshift(&r->seed) % sizeof buf);
     long n = pipe_read(p, r->bytes, buf, want, READ_TIMEOUT_MS);
     if (n <= 0) {
       r->result = n;

@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/ep_test.h"
+
 #include "locality/proto.h"
 
 #define HEXA "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -44,14 +46,6 @@ static const struct proto_parent parent_full = {.id = "n1",
                                                 .addr = "198.18.0.1",
                                                 .peer_port = 65535,
                                                 .epoch = (UINT64_C(1) << 53)};
-
-static uint64_t xorshift(uint64_t *s) {
-  uint64_t x = *s;
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  return *s = x;
-}
 
 /* Parses len bytes as kind; copies into an exact-size heap buffer so ASan
  * sees any read past the payload. */
@@ -310,7 +304,7 @@ static void test_forward_compat(void **state) {
 static void fill_blobs(struct proto_blob *b, size_t n, uint64_t seed) {
   for (size_t i = 0; i < n; i++) {
     snprintf(b[i].digest.hex, sizeof b[i].digest.hex, "%016llx%048zx", (unsigned long long)seed, i);
-    b[i].size = (xorshift(&seed) >> 11) % 100000000u;
+    b[i].size = (ep_test_xorshift(&seed) >> 11) % 100000000u;
   }
 }
 
@@ -773,16 +767,16 @@ static void test_oversized(void **state) {
 static size_t mutate(const char *src, size_t n, char *dst, size_t cap, uint64_t *rng) {
   static const char interesting[] = "{}[]\",:0123456789-.eE\\ntrufalsn\x00\xff/ +#";
   memcpy(dst, src, n);
-  int ops = 1 + (int)(xorshift(rng) % 4);
+  int ops = 1 + (int)(ep_test_xorshift(rng) % 4);
   for (int k = 0; k < ops && n > 0; k++) {
-    size_t pos = (size_t)(xorshift(rng) % n);
-    size_t span = 1 + (size_t)(xorshift(rng) % 16);
-    switch (xorshift(rng) % 7) {
+    size_t pos = (size_t)(ep_test_xorshift(rng) % n);
+    size_t span = 1 + (size_t)(ep_test_xorshift(rng) % 16);
+    switch (ep_test_xorshift(rng) % 7) {
     case 0: /* random byte */
-      dst[pos] = (char)xorshift(rng);
+      dst[pos] = (char)ep_test_xorshift(rng);
       break;
     case 1: /* JSON-significant byte */
-      dst[pos] = interesting[xorshift(rng) % (sizeof interesting - 1)];
+      dst[pos] = interesting[ep_test_xorshift(rng) % (sizeof interesting - 1)];
       break;
     case 2: /* delete a span */
       if (pos + span > n)
@@ -793,7 +787,7 @@ static size_t mutate(const char *src, size_t n, char *dst, size_t cap, uint64_t 
     case 3: /* insert a byte */
       if (n + 1 <= cap) {
         memmove(dst + pos + 1, dst + pos, n - pos);
-        dst[pos] = interesting[xorshift(rng) % (sizeof interesting - 1)];
+        dst[pos] = interesting[ep_test_xorshift(rng) % (sizeof interesting - 1)];
         n++;
       }
       break;
@@ -810,7 +804,7 @@ static size_t mutate(const char *src, size_t n, char *dst, size_t cap, uint64_t 
       break;
     default: /* digit runs: huge numbers */
       for (size_t i = 0; i < span && pos + i < n; i++)
-        dst[pos + i] = (char)('0' + xorshift(rng) % 10);
+        dst[pos + i] = (char)('0' + ep_test_xorshift(rng) % 10);
       break;
     }
   }

@@ -9,6 +9,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/ep_test.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -30,20 +32,12 @@ struct fx {
   store *s;
 };
 
-static uint64_t xorshift(uint64_t *s) {
-  uint64_t x = *s;
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  return *s = x;
-}
-
 static unsigned char *make_data(uint64_t seed, size_t len, digest_t *d) {
   unsigned char *b = malloc(len ? len : 1);
   assert_non_null(b);
   seed = seed * 2 + 1;
   for (size_t i = 0; i < len; i++)
-    b[i] = (unsigned char)xorshift(&seed);
+    b[i] = (unsigned char)ep_test_xorshift(&seed);
   digest_buffer(b, len, d);
   return b;
 }
@@ -188,7 +182,7 @@ static void write_chunks(store_ingest *in, const unsigned char *b, size_t len, u
   uint64_t base = store_ingest_offset(in);
   seed = seed * 2 + 1;
   while (off < len) {
-    size_t n = 1 + (size_t)(xorshift(&seed) % 70000);
+    size_t n = 1 + (size_t)(ep_test_xorshift(&seed) % 70000);
     if (n > len - off)
       n = len - off;
     assert_int_equal(store_ingest_write(in, b + off, n, &e), 0);
