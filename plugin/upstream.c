@@ -677,10 +677,9 @@ static int manifest_request(upstream *u, const char *host, const char *repo, con
   if (rc < 0)
     return rc;
   digest_t want = {{0}};
-  bool by_digest = ref != NULL && strchr(ref, ':') != NULL;
-  if (ref == NULL || (by_digest ? digest_parse(ref, &want, err) < 0 : !upstream_tag_valid(ref)))
-    return by_digest ? ep_wrap(err, "manifest reference")
-                     : ep_error(err, EP_EINVAL, "invalid manifest reference");
+  bool by_digest = false;
+  if ((rc = upstream_manifest_ref(ref, &by_digest, &want, err)) < 0)
+    return rc;
   ep_cleanup_free char *url = NULL, *what = NULL;
   if (asprintf(&url, "%s/v2/%s/manifests/%s", base, repo, ref) < 0 ||
       asprintf(&what, "manifest %s%s%s", repo, by_digest ? "@" : ":", ref) < 0)
@@ -696,10 +695,23 @@ static int manifest_request(upstream *u, const char *host, const char *repo, con
   if (x == NULL)
     return ep_error(err, EP_EINTERNAL, "out of memory");
   rc = upstream_call(u, &req, x, err);
+  return upstream_manifest_finish(x, rc, by_digest, &want, out, err);
+}
+
+int upstream_manifest_ref(const char *ref, bool *by_digest, digest_t *want, ep_err *err) {
+  *by_digest = ref != NULL && strchr(ref, ':') != NULL;
+  if (ref == NULL || (*by_digest ? digest_parse(ref, want, err) < 0 : !upstream_tag_valid(ref)))
+    return *by_digest ? ep_wrap(err, "manifest reference")
+                      : ep_error(err, EP_EINVAL, "invalid manifest reference");
+  return 0;
+}
+
+int upstream_manifest_finish(struct upstream_xfer *x, int rc, bool by_digest, const digest_t *want,
+                             struct upstream_manifest *out, ep_err *err) {
   if (rc == 0 && x->status != 200)
     rc = upstream_status_error(x, err);
   if (rc == 0)
-    rc = upstream_manifest_fill(x, by_digest, &want, out, err);
+    rc = upstream_manifest_fill(x, by_digest, want, out, err);
   upstream_xfer_free(x);
   if (rc < 0)
     upstream_manifest_clear(out);

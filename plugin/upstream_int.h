@@ -131,6 +131,13 @@ int upstream_call(upstream *u, const struct upstream_req *r, struct upstream_xfe
 /* Helpers of upstream.c shared with upstream_peer.c. */
 bool upstream_repo_valid(const char *r);
 bool upstream_tag_valid(const char *t);
+/* Checks a manifest reference (tag or digest); sets *by_digest and, for a
+ * digest, *want. Shared by the registry and the peer client. */
+int upstream_manifest_ref(const char *ref, bool *by_digest, digest_t *want, ep_err *err);
+/* After a manifest transfer: status check, body into out (verified against
+ * want when by_digest), x freed; out cleared on failure. */
+int upstream_manifest_finish(struct upstream_xfer *x, int rc, bool by_digest, const digest_t *want,
+                             struct upstream_manifest *out, ep_err *err);
 /* The error for a final answer that is not the expected 2xx. */
 int upstream_status_error(const struct upstream_xfer *x, ep_err *err);
 /* Fills out from a manifest answer; by_digest verifies the body against want. */

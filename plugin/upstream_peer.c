@@ -117,10 +117,9 @@ int upstream_peer_manifest_get(upstream *u, const char *base_url, const char *ns
   if (rc < 0)
     return rc;
   digest_t want = {{0}};
-  bool by_digest = ref != NULL && strchr(ref, ':') != NULL;
-  if (ref == NULL || (by_digest ? digest_parse(ref, &want, err) < 0 : !upstream_tag_valid(ref)))
-    return by_digest ? ep_wrap(err, "manifest reference")
-                     : ep_error(err, EP_EINVAL, "invalid manifest reference");
+  bool by_digest = false;
+  if ((rc = upstream_manifest_ref(ref, &by_digest, &want, err)) < 0)
+    return rc;
   ep_cleanup_free char *url = NULL, *what = NULL;
   if (asprintf(&url, "%s/v2/%s/manifests/%s?ns=%s", base_url, repo, ref, ns_registry) < 0)
     url = NULL;
@@ -140,12 +139,5 @@ int upstream_peer_manifest_get(upstream *u, const char *base_url, const char *ns
   if (x == NULL)
     return ep_error(err, EP_EINTERNAL, "out of memory");
   rc = peer_perform(u, &req, auth, x, err);
-  if (rc == 0 && x->status != 200)
-    rc = upstream_status_error(x, err);
-  if (rc == 0)
-    rc = upstream_manifest_fill(x, by_digest, &want, out, err);
-  upstream_xfer_free(x);
-  if (rc < 0)
-    upstream_manifest_clear(out);
-  return rc;
+  return upstream_manifest_finish(x, rc, by_digest, &want, out, err);
 }
