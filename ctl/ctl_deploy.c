@@ -28,7 +28,8 @@
 
 #define CTL_DEFAULT_CONFIG "/etc/edgepull/edgepulld.conf"
 #define CTL_SECRET_MAX 4096
-#define CTL_STATES_MS 1000 /* to collect retained states after the SUBACK */
+#define CTL_STATES_MS 1000      /* at most, to collect retained states after the SUBACK */
+#define CTL_STATES_QUIET_MS 200 /* ... or until none came for this long */
 
 struct dopts {
   const char *image;
@@ -45,6 +46,7 @@ struct dclient {
   struct ctl_dview v;
   bool connected, refused, subscribed, acked;
   int pub_mid;
+  int64_t last_state_ms; /* when the last retained state arrived */
 };
 
 static int64_t now_ms(void) {
@@ -279,6 +281,7 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
         proto_state_parse(msg->payload, (size_t)msg->payloadlen, t.node, &st, NULL) == 0 &&
         st.online;
     ctl_dview_state(&c->v, t.node, online);
+    c->last_state_ms = now_ms();
   } else if (t.kind == PROTO_T_PROGRESS && strcmp(t.deploy, c->v.id) == 0) {
     struct proto_progress p;
     ep_err e = {0};
@@ -356,6 +359,18 @@ static void new_id(char id[PROTO_ID_MAX + 1]) {
     snprintf(id + 2 * i, 3, "%02x", b[i]);
 }
 
+/* The broker sends the retained states right after the SUBACK, back to back:
+ * wait until they stop coming (CTL_STATES_QUIET_MS without one), at most
+ * CTL_STATES_MS. A late one costs little: a node that reports progress
+ * without having been expected is added to the view. */
+static void collect_states(struct mosquitto *m, struct dclient *c) {
+  int64_t start = now_ms();
+  bool never = false;
+  c->last_state_ms = start;
+  while (now_ms() - c->last_state_ms < CTL_STATES_QUIET_MS && now_ms() - start < CTL_STATES_MS)
+    loop_until(m, c, &never, now_ms() + 20);
+}
+
 static int subscribe_all(struct mosquitto *m, struct dclient *c) {
   char prog[PROTO_TOPIC_MAX], states[PROTO_TOPIC_MAX];
   if (proto_progress_topic(c->o->locality, c->v.id, NULL, prog, sizeof prog, NULL) < 0)
@@ -367,8 +382,7 @@ static int subscribe_all(struct mosquitto *m, struct dclient *c) {
     ctl_errorf("broker %s: subscribing failed", c->o->broker);
     return CTL_EXIT_FAIL;
   }
-  bool never = false;
-  loop_until(m, c, &never, now_ms() + CTL_STATES_MS); /* the retained states */
+  collect_states(m, c);
   return 0;
 }
 
