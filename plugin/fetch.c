@@ -39,6 +39,14 @@
 #include "common/log.h"
 
 #define FETCH_FAILURES 64
+/* Publishing wakes every reader of the pipe (the runtime's connection, the
+ * child peers). On a paced link data arrives about a packet per callback,
+ * and waking every reader per packet costs far more CPU than the bytes do
+ * (measured with bench/locality: see docs/evaluation.md). So the fetch
+ * publishes every FETCH_PUBLISH_BYTES or FETCH_PUBLISH_MS, whichever comes
+ * first, and whatever is left when a transfer ends. */
+#define FETCH_PUBLISH_BYTES (64 * 1024)
+#define FETCH_PUBLISH_MS 10
 
 struct fetch_failure {
   digest_t digest;
@@ -74,6 +82,8 @@ struct fetch_job {
   uint64_t total;
   uint64_t skip;      /* bytes of a 200 answer we already hold */
   uint64_t committed; /* size of the blob once committed */
+  uint64_t published; /* what readers were last told they may read */
+  int64_t published_ms;
   ep_err err;
 };
 
@@ -206,6 +216,27 @@ static uint64_t publishable(const struct fetch_job *j) {
   return may_be_last && have > 0 ? have - 1 : have;
 }
 
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Tells the readers what they may read: at once with force, else once
+ * enough bytes or time have gathered since the last time. */
+static void publish(struct fetch_job *j, bool force) {
+  uint64_t avail = publishable(j);
+  if (avail <= j->published)
+    return;
+  int64_t now = mono_ms();
+  if (!force && avail - j->published < FETCH_PUBLISH_BYTES &&
+      now - j->published_ms < FETCH_PUBLISH_MS)
+    return;
+  pipe_publish(j->pipe, avail);
+  j->published = avail;
+  j->published_ms = now;
+}
+
 static int on_data(void *ud, const void *buf, size_t len) {
   struct fetch_job *j = ud;
   if (atomic_load(&j->f->stopping))
@@ -225,7 +256,7 @@ static int on_data(void *ud, const void *buf, size_t len) {
     return -1;
   blame_add(j);
   atomic_fetch_add(j->src.kind == SRC_PEER ? &j->f->peer_bytes : &j->f->upstream_bytes, len);
-  pipe_publish(j->pipe, publishable(j));
+  publish(j, false);
   return 0;
 }
 
@@ -326,7 +357,9 @@ static int fetch_transfer(struct fetch_job *j) {
       continue;
     }
     ep_err e = {0};
-    if (try_source(j, s, &e) == 0)
+    int tr = try_source(j, s, &e);
+    publish(j, true);
+    if (tr == 0)
       return 0;
     last = e;
     if (atomic_load(&f->stopping) || (s->kind == SRC_UPSTREAM && !retryable(e.code))) {
@@ -364,7 +397,7 @@ static int fetch_run(struct fetch_job *j) {
   if (fd < 0)
     return fd;
   pipe_attach_fd(j->pipe, fd);
-  pipe_publish(j->pipe, publishable(j));
+  publish(j, true);
   int r = fetch_transfer(j);
   if (r < 0)
     return r;
