@@ -263,7 +263,11 @@ static int set_pragmas(index_db *db, ep_err *err) {
     return r;
   if ((r = exec(db, "PRAGMA synchronous = NORMAL", "setting synchronous", err)) < 0)
     return r;
-  return exec(db, "PRAGMA foreign_keys = ON", "enabling foreign keys", err);
+  if ((r = exec(db, "PRAGMA foreign_keys = ON", "enabling foreign keys", err)) < 0)
+    return r;
+  /* The index holds thousands of rows, not millions: 512 KiB of page cache
+   * instead of SQLite's default 2 MiB keeps a node's memory small. */
+  return exec(db, "PRAGMA cache_size = -512", "setting the page cache size", err);
 }
 
 static int db_new(const char *path, bool readonly, index_db **out, ep_err *err) {
