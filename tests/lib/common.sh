@@ -599,8 +599,8 @@ EP_ARGS=()
 
 # ep_start_edgepulld ARGS...: start edgepulld in the background on EP_PORT with
 # state in EP_STATE (both chosen on first start, kept on restarts), log to a
-# new EP_LOG per start, wait for /v2/. Exports EP_PID EP_PORT EP_STATE EP_LOG
-# EP_URL. Pass no ARGS to restart with the previous ones.
+# new EP_LOG per start, wait for /v2/ (unless EP_START_NOWAIT). Exports EP_PID
+# EP_PORT EP_STATE EP_LOG EP_URL. Pass no ARGS to restart with the previous ones.
 ep_start_edgepulld() {
   local bin=$EP_BUILD_DIR/plugin/edgepulld
   [ -x "$bin" ] || ep_die "no edgepulld at $bin (build first)"
@@ -616,7 +616,9 @@ ep_start_edgepulld() {
   export EP_PID EP_PORT EP_STATE EP_LOG EP_URL
   ep_cleanup_push "ep_stop_pid $EP_PID 10"
   EP_LOGS+=("$EP_LOG")
-  ep_wait_http "$EP_URL/v2/" 30 "$EP_PID" || ep_die "edgepulld did not start (log: $EP_LOG)"
+  # EP_START_NOWAIT=1: the caller waits (many daemons started at once).
+  [ -n "${EP_START_NOWAIT:-}" ] || ep_wait_http "$EP_URL/v2/" 30 "$EP_PID" ||
+    ep_die "edgepulld did not start (log: $EP_LOG)"
   ep_log "edgepulld at $EP_URL (pid $EP_PID, state $EP_STATE)"
 }
 
