@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The quick variant of bench/locality (issue 5, point 6), so the evaluation
+# harness never rots: N = 3, a 12 MB image in 3 layers, one repetition of
+# every scenario (baseline, edgepull-pull and edgepull-deploy on chain and
+# tree:2, the delta deploy). Its timings are printed, never asserted; what is
+# asserted is what must hold whatever the machine's speed:
+#  a. bench/locality exits 0 and every run provisioned every node;
+#  b. runs.csv has one row per scenario and topology, each ok;
+#  c. every edgepull run took exactly one copy of the image over the uplink
+#     (blob bytes the registry served = the image), the delta deploy only the
+#     new blobs; the baseline took N copies;
+#  d. the summary, the CSVs and the four PNG figures are written.
+. "$(dirname "$0")/../lib/common.sh"
+ep_init test_bench_locality 900
+ep_require_root
+ep_require_cmd gnuplot skopeo docker-registry mosquitto jq ip tc
+
+out=$EP_TMP/out
+rc=0
+NL_PREFIX=tbl$$ ep_timeout 840 "$EP_SOURCE_DIR/bench/locality" --quick --build-dir "$EP_BUILD_DIR" \
+  --out "$out" >"$EP_TMP/bench.log" 2>&1 || rc=$?
+EP_LOGS+=("$EP_TMP/bench.log")
+sed -n '/^## edgepull against/,$p' "$EP_TMP/bench.log"
+grep -E '^  (baseline|edgepull-)' "$EP_TMP/bench.log" || true
+ep_assert_eq 0 "$rc" "a: bench/locality --quick exits 0"
+
+runs=$out/runs.csv
+ep_assert "b: runs.csv exists" test -s "$runs"
+want="baseline,- edgepull-pull,chain edgepull-pull,tree:2 edgepull-deploy,chain edgepull-deploy,tree:2 edgepull-delta,chain edgepull-delta,tree:2"
+for key in $want; do
+  ep_assert_eq 1 "$(awk -F, -v k="$key" '$1 "," $2 == k && $3 == 3 { print $5 }' "$runs" 2>/dev/null)" \
+    "b: $key at N = 3 ran and provisioned every node"
+done
+
+copies() { # SCENARIO TOPOLOGY: uplink copies (column 11)
+  awk -F, -v s="$1" -v t="$2" '$1 == s && $2 == t { print $11; exit }' "$runs" 2>/dev/null
+}
+ep_assert_eq 3.000 "$(copies baseline -)" "c: the baseline took 3 copies over the uplink"
+for key in $want; do
+  case $key in baseline*) continue ;; esac
+  ep_assert_eq 1.000 "$(copies "${key%%,*}" "${key#*,}")" \
+    "c: $key took exactly one copy of what it deployed over the uplink"
+done
+ep_assert "c: nodes.csv has every node of every run" \
+  test "$(tail -n +2 "$out/nodes.csv" | grep -c ',n[123],1,')" -ge 21
+
+for f in summary.md summary.csv params.txt fig2.png fig5.png fig6.png fig7.png; do
+  ep_assert "d: $f written" test -s "$out/$f"
+done
+ep_assert "d: the PNGs are PNG" bash -c "file -b '$out/fig5.png' | grep -q PNG || head -c 8 '$out/fig5.png' | grep -q PNG"
+ep_assert "d: a samples file per run" test "$(find "$out/samples" -name '*.csv' | wc -l)" -ge 7
+rate=$(awk -F, 'NR > 1 { n++; t = $1 } END { printf "%.0f", (t > 0 ? n / t : 0) }' \
+  "$out/samples/edgepull-deploy_chain_N3_r1.csv" 2>/dev/null)
+ep_assert "d: throughput sampled at >= 10 Hz (${rate:-?} Hz)" test "${rate:-0}" -ge 10
+ep_finish
