@@ -91,7 +91,7 @@ loc_setup() {
 }
 
 loc_csv_headers() {
-  echo "scenario,topology,nodes,rep,ok,provision_s,first_done_s,registry_bytes,uplink_wire_bytes,image_bytes,uplink_copies,node_lan_util,rss_max_kib,rss_gw_kib,cpu_max_s,cpu_gw_s,anon_max_kib" \
+  echo "scenario,topology,nodes,rep,ok,provision_s,first_done_s,registry_bytes,uplink_wire_bytes,image_bytes,uplink_copies,node_lan_util,rss_max_kib,rss_gw_kib,cpu_max_s,cpu_gw_s,anon_max_kib,host_cpu_busy" \
     >"$LOC_OUT/runs.csv"
   echo "scenario,topology,nodes,rep,node,ok,done_s,rss_kib,cpu_s,anon_kib" >"$LOC_OUT/nodes.csv"
   {
@@ -158,6 +158,19 @@ loc__proc_stats() {
   echo "${rss:-0} ${cpu:-0}"
 }
 
+# "busy total" jiffies of the whole machine (all CPUs) from /proc/stat.
+loc__cpu_ticks() {
+  awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t; exit }' /proc/stat
+}
+
+# loc__cpu_busy "BUSY0 TOTAL0": the machine's busy share since that mark.
+loc__cpu_busy() {
+  local b0 t0 b1 t1
+  read -r b0 t0 <<<"$1"
+  read -r b1 t1 < <(loc__cpu_ticks)
+  awk -v b="$((b1 - b0))" -v t="$((t1 - t0))" 'BEGIN { printf "%.3f", (t > 0 ? b / t : 0) }'
+}
+
 # loc__client ID SOURCE DEST DONE_FILE: skopeo copy in ID's namespace; appends
 # "id exit_status end_time" to DONE_FILE.
 loc__client() {
@@ -183,7 +196,8 @@ loc__clients() {
 # loc__row SCENARIO TOPO N REP T0 UP0 LOG0 RSSCPU_GW: rows from LOC_RUN_DIR/done
 # ("id status end_time") and LOC_RUN_DIR/stats ("id rss cpu").
 loc__row() {
-  local sc=$1 topo=$2 n=$3 rep=$4 t0=$5 up0=$6 log0=$7 reg wire util ok
+  local sc=$1 topo=$2 n=$3 rep=$4 t0=$5 up0=$6 log0=$7 reg wire util ok busy
+  busy=$LOC_BUSY
   reg=$(ep_registry_blob_bytes "$log0")
   wire=$(($(nl_uplink_bytes) - up0))
   util=$(loc__lan_util)
@@ -197,20 +211,20 @@ loc__row() {
     "$LOC_RUN_DIR/done")
   [ "$ok" = 1 ] || LOC_FAILED_RUNS=$((LOC_FAILED_RUNS + 1))
   awk -v sc="$sc" -v tp="$topo" -v n="$n" -v rep="$rep" -v t0="$t0" -v ok="$ok" -v reg="$reg" \
-    -v wire="$wire" -v img="$LOC_RUN_BYTES" -v util="$util" '
+    -v wire="$wire" -v img="$LOC_RUN_BYTES" -v util="$util" -v busy="$busy" '
     FILENAME == ARGV[1] { if ($2 > rmax) rmax = $2; if ($3 > cmax) cmax = $3
                 if ($4 > amax) amax = $4; if ($1 == "gw") { rgw = $2; cgw = $3 }; next }
     $1 ~ /^n[0-9]+$/ { d = $3 - t0; if (d > last) last = d; if (first == "" || d < first) first = d }
-    END { printf "%s,%s,%d,%d,%d,%.3f,%.3f,%d,%d,%d,%.3f,%s,%s,%s,%s,%s,%s\n", sc, tp, n, rep, ok,
-            last, first, reg, wire, img, (img > 0 ? reg / img : 0), util, rmax, rgw, cmax, cgw,
-            amax }' \
+    END { printf "%s,%s,%d,%d,%d,%.3f,%.3f,%d,%d,%d,%.3f,%s,%s,%s,%s,%s,%s,%s\n", sc, tp, n, rep,
+            ok, last, first, reg, wire, img, (img > 0 ? reg / img : 0), util, rmax, rgw, cmax, cgw,
+            amax, busy }' \
     "$LOC_RUN_DIR/stats" "$LOC_RUN_DIR/done" | tee -a "$LOC_OUT/runs.csv" | loc__say
 }
 
 # One line per run on the terminal: the figures that matter.
 loc__say() {
-  awk -F, '{ printf "  %-16s %-7s N=%-3s rep %s: %s  %.2f s, uplink %.2f copies, n1 LAN %.0f %%%s\n",
-    $1, $2, $3, $4, ($5 == 1 ? "ok    " : "FAILED"), $6, $11, $12 * 100,
+  awk -F, '{ printf "  %-16s %-7s N=%-3s rep %s: %s  %.2f s, uplink %.2f copies, n1 LAN %.0f %%, CPU %.0f %%%s\n",
+    $1, $2, $3, $4, ($5 == 1 ? "ok    " : "FAILED"), $6, $11, $12 * 100, $18 * 100,
     ($13 != "" ? sprintf(", peak RSS %.1f MiB (own %.1f)", $13 / 1024, $17 / 1024) : "") }'
 }
 
@@ -236,8 +250,10 @@ loc_run_baseline() {
   loc__sampler_start "baseline_-_N${n}_r$rep"
   log0=$(($(wc -l <"$REGISTRY_LOG") + 1))
   up0=$(nl_uplink_bytes)
+  LOC_CPU0=$(loc__cpu_ticks)
   t0=$EPOCHREALTIME
   loc__clients "$n" "$REGISTRY_HOST"
+  LOC_BUSY=$(loc__cpu_busy "$LOC_CPU0")
   loc__sampler_stop
   nl_route_direct off
   loc__row baseline - "$n" "$rep" "$t0" "$up0" "$log0"
@@ -307,6 +323,8 @@ loc__deploy() {
   local out=$LOC_RUN_DIR/deploy-$1.jsonl
   NL_DEPLOY_TIMEOUT=$LOC_CLIENT_TIMEOUT nl_deploy "$LOC_REF:$1" --wait --json --import none \
     2>"$out.err" | while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done >"$out"
+  mkdir -p "$LOC_OUT/deploys"
+  cp "$out" "$LOC_OUT/deploys/${LOC_RUN_DIR##*/}-$1.jsonl"
   awk '{ t = $1; $1 = ""; printf "{\"t\":%s,\"l\":%s}\n", t, substr($0, 2) }' "$out" |
     jq -r 'select(.l.event == "progress" and .l.state == "done") | "\(.l.node) 0 \(.t)"' \
       2>/dev/null | sort -u -k1,1 >"$LOC_RUN_DIR/done"
@@ -326,12 +344,14 @@ loc_run_edgepull() {
   loc__sampler_start "edgepull-${mode}_${topo}_N${n}_r$rep"
   log0=$(($(wc -l <"$REGISTRY_LOG") + 1))
   up0=$(nl_uplink_bytes)
+  LOC_CPU0=$(loc__cpu_ticks)
   t0=$EPOCHREALTIME
   case $mode in
   pull) loc__clients "$n" "127.0.0.1:$NL_LOCAL_PORT" ;;
   deploy) loc__deploy v1 ;;
   delta) loc__deploy v2 ;;
   esac
+  LOC_BUSY=$(loc__cpu_busy "$LOC_CPU0")
   loc__sampler_stop
   loc__locality_stop
   loc__row "edgepull-$mode" "$topo" "$n" "$rep" "$t0" "$up0" "$log0"

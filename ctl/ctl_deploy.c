@@ -29,7 +29,7 @@
 #define CTL_DEFAULT_CONFIG "/etc/edgepull/edgepulld.conf"
 #define CTL_SECRET_MAX 4096
 #define CTL_STATES_MS 1000      /* at most, to collect retained states after the SUBACK */
-#define CTL_STATES_QUIET_MS 200 /* ... or until none came for this long */
+#define CTL_STATES_QUIET_MS 100 /* ... or until none came for this long */
 
 struct dopts {
   const char *image;
@@ -365,10 +365,13 @@ static void new_id(char id[PROTO_ID_MAX + 1]) {
  * without having been expected is added to the view. */
 static void collect_states(struct mosquitto *m, struct dclient *c) {
   int64_t start = now_ms();
-  bool never = false;
   c->last_state_ms = start;
-  while (now_ms() - c->last_state_ms < CTL_STATES_QUIET_MS && now_ms() - start < CTL_STATES_MS)
-    loop_until(m, c, &never, now_ms() + 20);
+  while (!c->refused && now_ms() - c->last_state_ms < CTL_STATES_QUIET_MS &&
+         now_ms() - start < CTL_STATES_MS) {
+    int rc = mosquitto_loop(m, 10, 1); /* short: the quiet period is what we measure */
+    if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN)
+      break; /* publishing the deploy reports the broker's error */
+  }
 }
 
 static int subscribe_all(struct mosquitto *m, struct dclient *c) {
