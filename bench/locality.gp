@@ -15,6 +15,10 @@ set datafile separator whitespace
 set grid
 set key top left
 
+# A series' title from its data set's name: "edgepull-pull_tree2" -> "edgepull-pull, tree2".
+us(s) = strstrt(s, "_")
+label(s) = s eq "baseline_-" ? "plain pulls (baseline)" : (us(s) ? s[1:us(s) - 1].", ".s[us(s) + 1:] : s)
+
 base_model(n, s) = s * 8 / (lan < up / n ? lan : up / n)
 sd_model(s) = s * 8 / (lan < up ? lan : up)
 
@@ -40,7 +44,7 @@ set yrange [0:*]
 set key top left
 set samples nmax * 20 + 20
 plot for [i = 1:words(series)] out."/plot/fig5_".word(series, i).".dat" \
-       using 1:2:3:4 with yerrorlines lw 2 pt 7 title word(series, i), \
+       using 1:2:3:4 with yerrorlines lw 2 pt 7 title label(word(series, i)), \
      base_model(x, size_mb) title "model: plain pulls (Fig. 2)" lw 1 dt 2 lc rgb "gray40", \
      sd_model(size_mb) title "model: one streamed copy" lw 1 dt 3 lc rgb "gray40"
 
@@ -55,16 +59,17 @@ set ylabel "Mbit/s"
 series(f, col, t, style) = sprintf("'%s' every ::1 using 1:%d with lines %s title '%s'", f, col, style, t)
 join(a, b) = a eq "" ? b : (b eq "" ? a : a.", ".b)
 
+set key center right
 set output out."/fig6.png"
 set title sprintf("Fig. 6: uplink (cloud to gateway) throughput, N = %d", nmax)
-c6 = join(base eq "" ? "" : series(base, 2, "baseline: every node pulls", "lw 2"), \
-          sd eq "" ? "" : series(sd, 2, "edgepull: ".sdname, "lw 2"))
+c6 = join(base eq "" ? "" : series(base, 2, "plain pulls: every node from the registry", "lw 2"), \
+          sd eq "" ? "" : series(sd, 2, "edgepull (".sdname.")", "lw 2"))
 if (c6 ne "") { eval("plot ".c6) }
 
 set output out."/fig7.png"
 set title sprintf("Fig. 7: node n1's LAN port, N = %d (port %g Mbit/s)", nmax, lan)
 set yrange [0:lan * 1.15]
-c7 = join(base eq "" ? "" : series(base, 4, "baseline: n1 receives", "lw 2"), \
+c7 = join(base eq "" ? "" : series(base, 4, "plain pulls: n1 receives", "lw 2"), \
           sd eq "" ? "" : join(series(sd, 4, "edgepull: n1 receives", "lw 2"), \
                                series(sd, 5, "edgepull: n1 forwards", "lw 1 dt 2")))
 if (c7 ne "") { eval("plot ".c7.sprintf(", %g with lines lc rgb 'gray40' dt 3 title 'port speed'", lan)) }
