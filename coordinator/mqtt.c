@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "locality/proto.h"
 
@@ -39,9 +40,7 @@ struct coord_mqtt {
 };
 
 int64_t coord_mqtt_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  return ep_mono_ms();
 }
 
 static void on_connect(struct mosquitto *mosq, void *obj, int rc) {

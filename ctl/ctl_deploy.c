@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "ctl/ctl.h"
 #include "ctl/ctl_deploy.h"
 
@@ -48,12 +49,6 @@ struct dclient {
   int pub_mid;
   int64_t last_state_ms; /* when the last retained state arrived */
 };
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- configuration ---- */
 
@@ -281,12 +276,12 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
         proto_state_parse(msg->payload, (size_t)msg->payloadlen, t.node, &st, NULL) == 0 &&
         st.online;
     ctl_dview_state(&c->v, t.node, online);
-    c->last_state_ms = now_ms();
+    c->last_state_ms = ep_mono_ms();
   } else if (t.kind == PROTO_T_PROGRESS && strcmp(t.deploy, c->v.id) == 0) {
     struct proto_progress p;
     ep_err e = {0};
     if (proto_progress_parse(msg->payload, (size_t)msg->payloadlen, t.deploy, t.node, &p, &e) == 0)
-      ctl_dview_progress(&c->v, &p, now_ms());
+      ctl_dview_progress(&c->v, &p, ep_mono_ms());
     else
       ctl_errorf("ignored a progress message of %s: %s", t.node, e.msg);
   }
@@ -320,7 +315,7 @@ static int credentials(struct mosquitto *m, const struct dopts *o) {
 
 /* Runs the loop until *flag or the deadline; false on timeout or failure. */
 static bool loop_until(struct mosquitto *m, struct dclient *c, const bool *flag, int64_t deadline) {
-  while (!*flag && !c->refused && now_ms() < deadline) {
+  while (!*flag && !c->refused && ep_mono_ms() < deadline) {
     int rc = mosquitto_loop(m, 100, 1);
     if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN) {
       ctl_errorf("broker %s: %s", c->o->broker, mosquitto_strerror(rc));
@@ -364,10 +359,10 @@ static void new_id(char id[PROTO_ID_MAX + 1]) {
  * CTL_STATES_MS. A late one costs little: a node that reports progress
  * without having been expected is added to the view. */
 static void collect_states(struct mosquitto *m, struct dclient *c) {
-  int64_t start = now_ms();
+  int64_t start = ep_mono_ms();
   c->last_state_ms = start;
-  while (!c->refused && now_ms() - c->last_state_ms < CTL_STATES_QUIET_MS &&
-         now_ms() - start < CTL_STATES_MS) {
+  while (!c->refused && ep_mono_ms() - c->last_state_ms < CTL_STATES_QUIET_MS &&
+         ep_mono_ms() - start < CTL_STATES_MS) {
     int rc = mosquitto_loop(m, 10, 1); /* short: the quiet period is what we measure */
     if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN)
       break; /* publishing the deploy reports the broker's error */
@@ -381,7 +376,7 @@ static int subscribe_all(struct mosquitto *m, struct dclient *c) {
   snprintf(states, sizeof states, "edgepull/v1/%s/node/+/state", c->o->locality);
   char *subs[2] = {prog, states};
   if (mosquitto_subscribe_multiple(m, NULL, 2, subs, 1, 0, NULL) != MOSQ_ERR_SUCCESS ||
-      !loop_until(m, c, &c->subscribed, now_ms() + 10000)) {
+      !loop_until(m, c, &c->subscribed, ep_mono_ms() + 10000)) {
     ctl_errorf("broker %s: subscribing failed", c->o->broker);
     return CTL_EXIT_FAIL;
   }
@@ -402,7 +397,7 @@ static int send_deploy(struct mosquitto *m, struct dclient *c) {
   }
   int rc = mosquitto_publish(m, &c->pub_mid, topic, (int)len, buf, 1, false);
   free(buf);
-  if (rc != MOSQ_ERR_SUCCESS || !loop_until(m, c, &c->acked, now_ms() + 10000)) {
+  if (rc != MOSQ_ERR_SUCCESS || !loop_until(m, c, &c->acked, ep_mono_ms() + 10000)) {
     ctl_errorf("broker %s: publishing the deploy failed", c->o->broker);
     return CTL_EXIT_FAIL;
   }
@@ -411,7 +406,7 @@ static int send_deploy(struct mosquitto *m, struct dclient *c) {
 
 static int follow(struct mosquitto *m, struct dclient *c) {
   int64_t deadline = c->v.start_ms + (int64_t)c->o->timeout_s * 1000;
-  while (!ctl_dview_complete(&c->v) && now_ms() < deadline) {
+  while (!ctl_dview_complete(&c->v) && ep_mono_ms() < deadline) {
     int rc = mosquitto_loop(m, 100, 1);
     if (rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST) {
       mosquitto_reconnect(m); /* the subscriptions were not clean-session bound */
@@ -419,9 +414,9 @@ static int follow(struct mosquitto *m, struct dclient *c) {
       ctl_errorf("broker %s: %s", c->o->broker, mosquitto_strerror(rc));
       break;
     }
-    ctl_dview_tick(&c->v, now_ms());
+    ctl_dview_tick(&c->v, ep_mono_ms());
   }
-  return ctl_dview_report(&c->v, now_ms(), !ctl_dview_complete(&c->v));
+  return ctl_dview_report(&c->v, ep_mono_ms(), !ctl_dview_complete(&c->v));
 }
 
 static int run(struct dopts *o) {
@@ -450,14 +445,14 @@ static int run(struct dopts *o) {
   mosquitto_publish_callback_set(m, on_publish);
   mosquitto_message_callback_set(m, on_message);
   if (r == 0 && (mosquitto_connect(m, host, port, 30) != MOSQ_ERR_SUCCESS ||
-                 !loop_until(m, &c, &c.connected, now_ms() + 10000))) {
+                 !loop_until(m, &c, &c.connected, ep_mono_ms() + 10000))) {
     ctl_errorf("cannot connect to the broker %s", o->broker);
     r = CTL_EXIT_FAIL;
   }
   if (r == 0 && o->wait)
     r = subscribe_all(m, &c);
   if (r == 0) {
-    ctl_dview_expect(&c.v, now_ms());
+    ctl_dview_expect(&c.v, ep_mono_ms());
     r = send_deploy(m, &c);
   }
   if (r == 0 && o->wait) {

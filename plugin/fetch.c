@@ -36,6 +36,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 #define FETCH_FAILURES 64
@@ -216,19 +217,13 @@ static uint64_t publishable(const struct fetch_job *j) {
   return may_be_last && have > 0 ? have - 1 : have;
 }
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Tells the readers what they may read: at once with force, else once
  * enough bytes or time have gathered since the last time. */
 static void publish(struct fetch_job *j, bool force) {
   uint64_t avail = publishable(j);
   if (avail <= j->published)
     return;
-  int64_t now = mono_ms();
+  int64_t now = ep_mono_ms();
   if (!force && avail - j->published < FETCH_PUBLISH_BYTES &&
       now - j->published_ms < FETCH_PUBLISH_MS)
     return;

@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "common/cleanup.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "plugin/upstream_int.h"
 
@@ -275,12 +276,6 @@ int upstream_parse_challenge(const char *hdr, struct upstream_challenge *c, ep_e
 
 /* ---- token cache ------------------------------------------------------- */
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void slot_clear(struct upstream_token *t) {
   free(t->host);
   free(t->scope);
@@ -302,7 +297,7 @@ char *upstream_token_get(upstream *u, const char *host, const char *scope) {
   char *tok = NULL;
   pthread_mutex_lock(&u->tok_lock);
   struct upstream_token *t = slot_find(u, host, scope);
-  if (t != NULL && t->expires_ms <= now_ms())
+  if (t != NULL && t->expires_ms <= ep_mono_ms())
     slot_clear(t);
   else if (t != NULL)
     tok = strdup(t->token);
@@ -338,7 +333,7 @@ void upstream_token_put(upstream *u, const char *host, const char *scope, const 
                                .scope = s,
                                .token = k,
                                .seq = ++u->tok_seq,
-                               .expires_ms = now_ms() + (lifetime_s - margin) * 1000};
+                               .expires_ms = ep_mono_ms() + (lifetime_s - margin) * 1000};
   pthread_mutex_unlock(&u->tok_lock);
 }
 
