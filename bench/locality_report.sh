@@ -48,18 +48,20 @@ loc__series() {
     sort -u | cut -d' ' -f2-
 }
 
-loc__cell() { # SCENARIO TOPOLOGY N: "median (min–max)" or "–"
-  local m lo hi
-  m=$(loc__get "$1" "$2" "$3" median_s)
-  [ -n "$m" ] || { echo "–"; return; }
-  lo=$(loc__get "$1" "$2" "$3" min_s)
-  hi=$(loc__get "$1" "$2" "$3" max_s)
-  if [ "$(loc__get "$1" "$2" "$3" runs)" -gt 1 ]; then
+loc__cell() { # SCENARIO TOPOLOGY N: "median (min–max)" or "–", one read of summary.csv
+  local m lo hi runs ok
+  read -r m lo hi runs ok < <(awk -F, -v s="$1" -v t="$2" -v n="$3" '
+    NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+    $1 == s && $2 == t && $3 == n {
+      print $col["median_s"], $col["min_s"], $col["max_s"], $col["runs"], $col["ok_runs"]; exit }' \
+    "$LOC_OUT/summary.csv")
+  [ -n "${m:-}" ] || { echo "–"; return; }
+  if [ "$runs" -gt 1 ]; then
     printf '%.1f (%.1f–%.1f)' "$m" "$lo" "$hi"
   else
     printf '%.1f' "$m"
   fi
-  [ "$(loc__get "$1" "$2" "$3" ok_runs)" = "$(loc__get "$1" "$2" "$3" runs)" ] || printf ' ⚠'
+  [ "$ok" = "$runs" ] || printf ' ⚠'
 }
 
 loc__param() { # KEY
