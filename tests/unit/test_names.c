@@ -375,6 +375,13 @@ static void test_url(void **state) {
   }
   assert_int_equal(names_url_parse("ftp://h", out, sizeof out, &e), -EP_EINVAL);
   assert_non_null(strstr(e.msg, "http://"));
+  /* what plugin/config.c's tests look for in the message */
+  assert_int_equal(names_url_parse("http://x/path", out, sizeof out, &e), -EP_EINVAL);
+  assert_non_null(strstr(e.msg, "path"));
+  assert_int_equal(names_url_parse("http://user@x", out, sizeof out, &e), -EP_EINVAL);
+  assert_non_null(strstr(e.msg, "host"));
+  assert_int_equal(names_url_parse("", out, sizeof out, &e), -EP_EINVAL);
+  assert_non_null(strstr(e.msg, "http://"));
   char longurl[300];
   snprintf(longurl, sizeof longurl, "http://%0255d/x", 0);
   assert_int_equal(names_url_parse(longurl, out, sizeof out, &e), -EP_EINVAL);
