@@ -2,7 +2,8 @@
  * ever hold, so a hostile peer cannot make it grow without end. The data is
  * always NUL-terminated (one byte past len, not counted in max), so a text
  * body can be handed to string functions as it is. A zeroed struct with
- * max 0 holds nothing; use ep_buf_init. */
+ * max 0 holds nothing; use ep_buf_init. With ep_cleanup_buf, initialise
+ * at the declaration (`= {0}` or ep_buf_init before any return). */
 #ifndef EP_COMMON_BUF_H
 #define EP_COMMON_BUF_H
 

@@ -81,7 +81,7 @@ static void test_vec_overflow(void **state) {
 }
 
 static void test_buf(void **state) {
-  ep_cleanup_buf struct ep_buf b;
+  ep_cleanup_buf struct ep_buf b = {0};
   (void)state;
   ep_buf_init(&b, 10);
   assert_null(b.data);
@@ -123,7 +123,7 @@ static void test_buf(void **state) {
 }
 
 static void test_buf_big(void **state) {
-  ep_cleanup_buf struct ep_buf b;
+  ep_cleanup_buf struct ep_buf b = {0};
   char chunk[1000];
   (void)state;
   memset(chunk, 'q', sizeof chunk);
