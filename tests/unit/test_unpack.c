@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include <locale.h>
+
 #include "tests/unit/unpack_layers.h"
 
 static void check_tree(struct fx *f) {
@@ -336,6 +338,28 @@ static void test_empty_and_root(void **state) {
   assert_true(digest_equal(&res.diffid, &empty));
 }
 
+/* A pax UTF-8 name comes out byte for byte in the C locale the daemon runs
+ * in (the writer needs a UTF-8 locale to produce it). */
+static void test_utf8_names(void **state) {
+  struct fx *f = *state;
+  locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+  assert_true(utf8 != (locale_t)0);
+  uselocale(utf8);
+  layer_begin(f, F_GZIP);
+  layer_add(f, &(struct ent){.name = "caf\xc3\xa9/\xc3\xbc", .data = "u"});
+  layer_add(f, &(struct ent){.name = "l", .type = AE_IFLNK, .data = "\xc3\xa9t\xc3\xa9"});
+  layer_end(f);
+  uselocale(LC_GLOBAL_LOCALE);
+  freelocale(utf8);
+  ep_err err = {0};
+  if (run(f, &err) != 0)
+    fail_msg("%s", err.msg);
+  assert_true(exists_at(f, "caf\xc3\xa9/\xc3\xbc"));
+  char t[16] = {0};
+  assert_int_equal(readlinkat(f->fsfd, "l", t, sizeof t), 5);
+  assert_string_equal(t, "\xc3\xa9t\xc3\xa9");
+}
+
 int main(void) {
   if (geteuid() != 0) {
     fprintf(stderr, "test_unpack needs root (mknod, chown, trusted xattrs)\n");
@@ -353,6 +377,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_large_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_diffid_mismatch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_empty_and_root, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_utf8_names, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

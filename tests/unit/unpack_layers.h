@@ -36,6 +36,7 @@ struct fx {
   int fsfd;
   struct archive *w;
   int filter;
+  off_t pad; /* zero bytes appended to the tar before compressing */
 };
 
 struct ent {
@@ -163,6 +164,11 @@ static inline void layer_add(struct fx *f, const struct ent *e) {
 /* Closes the tar and writes `layer`: the tar through the filter. */
 static inline void layer_end(struct fx *f) {
   assert_int_equal(archive_write_free(f->w), ARCHIVE_OK);
+  if (f->pad > 0) {
+    struct stat st;
+    assert_int_equal(stat(f->tar, &st), 0);
+    assert_int_equal(truncate(f->tar, st.st_size + f->pad), 0);
+  }
   struct archive *w = archive_write_new();
   assert_int_equal(archive_write_set_format_raw(w), ARCHIVE_OK);
   if (f->filter == F_GZIP)
