@@ -333,3 +333,12 @@ int unpack_pipe(int dirfd, blob_pipe *p, int timeout_ms, const unpack_opts *opts
   unpack_pipe_src s = {.pipe = p, .timeout_ms = timeout_ms};
   return unpack_stream(dirfd, unpack_read_pipe, &s, opts, expect_diffid, res, err);
 }
+
+int unpack_remove_tree(int dirfd, const char *name, ep_err *err) {
+  int r = unpack_fs_remove_all(dirfd, name);
+  if (r < 0) {
+    errno = -r;
+    return ep_syserror(err, EP_EIO, "unpack: removing %s", name);
+  }
+  return 0;
+}

@@ -105,4 +105,9 @@ int unpack_fd(int dirfd, int srcfd, const unpack_opts *opts, const digest_t *exp
 int unpack_pipe(int dirfd, blob_pipe *p, int timeout_ms, const unpack_opts *opts,
                 const digest_t *expect_diffid, unpack_result *res, ep_err *err);
 
+/* Removes name under dirfd and everything below it without following any
+ * symlink: for discarding a layer directory whose contents came from an
+ * untrusted archive. Absent is not an error. */
+int unpack_remove_tree(int dirfd, const char *name, ep_err *err);
+
 #endif

@@ -360,6 +360,23 @@ static void test_utf8_names(void **state) {
   assert_string_equal(t, "\xc3\xa9t\xc3\xa9");
 }
 
+/* Discarding an unpacked tree never follows its symlinks. */
+static void test_remove_tree(void **state) {
+  struct fx *f = *state;
+  layer_begin(f, F_NONE);
+  layer_add(f, &(struct ent){.name = "a/b/c", .data = "x", .perm = 0400});
+  layer_add(f, &(struct ent){.name = "a/out", .type = AE_IFLNK, .data = f->sentinel});
+  layer_add(f, &(struct ent){.name = "a/ro", .type = AE_IFDIR, .perm = 0});
+  layer_add(f, &(struct ent){.name = "a/ro/f", .data = "x"});
+  layer_end(f);
+  ep_err err = {0};
+  if (run(f, &err) != 0)
+    fail_msg("%s", err.msg);
+  assert_int_equal(unpack_remove_tree(f->fsfd, "a", &err), 0);
+  assert_false(exists_at(f, "a"));
+  assert_int_equal(unpack_remove_tree(f->fsfd, "a", &err), 0);
+}
+
 int main(void) {
   if (geteuid() != 0) {
     fprintf(stderr, "test_unpack needs root (mknod, chown, trusted xattrs)\n");
@@ -378,6 +395,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_diffid_mismatch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_empty_and_root, setup, teardown),
       cmocka_unit_test_setup_teardown(test_utf8_names, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_remove_tree, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
