@@ -61,8 +61,9 @@ static int whiteout(int pfd, const char *path, const char *base, struct archive_
   const char *orig = base + strlen(WH_PREFIX);
   if (orig[0] == '\0' || strcmp(orig, ".") == 0 || strcmp(orig, "..") == 0)
     return ep_error(err, EP_EINVAL, "%s: invalid whiteout name", path);
-  if (mknodat(pfd, orig, S_IFCHR, makedev(0, 0)) < 0)
-    return ep_syserror(err, EP_EIO, "%s: creating the whiteout", path);
+  if (mknodat(pfd, orig, S_IFCHR, makedev(0, 0)) < 0) /* EEXIST fails, as in containerd */
+    return ep_syserror(err, errno == EEXIST ? EP_EINVAL : EP_EIO, "%s: creating the whiteout",
+                       path);
   if (fchownat(pfd, orig, (uid_t)archive_entry_uid(ae), (gid_t)archive_entry_gid(ae),
                AT_SYMLINK_NOFOLLOW) < 0)
     return ep_syserror(err, EP_EIO, "%s: chown of the whiteout", path);
