@@ -149,12 +149,11 @@ static void print_hunks(FILE *out, const char **a, const char **b, const unsigne
       c++;
     if (c == nops)
       return;
-    size_t start = c >= 3 ? c - 3 : 0, end = c;
-    for (size_t same = 0; end < nops && same <= 6; end++)
-      same = ops[end] == 0 ? same + 1 : 0;
-    while (end > c && ops[end - 1] == 0 && end < nops)
-      end--;
-    end = end + 3 < nops ? end + 3 : nops;
+    size_t start = c >= 3 ? c - 3 : 0, last = c;
+    for (size_t k = c; k < nops && k - last <= 6; k++)
+      if (ops[k] != 0)
+        last = k; /* changes up to 6 lines apart share a hunk */
+    size_t end = last + 4 < nops ? last + 4 : nops;
     for (; i < start; i++)
       ai += ops[i] != 2, bi += ops[i] != 1;
     size_t na = 0, nb = 0;

@@ -14,6 +14,7 @@
  * is an error naming file:line: setup refuses to edit a file it cannot
  * read rather than guess. Duplicate keys and tables are errors too, as
  * they are for containerd. */
+#include <ctype.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,7 +313,8 @@ static int scalar(struct tp *p, struct setup_tkey *k, char *buf, size_t cap) {
   size_t m = 0;
   for (size_t t = 0; t < j; t++) {
     if (s[t] == '_') {
-      if (t == 0 || t + 1 == j || !bare_char(s[t - 1]) || !bare_char(s[t + 1]))
+      if (t == 0 || t + 1 == j || !isxdigit((unsigned char)s[t - 1]) ||
+          !isxdigit((unsigned char)s[t + 1]))
         return perr(p, "misplaced '_' in a number");
       continue;
     }
@@ -410,7 +412,7 @@ static int value(struct tp *p, const char *path, int depth) {
   if (p->s[p->i] == '[')
     return array(p, path, depth);
   if (p->s[p->i] == '{')
-    return inline_table(p, path, depth, false);
+    return inline_table(p, path != NULL ? path : "", depth, false);
   struct setup_tkey k = {0};
   return scalar(p, &k, p->scratch, p->n + 1);
 }
