@@ -81,6 +81,7 @@ struct setup_cd {
   bool snapshotter;        /* add the proxy snapshotter and the CRI settings */
   char certs_dir[4096];    /* out: config_path (the first of a list), or the default */
   bool certs_dir_existing; /* out: config_path was already set */
+  bool cri_disabled;       /* out: disabled_plugins names the CRI plugin */
 };
 int setup_containerd_edit(const char *text, size_t len, const char *name, struct setup_cd *cd,
                           char **out, size_t *outlen, ep_err *err);

@@ -3,8 +3,15 @@
  *   {"edgepull-setup": 1,
  *    "files": [{"path": P, "existed": true, "backup": "P.edgepull-backup"},
  *              {"path": Q, "existed": false}],
- *    "dirs": [directories setup created, parents first]} */
+ *    "dirs": [directories setup created, parents first]}
+ * Each file entry also has "written": a hash (FNV-1a 64, to notice edits,
+ * not an integrity check) of what setup last wrote there. A file that was
+ * edited since is not lost by --undo: it is kept as FILE.edgepull-replaced
+ * before the original comes back. */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +43,13 @@ static int record_load(const char *record, json_t **out, ep_err *err) {
   }
   *out = j;
   return 1;
+}
+
+static void fnv_hex(const char *s, size_t n, char out[17]) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t k = 0; k < n; k++)
+    h = (h ^ (unsigned char)s[k]) * 0x100000001b3ull;
+  snprintf(out, 17, "%016" PRIx64, h);
 }
 
 static json_t *record_file(json_t *rec, const char *path) {
@@ -115,6 +129,11 @@ int setup_apply(const char *record, struct setup_file *files, size_t n, ep_err *
     r = make_parents(files[k].path, dirs, err);
     if (r == 0 && record_file(rec, files[k].path) == NULL)
       r = backup(rec, &files[k], err);
+    char h[17];
+    fnv_hex(files[k].new, files[k].newlen, h);
+    if (r == 0 &&
+        json_object_set_new(record_file(rec, files[k].path), "written", json_string(h)) < 0)
+      r = ep_error(err, EP_EINTERNAL, "out of memory");
   }
   ep_cleanup_free char *s = r == 0 ? json_dumps(rec, JSON_PRESERVE_ORDER | JSON_INDENT(2)) : NULL;
   if (r == 0 && s == NULL)
@@ -132,11 +151,35 @@ int setup_apply(const char *record, struct setup_file *files, size_t n, ep_err *
   return r;
 }
 
+/* Keeps a file edited since setup wrote it as FILE.edgepull-replaced. */
+static int keep_edits(json_t *e, const char *path, bool dry_run, ep_err *err) {
+  const char *written = json_string_value(json_object_get(e, "written"));
+  struct setup_file f;
+  int r = setup_file_load(&f, path, err);
+  char h[17];
+  if (r == 0 && f.exists && written != NULL) {
+    fnv_hex(f.old, f.oldlen, h);
+    if (strcmp(h, written) != 0) {
+      char keep[4200];
+      snprintf(keep, sizeof keep, "%s.edgepull-replaced", path);
+      printf("%s was changed after setup: %s its current content as %s\n", path,
+             dry_run ? "would keep" : "keeping", keep);
+      if (!dry_run)
+        r = setup_write_atomic(keep, f.old, f.oldlen, &f.st, err);
+    }
+  }
+  setup_file_release(&f);
+  return r;
+}
+
 static int undo_file(json_t *e, bool dry_run, ep_err *err) {
   const char *path = json_string_value(json_object_get(e, "path"));
   const char *b = json_string_value(json_object_get(e, "backup"));
   if (path == NULL || (json_is_true(json_object_get(e, "existed")) && b == NULL))
     return ep_error(err, EP_EINVAL, "the setup record has a malformed entry");
+  int r = keep_edits(e, path, dry_run, err);
+  if (r < 0)
+    return r;
   if (b == NULL) {
     printf("%s %s\n", dry_run ? "would remove" : "removed", path);
     if (!dry_run && unlink(path) < 0 && errno != ENOENT)
@@ -147,7 +190,7 @@ static int undo_file(json_t *e, bool dry_run, ep_err *err) {
   if (dry_run)
     return 0;
   struct setup_file f;
-  int r = setup_file_load(&f, b, err);
+  r = setup_file_load(&f, b, err);
   if (r == 0 && !f.exists)
     r = ep_error(err, EP_ENOTFOUND, "%s: the backup is missing; %s left as it is", b, path);
   if (r == 0)

@@ -366,6 +366,37 @@ static void test_mutations(void **state) {
   free(buf);
 }
 
+/* An edit made after setup survives --undo as FILE.edgepull-replaced. */
+static void test_undo_keeps_edits(void **state) {
+  (void)state;
+  char dir[] = "/tmp/ep-test-setup-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char conf[256], rec[300], keep[300];
+  snprintf(conf, sizeof conf, "%s/daemon.json", dir);
+  snprintf(rec, sizeof rec, "%s.edgepull-setup", conf);
+  snprintf(keep, sizeof keep, "%s.edgepull-replaced", conf);
+  write_file(conf, "{\"debug\": true}", 0644);
+  ep_err e = {0};
+  struct setup_file f;
+  assert_int_equal(setup_file_load(&f, conf, &e), 0);
+  assert_int_equal(
+      setup_docker_merge(f.old, f.oldlen, conf, "127.0.0.1:5050", &f.new, &f.newlen, &e), 1);
+  assert_int_equal(setup_apply(rec, &f, 1, &e), 0);
+  setup_file_release(&f);
+  write_file(conf, "{\"edited\": 1}\n", 0644);
+  assert_int_equal(setup_undo(rec, false, &e), 0);
+  size_t len;
+  char *now = slurp(conf, &len);
+  assert_int_equal(len, strlen("{\"debug\": true}"));
+  assert_memory_equal(now, "{\"debug\": true}", len);
+  free(now);
+  now = slurp(keep, &len);
+  assert_non_null(now);
+  assert_memory_equal(now, "{\"edited\": 1}\n", len);
+  free(now);
+  assert_int_equal(ep_test_rmrf(dir), 0);
+}
+
 static void test_diff(void **state) {
   (void)state;
   char *buf = NULL;
@@ -388,6 +419,7 @@ int main(void) {
       cmocka_unit_test(test_docker),
       cmocka_unit_test(test_podman),
       cmocka_unit_test(test_apply_undo),
+      cmocka_unit_test(test_undo_keeps_edits),
       cmocka_unit_test(test_mutations),
       cmocka_unit_test(test_diff),
   };
