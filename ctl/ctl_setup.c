@@ -81,6 +81,8 @@ static void rooted(const struct sopts *o, const char *path, char *out, size_t ca
   snprintf(out, cap, "%s%s", o->root != NULL ? o->root : "", path);
 }
 
+static int check(int argc, char **argv, struct sopts *o);
+
 static int parse(int argc, char **argv, struct sopts *o) {
   enum { O_DRY = 1000, O_UNDO, O_MIRROR, O_SNAP, O_REG, O_CONFIG, O_CERTS, O_ROOT, O_IGN };
   static const struct option longopts[] = {
@@ -141,6 +143,11 @@ static int parse(int argc, char **argv, struct sopts *o) {
       break; /* -d: the global option, meaningless here */
     }
   }
+  return check(argc, argv, o);
+}
+
+/* The runtime word and the options' consistency; the paths. */
+static int check(int argc, char **argv, struct sopts *o) {
   if (optind + 2 != argc)
     return usage_err(optind + 2 > argc ? "which runtime? containerd, docker or podman"
                                        : "takes one runtime",

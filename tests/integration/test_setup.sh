@@ -102,6 +102,14 @@ dump=$(containerd --config "$conf" config dump 2>&1)
 ep_assert_match 'snapshotter = "edgepull"' "$dump" "containerd reads the CRI snapshotter"
 ep_assert_match 'address = "/run/edgepull/snapshotter.sock"' "$dump" "containerd reads the proxy plugin"
 ep_assert_match 'disable_snapshot_annotations = false' "$dump" "snapshot annotations enabled"
+containerd --config "$conf" >"$EP_TMP/containerd-snap.log" 2>&1 &
+cpid=$!
+ep_cleanup_push "ep_stop_pid $cpid 10"
+EP_LOGS+=("$EP_TMP/containerd-snap.log")
+ep_wait_containerd "$cdir/c.sock" "$cpid" "$EP_TMP/containerd-snap.log"
+ep_assert_match 'io.containerd.snapshotter.v1 +edgepull ' \
+  "$(ctr --address "$cdir/c.sock" plugins ls 2>&1)" "containerd registers the edgepull proxy snapshotter"
+ep_stop_pid "$cpid" 10 || true
 ep_assert "containerd --undo succeeds" "$ctl" setup containerd --undo --root "$root"
 ep_assert "--undo restores config.toml byte for byte" cmp "$EP_TMP/config.toml.orig" "$conf"
 ep_assert_eq 600 "$(stat -c %a "$conf")" "the restored config.toml keeps its mode"
