@@ -9,9 +9,13 @@
  * the backups and the record --undo follows. Paths: --root DIR prefixes
  * every default path (tests, images being built), --config and
  * --certs-dir name a file or directory outright. */
+#include <fcntl.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "common/names.h"
 #include "ctl/ctl.h"
@@ -312,8 +316,25 @@ static void restart_hint(const struct sopts *o) {
   printf("to apply: %s\n", hints[o->rt]);
 }
 
+/* One setup at a time per configuration directory: the lock is on the
+ * directory holding the record (when it exists yet) and lasts until exit. */
+static int lock_dir(const struct sopts *o, ep_err *e) {
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s", o->record);
+  int fd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    close(fd);
+    return ep_error(e, EP_EINVAL, "%s: another edgepullctl setup is running there", dir);
+  }
+  return 0; /* fd stays open: the lock is released at exit */
+}
+
 static int run(struct sopts *o) {
   ep_err e = {0};
+  if (!o->dry_run && lock_dir(o, &e) < 0)
+    return fail(&e);
   if (o->undo) {
     if (setup_undo(o->record, o->dry_run, &e) < 0)
       return fail(&e);

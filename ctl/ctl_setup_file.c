@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -29,7 +30,15 @@
 int setup_file_load(struct setup_file *f, const char *path, ep_err *err) {
   memset(f, 0, sizeof *f);
   snprintf(f->path, sizeof f->path, "%s", path);
-  ep_cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat lst;
+  if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+    /* Write where the link points: a rename over the link would replace it. */
+    char real[PATH_MAX];
+    if (realpath(path, real) == NULL)
+      return ep_syserror(err, EP_EIO, "%s: cannot resolve the symbolic link", path);
+    snprintf(f->path, sizeof f->path, "%s", real);
+  }
+  ep_cleanup_close int fd = open(f->path, O_RDONLY | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT) {
     f->old = strdup("");
     return f->old != NULL ? 0 : ep_error(err, EP_EINTERNAL, "out of memory");

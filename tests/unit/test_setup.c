@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -397,6 +398,42 @@ static void test_undo_keeps_edits(void **state) {
   assert_int_equal(ep_test_rmrf(dir), 0);
 }
 
+/* A configuration that is a symbolic link stays one: its target changes. */
+static void test_symlink(void **state) {
+  (void)state;
+  char dir[] = "/tmp/ep-test-setup-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char real[256], link[256], rec[300];
+  snprintf(real, sizeof real, "%s/real.json", dir);
+  snprintf(link, sizeof link, "%s/daemon.json", dir);
+  snprintf(rec, sizeof rec, "%s.edgepull-setup", link);
+  write_file(real, "{}", 0600);
+  assert_int_equal(symlink("real.json", link), 0);
+  ep_err e = {0};
+  struct setup_file f;
+  assert_int_equal(setup_file_load(&f, link, &e), 0);
+  assert_string_equal(f.path, real);
+  assert_int_equal(
+      setup_docker_merge(f.old, f.oldlen, link, "127.0.0.1:5050", &f.new, &f.newlen, &e), 1);
+  assert_int_equal(setup_apply(rec, &f, 1, &e), 0);
+  setup_file_release(&f);
+  struct stat st;
+  assert_int_equal(lstat(link, &st), 0);
+  assert_true(S_ISLNK(st.st_mode));
+  size_t len;
+  char *now = slurp(link, &len);
+  assert_non_null(strstr(now, "127.0.0.1:5050"));
+  free(now);
+  assert_int_equal(setup_undo(rec, false, &e), 0);
+  assert_int_equal(lstat(link, &st), 0);
+  assert_true(S_ISLNK(st.st_mode));
+  now = slurp(real, &len);
+  assert_int_equal(len, 2);
+  assert_memory_equal(now, "{}", 2);
+  free(now);
+  assert_int_equal(ep_test_rmrf(dir), 0);
+}
+
 static void test_diff(void **state) {
   (void)state;
   char *buf = NULL;
@@ -420,6 +457,7 @@ int main(void) {
       cmocka_unit_test(test_podman),
       cmocka_unit_test(test_apply_undo),
       cmocka_unit_test(test_undo_keeps_edits),
+      cmocka_unit_test(test_symlink),
       cmocka_unit_test(test_mutations),
       cmocka_unit_test(test_diff),
   };
