@@ -367,6 +367,19 @@ static void test_mutations(void **state) {
   free(buf);
 }
 
+/* setup docker on path with its record at rec; the path written (a
+ * link's target). */
+static const char *docker_setup(const char *path, const char *rec) {
+  static struct setup_file f;
+  ep_err e = {0};
+  assert_int_equal(setup_file_load(&f, path, &e), 0);
+  assert_int_equal(
+      setup_docker_merge(f.old, f.oldlen, path, "127.0.0.1:5050", &f.new, &f.newlen, &e), 1);
+  assert_int_equal(setup_apply(rec, &f, 1, &e), 0);
+  setup_file_release(&f);
+  return f.path;
+}
+
 /* An edit made after setup survives --undo as FILE.edgepull-replaced. */
 static void test_undo_keeps_edits(void **state) {
   (void)state;
@@ -378,12 +391,7 @@ static void test_undo_keeps_edits(void **state) {
   snprintf(keep, sizeof keep, "%s.edgepull-replaced", conf);
   write_file(conf, "{\"debug\": true}", 0644);
   ep_err e = {0};
-  struct setup_file f;
-  assert_int_equal(setup_file_load(&f, conf, &e), 0);
-  assert_int_equal(
-      setup_docker_merge(f.old, f.oldlen, conf, "127.0.0.1:5050", &f.new, &f.newlen, &e), 1);
-  assert_int_equal(setup_apply(rec, &f, 1, &e), 0);
-  setup_file_release(&f);
+  docker_setup(conf, rec);
   write_file(conf, "{\"edited\": 1}\n", 0644);
   assert_int_equal(setup_undo(rec, false, &e), 0);
   size_t len;
@@ -410,13 +418,7 @@ static void test_symlink(void **state) {
   write_file(real, "{}", 0600);
   assert_int_equal(symlink("real.json", link), 0);
   ep_err e = {0};
-  struct setup_file f;
-  assert_int_equal(setup_file_load(&f, link, &e), 0);
-  assert_string_equal(f.path, real);
-  assert_int_equal(
-      setup_docker_merge(f.old, f.oldlen, link, "127.0.0.1:5050", &f.new, &f.newlen, &e), 1);
-  assert_int_equal(setup_apply(rec, &f, 1, &e), 0);
-  setup_file_release(&f);
+  assert_string_equal(docker_setup(link, rec), real);
   struct stat st;
   assert_int_equal(lstat(link, &st), 0);
   assert_true(S_ISLNK(st.st_mode));
