@@ -116,6 +116,31 @@ ep_assert_eq 600 "$(stat -c %a "$conf")" "the restored config.toml keeps its mod
 ep_assert_not "--undo removes the certs.d it created" test -e "$certs"
 ep_assert_eq "config.toml" "$(ls "$root/etc/containerd")" "no backup or record left behind"
 
+# Debian 12's packaged config.toml (nested table headers, no registry table).
+root=$(ep_tmpdir root-debian)
+mkdir -p "$root/etc/containerd"
+conf=$root/etc/containerd/config.toml
+cat >"$conf" <<'EOF'
+version = 2
+
+[plugins]
+  [plugins."io.containerd.grpc.v1.cri"]
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      bin_dir = "/usr/lib/cni"
+      conf_dir = "/etc/cni/net.d"
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "/var/lib/containerd/opt"
+EOF
+cp "$conf" "$EP_TMP/debian.orig"
+ep_assert "setup --snapshotter on Debian's config.toml" \
+  sh -c "'$ctl' setup containerd --snapshotter --root '$root' >'$EP_TMP/debian.out' 2>&1"
+dump=$(containerd --config "$conf" config dump 2>&1)
+ep_assert_match 'config_path = "/etc/containerd/certs.d"' "$dump" "Debian's file: containerd reads config_path"
+ep_assert_match 'snapshotter = "edgepull"' "$dump" "Debian's file: containerd reads the snapshotter"
+ep_assert_match 'bin_dir = "/usr/lib/cni"' "$dump" "Debian's file: the CNI settings stay"
+ep_assert "Debian's file: --undo" "$ctl" setup containerd --undo --root "$root"
+ep_assert "Debian's file: restored byte for byte" cmp "$EP_TMP/debian.orig" "$conf"
+
 # --- Docker ------------------------------------------------------------------
 root=$(ep_tmpdir root-docker)
 mkdir -p "$root/etc/docker"
