@@ -225,6 +225,9 @@ static int plan_containerd(struct sopts *o, struct setup_file *f, size_t *n, ep_
   printf("ctr does not read config.toml's registry settings: pull with\n"
          "  ctr images pull --hosts-dir %s IMAGE\n",
          certs);
+  if (cd.imports)
+    printf("note: the file has `imports`; setup did not read the imported files (a setting\n"
+           "  there may override these)\n");
   if (cd.cri_disabled)
     printf("note: disabled_plugins lists the CRI plugin, so config_path has no effect until it "
            "is enabled;\n  ctr and nerdctl use the hosts directory with --hosts-dir\n");

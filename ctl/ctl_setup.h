@@ -82,6 +82,7 @@ struct setup_cd {
   char certs_dir[4096];    /* out: config_path (the first of a list), or the default */
   bool certs_dir_existing; /* out: config_path was already set */
   bool cri_disabled;       /* out: disabled_plugins names the CRI plugin */
+  bool imports;            /* out: the file imports others (not read) */
 };
 int setup_containerd_edit(const char *text, size_t len, const char *name, struct setup_cd *cd,
                           char **out, size_t *outlen, ep_err *err);

@@ -292,6 +292,7 @@ int setup_containerd_edit(const char *text, size_t len, const char *name, struct
   const struct setup_tkey *dis = setup_toml_key(&t, "disabled_plugins");
   cd->cri_disabled = dis != NULL && dis->type == SETUP_T_ARRAY &&
                      memmem(text + dis->voff, dis->vlen, "io.containerd.grpc.v1.cri\"", 26) != NULL;
+  cd->imports = setup_toml_key(&t, "imports") != NULL;
   const char *eol = t.eol;
   setup_toml_free(&t);
   if (r == 0 && e.n == 0 && e.tail.len == 0) {
