@@ -24,6 +24,7 @@
 struct edit {
   size_t off, del;
   char *ins;
+  size_t seq; /* insertions at one offset keep their order */
 };
 
 struct edits {
@@ -46,7 +47,8 @@ static int edit_add(struct edits *e, size_t off, size_t del, char *ins, ep_err *
     free(ins);
     return ep_error(err, EP_EINTERNAL, "too many edits");
   }
-  e->v[e->n++] = (struct edit){off, del, ins};
+  e->v[e->n] = (struct edit){off, del, ins, e->n};
+  e->n++;
   return 0;
 }
 
@@ -121,6 +123,13 @@ static int set_key(const struct setup_toml *t, const char *text, size_t len, con
                       want_str ? "string" : "boolean");
     return edit_add(e, k->voff, k->vlen, strdup(literal), err);
   }
+  for (size_t a = 0; a < t->ntables; a++) {
+    size_t l = strlen(t->tables[a].path);
+    if (t->tables[a].array && strncmp(t->tables[a].path, table, l) == 0 &&
+        (table[l] == '\0' || table[l] == SETUP_SEP[0]))
+      return ep_error(err, EP_EINVAL, "%s:%d: an array of tables where %s belongs; fix it by hand",
+                      name, t->tables[a].line, shown);
+  }
   const struct setup_tkey *by = setup_toml_defined_by_key(t, table);
   if (by != NULL) {
     char tshown[1024];
@@ -156,7 +165,7 @@ static int set_key(const struct setup_toml *t, const char *text, size_t len, con
 
 static int cmp_edit(const void *a, const void *b) {
   const struct edit *x = a, *y = b;
-  return x->off < y->off ? -1 : x->off > y->off ? 1 : x < y ? -1 : 1;
+  return x->off < y->off ? -1 : x->off > y->off ? 1 : x->seq < y->seq ? -1 : 1;
 }
 
 static int apply(const char *text, size_t len, const char *eol, struct edits *e, char **out,

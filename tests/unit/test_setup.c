@@ -179,6 +179,7 @@ static void test_containerd_existing_and_refused(void **state) {
        "`configs` with tls"},
       {"version = 2\n" REG "\nconfig_path = 5\n", "config.toml:3: "},
       {"version = 2\nplugins = 1\n", "config.toml:2:"},
+      {"version = 2\n[[plugins.\"io.containerd.grpc.v1.cri\"]]\n", "config.toml:2: an array"},
   };
   for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
     e = (ep_err){0};
