@@ -379,6 +379,8 @@ static int array(struct tp *p, const char *path, int depth) {
 static int keyval(struct tp *p, const char *base, size_t base_ncomp, int depth, bool record);
 
 static int inline_table(struct tp *p, const char *path, int depth, bool record) {
+  if (depth > TOML_DEPTH_MAX)
+    return perr(p, "values nested too deep");
   p->i++; /* '{' */
   skip_ws(p);
   if (p->i < p->n && p->s[p->i] == '}') {

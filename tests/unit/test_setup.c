@@ -97,7 +97,15 @@ static void test_toml_rejects(void **state) {
     if (strstr(e.msg, bad[k].msg) == NULL)
       fail_msg("case %zu: message '%s' lacks '%s'", k, e.msg, bad[k].msg);
   }
+  char deep[400] = "x = ";
+  for (int k = 0; k < 60; k++)
+    strcat(deep, "{a = ");
+  strcat(deep, "1");
+  for (int k = 0; k < 60; k++)
+    strcat(deep, "}");
   ep_err e = {0};
+  assert_true(parse(deep, &e) < 0);
+  assert_non_null(strstr(e.msg, "too deep"));
   assert_true(setup_toml_parse("a\0b", 3, "t.toml", &(struct setup_toml){0}, &e) < 0);
 }
 
