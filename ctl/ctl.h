@@ -35,6 +35,8 @@ int ctl_cmd_where(const struct ctl_opts *o);
 int ctl_cmd_topology(const struct ctl_opts *o);
 /* `deploy` parses its own options from the whole command line (ctl_deploy.c). */
 int ctl_deploy_main(int argc, char **argv);
+/* So does `setup` (ctl_setup.c). */
+int ctl_setup_main(int argc, char **argv);
 
 typedef struct index_db index_db;
 /* Opens DIR/index.db read-only (path filled in); NULL after printing why. */

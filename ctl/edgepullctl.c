@@ -1,5 +1,6 @@
 /* edgepullctl: the admin CLI. This file only parses the command line and
- * dispatches; the subcommands live in ctl_index.c. Options may come before
+ * dispatches; the subcommands live in ctl_index.c, ctl_locality.c,
+ * ctl_deploy.c and ctl_setup.c. Options may come before
  * or after the subcommand (GNU getopt permutes), so both
  * `edgepullctl --json layers` and `edgepullctl layers --json` work.
  * Exit codes: 0 ok, 1 runtime failure, 2 usage error. */
@@ -24,6 +25,15 @@ static const struct ctl_cmd commands[] = {
     {"topology", ctl_cmd_topology, NULL},
 };
 
+/* Commands that parse the whole command line themselves. */
+static const struct {
+  const char *name;
+  int (*main)(int argc, char **argv);
+} own_options[] = {
+    {"deploy", ctl_deploy_main},
+    {"setup", ctl_setup_main},
+};
+
 static void usage(FILE *out) {
   fprintf(out,
           "Usage: edgepullctl [OPTIONS] COMMAND [ARGUMENT]\n"
@@ -41,6 +51,8 @@ static void usage(FILE *out) {
           "  topology    the distribution tree, from the gateway down by parent links\n"
           "  deploy IMAGE  deploy an image to the locality over MQTT\n"
           "              (see 'edgepullctl deploy --help')\n"
+          "  setup containerd|docker|podman  configure the runtime to pull through\n"
+          "              edgepulld; --dry-run, --undo (see 'edgepullctl setup --help')\n"
           "\n"
           "Options:\n"
           "  -d, --state-dir DIR  edgepulld's state directory (default %s);\n"
@@ -126,8 +138,9 @@ static const char *command_word(int argc, char **argv) {
 int main(int argc, char **argv) {
   struct ctl_opts o = {.state_dir = CTL_DEFAULT_STATE_DIR};
   const char *cmd = command_word(argc, argv);
-  if (cmd != NULL && strcmp(cmd, "deploy") == 0)
-    return ctl_deploy_main(argc, argv);
+  for (size_t i = 0; cmd != NULL && i < sizeof own_options / sizeof own_options[0]; i++)
+    if (strcmp(cmd, own_options[i].name) == 0)
+      return own_options[i].main(argc, argv);
   int rc = parse_options(argc, argv, &o);
   if (rc >= 0)
     return rc;

@@ -19,20 +19,8 @@ ep_mkimage "$layout" v1 amd64 gzip:2M gzip:1M
 ep_push_image "$layout" v1 edge/dock
 want=$EP_PUSHED_DIGEST
 
-dk=$(ep_tmpdir docker)
-dockerd --data-root "$dk/root" --exec-root "$dk/exec" -H "unix://$dk/docker.sock" \
-  --pidfile "$dk/docker.pid" --iptables=false --ip6tables=false --bridge=none \
-  >"$EP_TMP/dockerd.log" 2>&1 &
-dk_pid=$!
-ep_cleanup_push "ep_stop_pid $dk_pid 20"
-EP_LOGS+=("$EP_TMP/dockerd.log")
-deadline=$((SECONDS + 40))
-until curl -sf --unix-socket "$dk/docker.sock" http://docker/version >/dev/null 2>&1; do
-  kill -0 "$dk_pid" 2>/dev/null || ep_die "dockerd exited (log: $EP_TMP/dockerd.log)"
-  [ "$SECONDS" -lt "$deadline" ] || ep_die "dockerd not ready in 40 s"
-  sleep 0.5
-done
-ep_log "dockerd at $dk/docker.sock (pid $dk_pid)"
+ep_start_dockerd
+dk=$(dirname "$DOCKER_SOCK")
 
 ep_mqtt_start
 ep_coord_start --topology chain

@@ -535,13 +535,43 @@ EOF
   ep_cleanup_push "ep_stop_pid $CTR_PID 10"
   EP_LOGS+=("$CTR_LOG")
   EP_LOGS+=("$EP_TMP/ctr.log")
+  ep_wait_containerd "$CTR_ADDRESS" "$CTR_PID" "$CTR_LOG"
+  ep_log "containerd at $CTR_ADDRESS (pid $CTR_PID, snapshotter $CTR_SNAPSHOTTER)"
+}
+
+# ep_wait_containerd ADDRESS PID LOG: until containerd answers on ADDRESS
+# (30 s); dies when PID exits first.
+ep_wait_containerd() {
   local deadline=$((SECONDS + 30))
-  until ctr --address "$CTR_ADDRESS" --timeout 2s version >/dev/null 2>&1; do
-    kill -0 "$CTR_PID" 2>/dev/null || ep_die "containerd died at start (log: $CTR_LOG)"
-    [ "$SECONDS" -lt "$deadline" ] || ep_die "containerd not ready in 30s (log: $CTR_LOG)"
+  until ctr --address "$1" --timeout 2s version >/dev/null 2>&1; do
+    kill -0 "$2" 2>/dev/null || ep_die "containerd died at start (log: $3)"
+    [ "$SECONDS" -lt "$deadline" ] || ep_die "containerd not ready in 30s (log: $3)"
     sleep 0.2
   done
-  ep_log "containerd at $CTR_ADDRESS (pid $CTR_PID, snapshotter $CTR_SNAPSHOTTER)"
+}
+
+# ep_start_dockerd [ARGS...]: Debian's dockerd with its own data and exec
+# roots and socket in the temp dir (no iptables, no bridge). Exports
+# DOCKER_SOCK, DOCKER_PID.
+ep_start_dockerd() {
+  ep_require_cmd dockerd
+  local dk
+  dk=$(ep_tmpdir docker)
+  DOCKER_SOCK=$dk/docker.sock
+  dockerd "$@" --data-root "$dk/root" --exec-root "$dk/exec" -H "unix://$DOCKER_SOCK" \
+    --pidfile "$dk/docker.pid" --iptables=false --ip6tables=false --bridge=none \
+    >"$EP_TMP/dockerd.log" 2>&1 &
+  DOCKER_PID=$!
+  export DOCKER_SOCK DOCKER_PID
+  ep_cleanup_push "ep_stop_pid $DOCKER_PID 20"
+  EP_LOGS+=("$EP_TMP/dockerd.log")
+  local deadline=$((SECONDS + 40))
+  until curl -sf --unix-socket "$DOCKER_SOCK" http://docker/version >/dev/null 2>&1; do
+    kill -0 "$DOCKER_PID" 2>/dev/null || ep_die "dockerd exited (log: $EP_TMP/dockerd.log)"
+    [ "$SECONDS" -lt "$deadline" ] || ep_die "dockerd not ready in 40 s"
+    sleep 0.5
+  done
+  ep_log "dockerd at $DOCKER_SOCK (pid $DOCKER_PID)"
 }
 
 ep__overlay_works() { # DIR
