@@ -199,10 +199,12 @@ static int create_locked(snap *s, enum snap_kind kind, const char *key, const ch
     else if (r == 0 && p.info.kind != SNAP_KIND_COMMITTED)
       r = ep_error(err, EP_EINVAL, "parent %s is not a committed snapshot", parent);
   }
-  if (r == 0 && (r = snap_meta_w_get(s->meta, key, &k, err)) == 0)
-    r = ep_error(err, SNAP_EEXISTS, "snapshot %s already exists", key);
-  else if (r == -EP_ENOTFOUND)
-    ep_err_clear(err), r = 0;
+  if (r == 0) {
+    if ((r = snap_meta_w_get(s->meta, key, &k, err)) == 0)
+      r = ep_error(err, SNAP_EEXISTS, "snapshot %s already exists", key);
+    else if (r == -EP_ENOTFOUND)
+      ep_err_clear(err), r = 0;
+  }
   if (r == 0)
     r = snap_meta_w_insert(s->meta, key, p.id, kind, now_ns(), id, err);
   if (r == 0)
@@ -319,10 +321,12 @@ static int commit_locked(snap *s, const char *name, const char *key, int64_t id,
   int r = snap_meta_w_begin(s->meta, err);
   if (r == 0 && (r = snap_meta_w_get(s->meta, key, &row, err)) == 0 && row.id != id)
     r = ep_error(err, EP_ENOTFOUND, "snapshot %s was replaced", key);
-  if (r == 0 && (r = snap_meta_w_get(s->meta, name, &other, err)) == 0)
-    r = ep_error(err, SNAP_EEXISTS, "committed snapshot %s already exists", name);
-  else if (r == -EP_ENOTFOUND && row.id != 0)
-    ep_err_clear(err), r = 0;
+  if (r == 0) {
+    if ((r = snap_meta_w_get(s->meta, name, &other, err)) == 0)
+      r = ep_error(err, SNAP_EEXISTS, "committed snapshot %s already exists", name);
+    else if (r == -EP_ENOTFOUND)
+      ep_err_clear(err), r = 0;
+  }
   if (r == 0 && row.info.kind != SNAP_KIND_ACTIVE)
     r = ep_error(err, SNAP_EPRECOND, "snapshot %s is not active", key);
   if (r == 0)
