@@ -238,6 +238,12 @@ static int create_locked(snap *s, enum snap_kind kind, const char *key, const ch
   }
   if (r < 0)
     return r;
+  /* the rename must be on disk before the row is (a power cut after COMMIT) */
+  if (fsync(s->snaps_fd) < 0) {
+    r = ep_syserror(err, EP_EIO, "syncing the snapshots directory");
+    snap_fs_rename(s->snaps_fd, name, tmp, NULL); /* back, so the caller removes it */
+    return r;
+  }
   if (crashed(s, "prepare-rename"))
     return ep_error(err, EP_ECANCELED, "simulated crash");
   if ((r = snap_meta_w_commit(s->meta, err)) < 0)

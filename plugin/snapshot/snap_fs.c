@@ -38,6 +38,8 @@ int snap_fs_mktemp(int dirfd, enum snap_kind kind, char name[SNAP_FS_NAME], ep_e
     return ep_syserror(err, EP_EIO, "creating %s/fs", name);
   if (kind == SNAP_KIND_ACTIVE && (mkdirat(fd, "work", 0711) < 0 || fchmodat(fd, "work", 0711, 0)))
     return ep_syserror(err, EP_EIO, "creating %s/work", name);
+  if (fsync(fd) < 0) /* fs/ and work/ are durable before any row can name them */
+    return ep_syserror(err, EP_EIO, "syncing %s", name);
   return 0;
 }
 

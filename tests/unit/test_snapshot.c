@@ -4,6 +4,7 @@
  * every two steps of Prepare and Remove (the state left must be invisible and cleaned up). */
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -462,6 +463,94 @@ static void test_crash_remove(void **state) {
   }
 }
 
+/* The remote-prepare hook: a slow one (it waits until the main thread has done a Stat, a List, a
+ * Prepare and a Commit of its own) must hold up none of them; its answer decides Prepare's. */
+struct slow {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool entered, release;
+  int answer;
+  struct fx *f;
+  int result;
+};
+
+static int slow_remote(void *ud, snap *s, const char *key, const char *parent,
+                       const struct snap_labels *labels, ep_err *err) {
+  struct slow *w = ud;
+  pthread_mutex_lock(&w->mu);
+  w->entered = true;
+  pthread_cond_broadcast(&w->cv);
+  while (!w->release)
+    pthread_cond_wait(&w->cv, &w->mu);
+  pthread_mutex_unlock(&w->mu);
+  if (w->answer == -SNAP_EEXISTS) {
+    struct snap_mount m = {0};
+    int r = snap_prepare(s, SNAP_KIND_ACTIVE, "remote-tmp", parent, NULL, &m, err);
+    snap_mount_free(&m);
+    if (r == 0)
+      r = snap_commit(s, "remote-layer", "remote-tmp", labels, err);
+    if (r < 0)
+      return r;
+    return ep_error(err, SNAP_EEXISTS, "snapshot %s already exists", "remote-layer");
+  }
+  return ep_error(err, -w->answer, "not handled");
+}
+
+static void *slow_prepare(void *ud) {
+  struct slow *w = ud;
+  struct snap_labels l = {0};
+  set_label(&l, "containerd.io/snapshot.ref", "sha256:chain");
+  ep_err err = {0};
+  struct snap_mount m = {0};
+  w->result = snap_prepare(w->f->s, SNAP_KIND_ACTIVE, "extract-1", "", &l, &m, &err);
+  snap_mount_free(&m);
+  snap_labels_free(&l);
+  return NULL;
+}
+
+static void test_remote_hook(void **state) {
+  struct fx *f = *state;
+  static const int answers[] = {-SNAP_EEXISTS, -EP_EUNSUPPORTED};
+  for (size_t i = 0; i < 2; i++) {
+    struct slow w = {.f = f, .answer = answers[i]};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    snap_close(f->s);
+    ep_err err = {0};
+    struct snap_opts o = {.root = f->root, .remote = slow_remote, .remote_ud = &w};
+    assert_int_equal(snap_open(&o, &f->s, &err), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, slow_prepare, &w), 0);
+    pthread_mutex_lock(&w.mu);
+    while (!w.entered)
+      pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    /* the remote prepare is in progress: everything else goes on */
+    char key[32], name[32], acc[256];
+    snprintf(key, sizeof key, "other-%zu", i);
+    snprintf(name, sizeof name, "other-c-%zu", i);
+    assert_int_equal(prep(f, SNAP_KIND_ACTIVE, key, "", NULL), 0);
+    assert_int_equal(commit(f, name, key), 0);
+    assert_int_equal(kind_of(f, name), SNAP_KIND_COMMITTED);
+    walk(f, acc, 0, NULL);
+    assert_non_null(strstr(acc, name));
+    pthread_mutex_lock(&w.mu);
+    w.release = true;
+    pthread_cond_broadcast(&w.cv);
+    pthread_mutex_unlock(&w.mu);
+    pthread_join(t, NULL);
+    assert_int_equal(w.result, answers[i] == -SNAP_EEXISTS ? -SNAP_EEXISTS : 0);
+    assert_int_equal(kind_of(f, "extract-1"),
+                     answers[i] == -SNAP_EEXISTS ? SNAP_KIND_UNKNOWN : SNAP_KIND_ACTIVE);
+    pthread_cond_destroy(&w.cv);
+    pthread_mutex_destroy(&w.mu);
+  }
+  const char *fl[] = {"labels.\"containerd.io/snapshot.ref\"==sha256:chain,kind==committed"};
+  char acc[256];
+  assert_string_equal(walk(f, acc, 1, fl), "remote-layer ");
+  reopen(f); /* without the hook, which points into this frame */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_kinds_and_parents, setup, teardown),
@@ -474,6 +563,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_cleanup, setup, teardown),
       cmocka_unit_test_setup_teardown(test_crash_prepare, setup, teardown),
       cmocka_unit_test_setup_teardown(test_crash_remove, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_remote_hook, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
