@@ -11,6 +11,7 @@
  * exactly the encoding of the repeated field, so no info is copied. */
 #include "plugin/snapshot/service.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -384,6 +385,10 @@ static void h_cleanup(grpc_call *c, const uint8_t *req, size_t len, void *ud) {
 
 int snapshot_service_start(const struct snapshot_service_opts *o, snapshot_service **out,
                            ep_err *err) {
+  /* the transport accepts until EAGAIN: a blocking socket (systemd's) would stall its loop */
+  int fl = fcntl(o->listen_fd, F_GETFL);
+  if (fl < 0 || fcntl(o->listen_fd, F_SETFL, fl | O_NONBLOCK) < 0)
+    return ep_syserror(err, EP_EINVAL, "snapshot service: listening socket");
   snapshot_service *s = calloc(1, sizeof *s);
   if (s == NULL)
     return ep_error(err, EP_EINTERNAL, "out of memory");

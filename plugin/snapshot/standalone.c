@@ -3,9 +3,8 @@
  *
  *   edgepull-snapshotd --root /var/lib/edgepull/snapshotter --socket /run/edgepull/snap.sock
  *
- * Binds the unix socket (non-blocking: the transport accepts in a loop until EAGAIN) with mode 0600
- * (umask around bind, so there is no moment it is wider), serves until SIGINT or SIGTERM, then
- * stops and removes the socket. */
+ * Binds the unix socket with mode 0600 (umask around bind, so there is no moment it is wider),
+ * serves until SIGINT or SIGTERM, then stops and removes the socket. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -25,7 +24,7 @@ static int bind_unix(const char *path, ep_err *err) {
   if (strlen(path) >= sizeof sa.sun_path)
     return ep_error(err, EP_EINVAL, "socket path too long: %s", path);
   strcpy(sa.sun_path, path);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return ep_syserror(err, EP_EIO, "socket");
   if (unlink(path) < 0 && errno != ENOENT) {
