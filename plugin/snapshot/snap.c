@@ -82,15 +82,17 @@ int snap_open(const struct snap_opts *o, snap **out, ep_err *err) {
   s->index_off = access("/sys/module/overlay/parameters/index", F_OK) == 0;
   s->snaps_fd = openat(root_fd, "snapshots", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   s->root = realpath(o->root, NULL);
-  char db[4200];
   int r = 0;
   if (s->snaps_fd < 0)
     r = ep_syserror(err, EP_EIO, "opening %s/snapshots", o->root);
-  else if (s->root == NULL || strlen(s->root) > 1024)
+  else if (s->root == NULL || strlen(s->root) > 1024) /* mount options carry it, 128 times */
     r = ep_error(err, EP_EINVAL, "snapshotter root %s: unusable path", o->root);
-  else if (snprintf(db, sizeof db, "%s/snapshots.db", s->root),
-           (r = snap_meta_open(db, &s->meta, err)) < 0)
-    ep_wrap(err, "snapshotter root %s", o->root);
+  if (r == 0) {
+    char db[1100];
+    snprintf(db, sizeof db, "%s/snapshots.db", s->root);
+    if ((r = snap_meta_open(db, &s->meta, err)) < 0)
+      ep_wrap(err, "snapshotter root %s", o->root);
+  }
   if (r < 0) {
     snap_close(s);
     return r;
