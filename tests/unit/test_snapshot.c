@@ -346,6 +346,38 @@ static void test_filters(void **state) {
   }
 }
 
+static int count_one(const struct snap_info *i, void *ud) {
+  (void)i;
+  return ++*(int *)ud == 1000 ? -EP_ECANCELED : 0;
+}
+
+static int stop_at_5(const struct snap_info *i, void *ud) {
+  (void)i;
+  return ++*(int *)ud == 5 ? -EP_ECANCELED : 0;
+}
+
+/* More snapshots than one page of the walk (100): each is seen once, and a callback's error
+ * stops the walk and comes back. */
+static void test_walk_pages(void **state) {
+  struct fx *f = *state;
+  ep_err err = {0};
+  char key[32];
+  for (int i = 0; i < 250; i++) {
+    snprintf(key, sizeof key, "v-%03d", i);
+    assert_int_equal(prep(f, SNAP_KIND_VIEW, key, "", NULL), 0);
+  }
+  int n = 0;
+  assert_int_equal(snap_walk(f->s, NULL, 0, count_one, &n, &err), 0);
+  assert_int_equal(n, 250);
+  const char *fl[] = {"name~=^v-1"};
+  n = 0;
+  assert_int_equal(snap_walk(f->s, fl, 1, count_one, &n, &err), 0);
+  assert_int_equal(n, 100);
+  n = 0;
+  assert_int_equal(snap_walk(f->s, NULL, 0, stop_at_5, &n, &err), -EP_ECANCELED);
+  assert_int_equal(n, 5);
+}
+
 static void write_file(const char *path, size_t len) {
   int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   assert_true(fd >= 0);
@@ -559,6 +591,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
       cmocka_unit_test_setup_teardown(test_labels_update, setup, teardown),
       cmocka_unit_test_setup_teardown(test_filters, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_walk_pages, setup, teardown),
       cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cleanup, setup, teardown),
       cmocka_unit_test_setup_teardown(test_crash_prepare, setup, teardown),
