@@ -100,7 +100,10 @@ static void conn_close(struct grpc_conn *cn) {
 }
 
 static void accept_conns(grpc_server *s) {
-  for (int i = 0; i < 16; i++) {
+  /* The listening socket is the caller's and may be blocking: accept only what poll says is there.
+   */
+  struct pollfd p = {.fd = s->o.listen_fd, .events = POLLIN};
+  for (int i = 0; i < 16 && poll(&p, 1, 0) == 1 && (p.revents & POLLIN); i++) {
     int fd = accept4(s->o.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)

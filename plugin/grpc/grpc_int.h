@@ -40,7 +40,7 @@ struct grpc_call {
   struct grpc_call *conn_prev, *conn_next;
   const struct grpc_method *method;
   bool bad_method, bad_ctype, bad_encoding, md_overflow;
-  bool want_rst;   /* reset the stream once the current frame is processed */
+  bool want_rst;   /* reset the stream once the early response went out */
   bool early;      /* an error response was decided before dispatch: ignore further input */
   bool dispatched; /* handed to the worker pool */
   bool msg_done;   /* one complete request message received */

@@ -213,14 +213,8 @@ static int on_frame_recv(nghttp2_session *ses, const nghttp2_frame *f, void *ud)
     return 0;
   if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST)
     request_headers_done(c);
-  if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+  if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
     request_end(c);
-  } else if (c->want_rst) {
-    /* Stop a client still uploading a request we refused, as gRPC servers do; the RST_STREAM queues
-     * behind the trailers. */
-    c->want_rst = false;
-    nghttp2_submit_rst_stream(ses, NGHTTP2_FLAG_NONE, c->stream_id, NGHTTP2_NO_ERROR);
-  }
   return 0;
 }
 
@@ -317,6 +311,19 @@ static int on_stream_close(nghttp2_session *ses, int32_t sid, uint32_t code, voi
   return 0;
 }
 
+/* A refused request may still be uploading: once our trailers-only response is out, reset the
+ * stream (NO_ERROR), as gRPC servers do. Not earlier: a queued RST_STREAM makes nghttp2 drop the
+ * response HEADERS. */
+static int on_frame_send(nghttp2_session *ses, const nghttp2_frame *f, void *ud) {
+  if (f->hd.type != NGHTTP2_HEADERS || !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+    return 0;
+  grpc_call *c = nghttp2_session_get_stream_user_data(ses, f->hd.stream_id);
+  if (c != NULL && c->want_rst &&
+      nghttp2_session_get_stream_remote_close(ses, f->hd.stream_id) == 0)
+    nghttp2_submit_rst_stream(ses, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
+  return 0;
+}
+
 static ssize_t send_cb(nghttp2_session *ses, const uint8_t *data, size_t len, int flags, void *ud) {
   struct grpc_conn *cn = ud;
   for (;;) {
@@ -353,6 +360,7 @@ int grpc_conn_session_new(struct grpc_conn *cn, ep_err *err) {
     nghttp2_session_callbacks_set_on_frame_recv_callback(s->cbs, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(s->cbs, on_data_chunk_recv);
     nghttp2_session_callbacks_set_on_stream_close_callback(s->cbs, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(s->cbs, on_frame_send);
   }
   int rv = nghttp2_session_server_new2(&cn->ses, s->cbs, cn, s->ngopt);
   if (rv != 0)
