@@ -20,6 +20,8 @@
  * both the stream closed and the handler finished (a reference count, see grpc_call.c). A reset
  * stream, a closed connection or grpc_server_stop mark the call closed: sends fail and
  * grpc_call_cancelled turns true.
+ * grpc-timeout is not enforced here: a grpc-go client whose deadline passes resets the stream
+ * itself, which cancels the call the same way.
  *
  * Hostile peers. A bad preface, a protocol error or a flood makes nghttp2 fail the session: that
  * connection alone is closed. Request messages are bounded by max_message and, together, by a

@@ -50,7 +50,11 @@ struct grpc_server_opts {
   const struct grpc_method *methods; /* table, must outlive the server */
   size_t n_methods;
   unsigned max_workers; /* concurrent handler threads; 0 = default (16) */
-  size_t max_message;   /* largest request message accepted; 0 = default 4 MiB (gRPC's default) */
+  /* Every handler holds a worker until it finishes, a blocked grpc_call_send included: when more
+   * than max_workers handlers are slow at once (remote unpacks), further calls wait in a queue
+   * (1024 deep, then RESOURCE_EXHAUSTED). The service should bound its own slow work below
+   * max_workers. */
+  size_t max_message; /* largest request message accepted; 0 = default 4 MiB (gRPC's default) */
 };
 
 int grpc_server_start(const struct grpc_server_opts *o, grpc_server **out, ep_err *err);
