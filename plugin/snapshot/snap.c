@@ -46,6 +46,9 @@ struct snap {
   void *remote_ud;
   snap_crash_fn crash;
   void *crash_ud;
+  /* temp dirs of snap_create_committed being filled outside the mutex: Cleanup skips them */
+  char (*busy)[SNAP_FS_NAME];
+  size_t n_busy, cap_busy;
 };
 
 static int64_t now_ns(void) {
@@ -108,6 +111,7 @@ void snap_close(snap *s) {
   if (s->snaps_fd >= 0)
     close(s->snaps_fd);
   free(s->root);
+  free(s->busy);
   pthread_mutex_destroy(&s->wmu);
   free(s);
 }
@@ -188,6 +192,51 @@ static int remote_prepare(snap *s, const char *key, const char *parent,
   return r;
 }
 
+/* The end of every create, under the writer mutex inside the open transaction: renames temp dir
+ * `tmp` to "<id>", makes the rename durable, then commits the row. On failure the directory is
+ * back at `tmp` (the caller removes it) and the transaction is for the caller to roll back. */
+static int install_locked(snap *s, const char *tmp, int64_t id, const char *step, ep_err *err) {
+  char name[32];
+  snprintf(name, sizeof name, "%lld", (long long)id);
+  int r = snap_fs_rename(s->snaps_fd, tmp, name, err);
+  if (r == -SNAP_EEXISTS) {
+    /* a directory left by an id whose transaction never committed (a crash): unreferenced */
+    char stale[64];
+    snprintf(stale, sizeof stale, "rm-stale-%s", tmp + 4);
+    ep_err_clear(err);
+    if ((r = snap_fs_rename(s->snaps_fd, name, stale, err)) == 0) {
+      snap_fs_rmrf(s->snaps_fd, stale, NULL);
+      r = snap_fs_rename(s->snaps_fd, tmp, name, err);
+    }
+  }
+  if (r < 0)
+    return r;
+  /* the rename must be on disk before the row is (a power cut after COMMIT) */
+  if (fsync(s->snaps_fd) < 0) {
+    r = ep_syserror(err, EP_EIO, "syncing the snapshots directory");
+    snap_fs_rename(s->snaps_fd, name, tmp, NULL); /* back, so the caller removes it */
+    return r;
+  }
+  if (crashed(s, step))
+    return ep_error(err, EP_ECANCELED, "simulated crash");
+  if ((r = snap_meta_w_commit(s->meta, err)) < 0)
+    snap_fs_rename(s->snaps_fd, name, tmp, NULL); /* back, so the caller removes it */
+  return r;
+}
+
+/* overlay.go: the new upper dir gets the parent's owner. */
+static int own_like_parent(snap *s, const char *tmp, int64_t parent_id, const char *key,
+                           ep_err *err) {
+  char pfs[64], tfs[SNAP_FS_NAME + 8];
+  struct stat st;
+  snprintf(pfs, sizeof pfs, "%lld/fs", (long long)parent_id);
+  snprintf(tfs, sizeof tfs, "%s/fs", tmp);
+  if (fstatat(s->snaps_fd, pfs, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+      fchownat(s->snaps_fd, tfs, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+    return ep_syserror(err, EP_EIO, "giving snapshot %s its parent's owner", key);
+  return 0;
+}
+
 /* The write half of Prepare/View, under the writer mutex. On success *id and the parent chain
  * (ancestors, closest first) are set; `tmp` has become snapshots/<id>. */
 static int create_locked(snap *s, enum snap_kind kind, const char *key, const char *parent,
@@ -213,44 +262,13 @@ static int create_locked(snap *s, enum snap_kind kind, const char *key, const ch
     r = snap_meta_w_set_labels(s->meta, *id, labels, err);
   if (r == 0 && p.id != 0)
     r = snap_meta_w_chain(s->meta, p.id, chain, n_chain, err);
-  if (r == 0 && p.id != 0) { /* overlay.go: the new upper dir gets the parent's owner */
-    char pfs[64], tfs[SNAP_FS_NAME + 8];
-    struct stat st;
-    snprintf(pfs, sizeof pfs, "%lld/fs", (long long)p.id);
-    snprintf(tfs, sizeof tfs, "%s/fs", tmp);
-    if (fstatat(s->snaps_fd, pfs, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-        fchownat(s->snaps_fd, tfs, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0)
-      r = ep_syserror(err, EP_EIO, "giving snapshot %s its parent's owner", key);
-  }
+  if (r == 0 && p.id != 0)
+    r = own_like_parent(s, tmp, p.id, key, err);
   snap_row_free(&p);
   snap_row_free(&k);
   if (r < 0)
     return r;
-  char name[32];
-  snprintf(name, sizeof name, "%lld", (long long)*id);
-  if ((r = snap_fs_rename(s->snaps_fd, tmp, name, err)) == -SNAP_EEXISTS) {
-    /* a directory left by an id whose transaction never committed (a crash): unreferenced */
-    char stale[64];
-    snprintf(stale, sizeof stale, "rm-stale-%s", tmp + 4);
-    ep_err_clear(err);
-    if ((r = snap_fs_rename(s->snaps_fd, name, stale, err)) == 0) {
-      snap_fs_rmrf(s->snaps_fd, stale, NULL);
-      r = snap_fs_rename(s->snaps_fd, tmp, name, err);
-    }
-  }
-  if (r < 0)
-    return r;
-  /* the rename must be on disk before the row is (a power cut after COMMIT) */
-  if (fsync(s->snaps_fd) < 0) {
-    r = ep_syserror(err, EP_EIO, "syncing the snapshots directory");
-    snap_fs_rename(s->snaps_fd, name, tmp, NULL); /* back, so the caller removes it */
-    return r;
-  }
-  if (crashed(s, "prepare-rename"))
-    return ep_error(err, EP_ECANCELED, "simulated crash");
-  if ((r = snap_meta_w_commit(s->meta, err)) < 0)
-    snap_fs_rename(s->snaps_fd, name, tmp, NULL); /* back, so the caller removes it */
-  return r;
+  return r < 0 ? r : install_locked(s, tmp, *id, "prepare-rename", err);
 }
 
 int snap_prepare(snap *s, enum snap_kind kind, const char *key, const char *parent,
@@ -500,6 +518,153 @@ int snap_usage(snap *s, const char *key, struct snap_usage *out, ep_err *err) {
   return r;
 }
 
+/* ---- snap_create_committed: a committed snapshot whose tree is written outside the mutex ---- */
+
+static bool is_busy(snap *s, const char *name) {
+  for (size_t i = 0; i < s->n_busy; i++)
+    if (strcmp(s->busy[i], name) == 0)
+      return true;
+  return false;
+}
+
+/* Under the writer mutex. */
+static int busy_add(snap *s, const char *name, ep_err *err) {
+  if (s->n_busy == s->cap_busy) {
+    size_t cap = s->cap_busy ? s->cap_busy * 2 : 8;
+    void *v = realloc(s->busy, cap * sizeof *s->busy);
+    if (v == NULL)
+      return ep_error(err, EP_EINTERNAL, "out of memory");
+    s->busy = v;
+    s->cap_busy = cap;
+  }
+  snprintf(s->busy[s->n_busy++], SNAP_FS_NAME, "%s", name);
+  return 0;
+}
+
+static void busy_del(snap *s, const char *name) {
+  for (size_t i = 0; i < s->n_busy; i++)
+    if (strcmp(s->busy[i], name) == 0) {
+      memmove(&s->busy[i], &s->busy[i + 1], (s->n_busy - i - 1) * sizeof *s->busy);
+      s->n_busy--;
+      return;
+    }
+}
+
+/* The parent chain's fs/ directories, closest first (at most SNAP_MAX_FILL_PARENTS). */
+static int open_parents(snap *s, int64_t parent_id, int *fds, size_t *n, ep_err *err) {
+  int64_t *chain = NULL;
+  size_t nc = 0;
+  *n = 0;
+  int r = snap_meta_chain(s->meta, parent_id, &chain, &nc, err);
+  for (size_t i = 0; r == 0 && i < nc && i < SNAP_MAX_FILL_PARENTS; i++) {
+    char pfs[64];
+    snprintf(pfs, sizeof pfs, "%lld/fs", (long long)chain[i]);
+    fds[i] = openat(s->snaps_fd, pfs, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fds[i] < 0)
+      r = ep_syserror(err, EP_EIO, "opening the directory of parent snapshot %lld",
+                      (long long)chain[i]);
+    else
+      (*n)++;
+  }
+  free(chain);
+  return r;
+}
+
+/* The parent must still be the committed snapshot it was when the fill began. */
+static int ingest_locked(snap *s, const char *name, const char *parent, int64_t parent_id,
+                         const struct snap_labels *labels, const struct snap_usage *u,
+                         const char *tmp, ep_err *err) {
+  struct snap_row p = {0}, other = {0};
+  int64_t id = 0;
+  int r = snap_meta_w_begin(s->meta, err);
+  if (r == 0 && parent[0] != '\0' && (r = snap_meta_w_get(s->meta, parent, &p, err)) == 0 &&
+      (p.id != parent_id || p.info.kind != SNAP_KIND_COMMITTED))
+    r = ep_error(err, EP_ENOTFOUND, "parent %s was replaced", parent);
+  if (r == 0) {
+    if ((r = snap_meta_w_get(s->meta, name, &other, err)) == 0)
+      r = ep_error(err, SNAP_EEXISTS, "snapshot %s already exists", name);
+    else if (r == -EP_ENOTFOUND)
+      ep_err_clear(err), r = 0;
+  }
+  int64_t now = now_ns();
+  if (r == 0)
+    r = snap_meta_w_insert(s->meta, name, parent_id, SNAP_KIND_COMMITTED, now, &id, err);
+  if (r == 0)
+    r = snap_meta_w_to_committed(s->meta, id, name, now, u, err);
+  if (r == 0)
+    r = snap_meta_w_set_labels(s->meta, id, labels, err);
+  snap_row_free(&p);
+  snap_row_free(&other);
+  return r < 0 ? r : install_locked(s, tmp, id, "ingest-rename", err);
+}
+
+/* Writes the tree: fill, then everything it wrote is made durable and measured. */
+static int ingest_fill(snap *s, const char *tmp, int64_t parent_id, snap_fill_fn fill, void *ud,
+                       struct snap_usage *u, ep_err *err) {
+  int pfds[SNAP_MAX_FILL_PARENTS];
+  size_t np = 0;
+  char tfs[SNAP_FS_NAME + 8];
+  snprintf(tfs, sizeof tfs, "%s/fs", tmp);
+  ep_cleanup_close int fsfd =
+      openat(s->snaps_fd, tfs, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  int r = fsfd < 0 ? ep_syserror(err, EP_EIO, "opening %s", tfs) : 0;
+  if (r == 0 && parent_id != 0)
+    r = open_parents(s, parent_id, pfds, &np, err);
+  if (r == 0)
+    r = fill(ud, fsfd, pfds, np, err);
+  for (size_t i = 0; i < np; i++)
+    close(pfds[i]);
+  /* the files' data must be on disk before a row names them (a power cut after COMMIT) */
+  if (r == 0 && syncfs(fsfd) < 0)
+    r = ep_syserror(err, EP_EIO, "syncing %s", tfs);
+  return r < 0 ? r : snap_fs_usage(s->snaps_fd, tfs, u, err);
+}
+
+int snap_create_committed(snap *s, const char *name, const char *parent,
+                          const struct snap_labels *labels, snap_fill_fn fill, void *ud,
+                          ep_err *err) {
+  parent = parent != NULL ? parent : "";
+  int r = snap_check_key(name, "name", false, err);
+  if (r == 0)
+    r = snap_check_key(parent, "parent", true, err);
+  if (r == 0)
+    r = snap_check_labels(labels, err);
+  struct snap_row p = {0};
+  if (r == 0 && parent[0] != '\0' && (r = snap_meta_get(s->meta, parent, &p, err)) == 0 &&
+      p.info.kind != SNAP_KIND_COMMITTED)
+    r = ep_error(err, EP_EINVAL, "parent %s is not a committed snapshot", parent);
+  int64_t parent_id = p.id;
+  snap_row_free(&p);
+  if (r < 0)
+    return ep_wrap(err, "create %s", name);
+
+  char tmp[SNAP_FS_NAME];
+  pthread_mutex_lock(&s->wmu);
+  if ((r = snap_fs_mktemp(s->snaps_fd, SNAP_KIND_VIEW, tmp, err)) == 0 &&
+      (r = busy_add(s, tmp, err)) < 0)
+    snap_fs_rmrf(s->snaps_fd, tmp, NULL);
+  pthread_mutex_unlock(&s->wmu);
+  if (r < 0)
+    return ep_wrap(err, "create %s", name);
+
+  struct snap_usage u = {0};
+  if (parent_id != 0)
+    r = own_like_parent(s, tmp, parent_id, name, err);
+  if (r == 0)
+    r = ingest_fill(s, tmp, parent_id, fill, ud, &u, err);
+  bool filled = (r == 0);
+  pthread_mutex_lock(&s->wmu);
+  if (r == 0)
+    r = ingest_locked(s, name, parent, parent_id, labels, &u, tmp, err);
+  bool simulated = filled && r == -EP_ECANCELED; /* only the crash hook cancels there */
+  snap_meta_w_rollback(s->meta);
+  busy_del(s, tmp);
+  pthread_mutex_unlock(&s->wmu);
+  if (r < 0 && !simulated)
+    snap_fs_rmrf(s->snaps_fd, tmp, NULL);
+  return r < 0 ? ep_wrap(err, "create %s", name) : 0;
+}
+
 static bool referenced(snap *s, const char *name, ep_err *err, int *r) {
   char *end;
   errno = 0;
@@ -524,7 +689,8 @@ static int collect_orphans(snap *s, char ***out, size_t *n, ep_err *err) {
   struct dirent *de;
   while (r == 0 && (de = readdir(d)) != NULL) {
     const char *nm = de->d_name;
-    if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0 || referenced(s, nm, err, &r) || r < 0)
+    if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0 || is_busy(s, nm) ||
+        referenced(s, nm, err, &r) || r < 0)
       continue;
     char *gone = NULL;
     if (asprintf(&gone, "%s%s", strncmp(nm, "rm-", 3) == 0 ? "" : "rm-", nm) < 0) {

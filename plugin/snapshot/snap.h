@@ -106,6 +106,22 @@ typedef int (*snap_walk_fn)(const struct snap_info *info, void *ud);
 int snap_walk(snap *s, const char *const *filters, size_t n_filters, snap_walk_fn fn, void *ud,
               ep_err *err);
 int snap_usage(snap *s, const char *key, struct snap_usage *out, ep_err *err);
+/* Writes the tree of a snapshot being created: fs_fd is its empty fs/ directory, parent_fds the
+ * fs/ directories of the parent chain, closest first (none without a parent, at most
+ * SNAP_MAX_FILL_PARENTS). Runs with no lock held, for as long as it needs. */
+enum { SNAP_MAX_FILL_PARENTS = 128 };
+typedef int (*snap_fill_fn)(void *ud, int fs_fd, const int *parent_fds, size_t n_parents,
+                            ep_err *err);
+/* Creates committed snapshot `name` on `parent` ("" or a committed snapshot) carrying `labels`,
+ * its tree written by `fill` (the remote path: a layer unpacked as it streams in). Crash-safe as
+ * Prepare is: the tree is written in a temp directory that no row names, so List never shows it
+ * and a kill leaves only an orphan; Cleanup leaves it alone while fill runs. Then the files are
+ * synced, usage is measured, and one transaction inserts the row and renames the directory.
+ * Any failure, fill's included, commits nothing and removes the directory. -SNAP_EEXISTS when
+ * `name` exists; -EP_ENOTFOUND when the parent is missing or was replaced meanwhile. */
+int snap_create_committed(snap *s, const char *name, const char *parent,
+                          const struct snap_labels *labels, snap_fill_fn fill, void *ud,
+                          ep_err *err);
 /* Removes every directory under snapshots/ that no snapshot references. */
 int snap_cleanup(snap *s, ep_err *err);
 

@@ -13,7 +13,7 @@ int snap_labels_copy(struct snap_labels *dst, const struct snap_labels *src, ep_
 /* Test hook: called at each step of a write; a non-zero return makes the operation stop right
  * there as if the process had been killed (no rollback of the filesystem, no cleanup), so unit
  * tests can check that every intermediate state is invisible and cleaned up. Steps:
- * "prepare-mkdir", "prepare-rename", "remove-commit", "remove-rename". */
+ * "prepare-mkdir", "prepare-rename", "ingest-rename", "remove-commit", "remove-rename". */
 typedef int (*snap_crash_fn)(void *ud, const char *step);
 void snap_set_crash_hook(snap *s, snap_crash_fn fn, void *ud);
 
