@@ -1,4 +1,4 @@
-/* Unit tests for the node agent (plugin/agent*.c).
+/* Unit tests for the node agent (plugin/agent/agent*.c).
  *
  * Without a broker: an agent built by agent_create (no network) gets
  * messages through agent_handle_message and writes a real index in a temp
@@ -32,8 +32,8 @@
 
 #include <cmocka.h>
 
-#include "plugin/agent_int.h"
-#include "plugin/daemon.h"
+#include "plugin/agent/agent_int.h"
+#include "plugin/daemon/daemon.h"
 
 struct fx {
   char dir[64];

@@ -1,4 +1,4 @@
-/* Unit tests for the deploy worker's pure parts (plugin/deploy_ref.c,
+/* Unit tests for the deploy worker's pure parts (plugin/deploy/deploy_ref.c,
  * deploy_plan.c, deploy_import.c): image references with Docker's rules,
  * platform strings, which platforms a node fetches, reading image
  * manifests and indexes (hostile ones included), and the names and files
@@ -31,11 +31,11 @@
 #include "tests/unit/ep_test.h"
 
 #include "fake_registry.c"
-#include "plugin/daemon.h"
-#include "plugin/deploy_int.h"
-#include "plugin/listen.h"
-#include "plugin/server.h"
-#include "plugin/sources.h"
+#include "plugin/daemon/daemon.h"
+#include "plugin/deploy/deploy_int.h"
+#include "plugin/http/listen.h"
+#include "plugin/http/server.h"
+#include "plugin/fetch/sources.h"
 
 #define HEXA "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define HEXB "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"

@@ -24,10 +24,10 @@
 #include <curl/curl.h>
 
 #include "fake_registry.c"
-#include "plugin/daemon.h"
-#include "plugin/listen.h"
-#include "plugin/server.h"
-#include "plugin/sources.h"
+#include "plugin/daemon/daemon.h"
+#include "plugin/http/listen.h"
+#include "plugin/http/server.h"
+#include "plugin/fetch/sources.h"
 
 #define BLOB_LEN (3 * 1024 * 1024 + 77)
 #define REG "reg.test"

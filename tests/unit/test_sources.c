@@ -1,4 +1,4 @@
-/* Unit tests for source selection (plugin/sources.c) on a real locality
+/* Unit tests for source selection (plugin/fetch/sources.c) on a real locality
  * index in a temporary directory: the parent first, then online holders
  * (never this node, the excluded node, a suspect, an offline node or one
  * without a peer port), the upstream only when allowed, the bound on the
@@ -16,8 +16,8 @@
 
 #include <cmocka.h>
 
-#include "plugin/daemon.h"
-#include "plugin/sources.h"
+#include "plugin/daemon/daemon.h"
+#include "plugin/fetch/sources.h"
 
 struct fx {
   char dir[64];
