@@ -17,11 +17,10 @@
  *  - fetch threads call agent_blob_added/removed, which only append to the
  *    bounded queue under `mu` and signal `cv`, and agent_report_suspect,
  *    which publishes at once;
- *  - deploy requests are handed (under `mu`) from the mosquitto thread to
- *    the deploy worker, whose threads publish progress through
- *    agent_publish_progress; agent_stop takes the worker away under `mu`
- *    and frees it (its deploys end with a final "failed") before anything
- *    else stops.
+ *  - deploy requests and this node's parent assignments are handed out
+ *    from the mosquitto thread through the callbacks of agent_deps; the
+ *    deploy worker's threads publish progress through
+ *    agent_publish_progress (the daemon stops the worker before the agent).
  * mosquitto_publish is thread-safe with a threaded loop. Inventory messages
  * (snapshots from on_connect or the agent thread, deltas from the agent
  * thread) are serialized by `pub_mu`, so a snapshot's seq always names the
@@ -43,7 +42,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "plugin/agent/agent_int.h"
-#include "plugin/daemon/daemon.h"
+#include "plugin/config/config.h"
 
 #define AGENT_SECRET_MAX 4096
 
@@ -320,33 +319,33 @@ static int agent_connect(struct agent *a, ep_err *err) {
   return 0;
 }
 
-static void deploy_progress(void *ud, const struct proto_progress *p, bool final) {
-  agent_publish_progress(ud, p, final);
-}
-
-static int start_deployer(struct agent *a, struct edgepulld *d, ep_err *err) {
-  struct deploy_options o;
-  int r = agent_deploy_options(a, d->cfg.listen, &o, err);
-  if (r == 0) {
-    snprintf(o.containerd_address, sizeof o.containerd_address, "%s", d->cfg.containerd_address);
-    snprintf(o.docker_socket, sizeof o.docker_socket, "%s", d->cfg.docker_socket);
-  }
-  if (r < 0 || (r = deploy_new(d, &o, deploy_progress, a, &a->deploy, err)) < 0)
-    return ep_wrap(err, "deploy worker");
+int agent_config_deploy_options(const struct edgepulld_config *cfg, struct deploy_options *o,
+                                ep_err *err) {
+  struct agent_params p;
+  int r = agent_params_from_config(cfg, &p, err);
+  if (r < 0 || (r = agent_params_deploy_options(&p, cfg->listen, o, err)) < 0)
+    return r;
+  snprintf(o->containerd_address, sizeof o->containerd_address, "%s", cfg->containerd_address);
+  snprintf(o->docker_socket, sizeof o->docker_socket, "%s", cfg->docker_socket);
   return 0;
 }
 
-int agent_start(struct edgepulld *d, struct agent **out, ep_err *err) {
+int agent_start(const struct edgepulld_config *cfg, const struct agent_deps *deps,
+                struct agent **out, ep_err *err) {
   struct agent_params p;
   struct agent *a = NULL;
   *out = NULL;
-  if (d->cfg.broker[0] == '\0')
+  if (cfg->broker[0] == '\0')
     return 0;
-  int r = agent_params_from_config(&d->cfg, &p, err);
+  int r = agent_params_from_config(cfg, &p, err);
   if (r < 0)
     return r;
-  if ((r = agent_create(&p, d->idx, &a, err)) < 0 || (r = start_deployer(a, d, err)) < 0 ||
-      (r = agent_connect(a, err)) < 0) {
+  if ((r = agent_create(&p, deps->idx, &a, err)) < 0) {
+    agent_stop(a);
+    return r;
+  }
+  a->deps = *deps;
+  if ((r = agent_connect(a, err)) < 0) {
     agent_stop(a);
     return r;
   }
@@ -357,11 +356,6 @@ int agent_start(struct edgepulld *d, struct agent **out, ep_err *err) {
 void agent_stop(struct agent *a) {
   if (a == NULL)
     return;
-  pthread_mutex_lock(&a->mu);
-  deployer *w = a->deploy;
-  a->deploy = NULL;
-  pthread_mutex_unlock(&a->mu);
-  deploy_free(w); /* its final messages still go out */
   pthread_mutex_lock(&a->mu);
   a->stopping = true;
   bool conn = a->connected;

@@ -58,9 +58,7 @@ struct agent {
   char t_state[PROTO_TOPIC_MAX], t_inv[PROTO_TOPIC_MAX], t_delta[PROTO_TOPIC_MAX];
   char filter[PROTO_TOPIC_MAX];
   char t_deploy[PROTO_TOPIC_MAX], t_report[PROTO_TOPIC_MAX];
-  /* Receives valid deploy requests (a test hook; NULL: the worker below). */
-  void (*on_deploy)(void *ud, const struct proto_deploy *d);
-  void *on_deploy_ud;
+  struct agent_deps deps; /* callbacks; agent_create leaves them NULL */
 
   struct mosquitto *mosq; /* NULL when built by agent_create alone */
   pthread_t thread;
@@ -76,7 +74,6 @@ struct agent {
   bool loop_started; /* the mosquitto thread runs */
   bool have_parent;
   struct proto_parent parent;
-  deployer *deploy; /* NULL without a daemon (tests) or once stopping */
 
   pthread_mutex_t pub_mu; /* serializes inventory publishing; guards below */
   uint64_t seq;           /* deltas published in this gen */
@@ -117,5 +114,8 @@ int agent_report_payload(struct agent *a, const char *node, const digest_t *d, c
  * runtime sockets' defaults. */
 int agent_deploy_options(const struct agent *a, const char *listen, struct deploy_options *o,
                          ep_err *err);
+/* The same from resolved parameters, before any agent exists. */
+int agent_params_deploy_options(const struct agent_params *p, const char *listen,
+                                struct deploy_options *o, ep_err *err);
 
 #endif

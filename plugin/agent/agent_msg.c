@@ -417,6 +417,8 @@ static int on_parent(struct agent *a, const char *topic, const struct proto_topi
   a->parent = pp;
   a->have_parent = true;
   pthread_mutex_unlock(&a->mu);
+  if (a->deps.on_parent != NULL)
+    a->deps.on_parent(a->deps.ud, &pp);
   if (changed && pp.has_parent)
     ep_log_info("agent: parent is now %s at %s:%u (epoch %llu)", pp.parent, pp.addr,
                 (unsigned)pp.peer_port, (unsigned long long)pp.epoch);
@@ -431,15 +433,11 @@ static int on_deploy(struct agent *a, const char *topic, const void *buf, size_t
   ep_err e = {0};
   if (proto_deploy_parse(buf, len, &dep, &e) < 0)
     return drop(topic, e.msg);
-  if (a->on_deploy != NULL) {
-    a->on_deploy(a->on_deploy_ud, &dep);
-    return 0;
-  }
-  int r = 1;
-  pthread_mutex_lock(&a->mu); /* agent_stop takes the worker away under mu */
-  if (a->deploy != NULL && (r = deploy_submit(a->deploy, &dep, &e)) < 0)
+  if (a->deps.on_deploy == NULL)
+    return 1;
+  int r = a->deps.on_deploy(a->deps.ud, &dep, &e);
+  if (r < 0)
     ep_log_warn("agent: deploy %s: %s", dep.id, e.msg);
-  pthread_mutex_unlock(&a->mu);
   return r;
 }
 
@@ -462,11 +460,16 @@ int agent_report_payload(struct agent *a, const char *node, const digest_t *d, c
 
 int agent_deploy_options(const struct agent *a, const char *listen, struct deploy_options *o,
                          ep_err *err) {
+  return agent_params_deploy_options(&a->p, listen, o, err);
+}
+
+int agent_params_deploy_options(const struct agent_params *p, const char *listen,
+                                struct deploy_options *o, ep_err *err) {
   char host[256];
   int port = 0;
   memset(o, 0, sizeof *o);
-  snprintf(o->node, sizeof o->node, "%s", a->p.node);
-  o->gateway = a->p.gateway;
+  snprintf(o->node, sizeof o->node, "%s", p->node);
+  o->gateway = p->gateway;
   agent_platform(o->arch, o->variant);
   if (split_hostport(listen, host, sizeof host, &port) < 0)
     return ep_error(err, EP_EINVAL, "--listen %s: not HOST:PORT", listen);
@@ -503,6 +506,8 @@ static int on_cleared(struct agent *a, const char *topic, const struct proto_top
       pthread_mutex_lock(&a->mu);
       a->have_parent = false;
       pthread_mutex_unlock(&a->mu);
+      if (a->deps.on_parent != NULL)
+        a->deps.on_parent(a->deps.ud, NULL);
     }
     break;
   case PROTO_T_DELTA:

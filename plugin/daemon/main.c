@@ -18,7 +18,6 @@
 #include "common/log.h"
 #include "plugin/daemon/daemon.h"
 #include "plugin/http/listen.h"
-#include "plugin/http/server.h"
 
 /* The local socket and, when configured or passed by systemd, the peer
  * one (*peer -1 when off). */
@@ -79,7 +78,7 @@ static void wait_for_stop(void) {
 
 static int run(struct edgepulld *d) {
   ep_err e = {0};
-  if (edgepulld_open(d, &e) < 0) {
+  if (edgepulld_open(d, NULL, &e) < 0) {
     ep_log_err("%s", e.msg);
     return 1;
   }
@@ -94,14 +93,12 @@ static int run(struct edgepulld *d) {
   local_address(fd, where, sizeof where);
   if (pfd >= 0)
     local_address(pfd, pwhere, sizeof pwhere);
-  if (server_start(d, fd, &d->local, &e) < 0 ||
-      (pfd >= 0 && server_start_mode(d, ep_steal_fd(pfd), SERVER_PEER, &d->peer, &e) < 0)) {
+  if (edgepulld_serve(d, fd, SERVER_LOCAL, &e) < 0 ||
+      (pfd >= 0 && edgepulld_serve(d, ep_steal_fd(pfd), SERVER_PEER, &e) < 0)) {
     if (pfd >= 0)
       close(pfd);
     ep_log_err("%s", e.msg);
-    server_stop(d->local);
-    d->local = NULL;
-    return 1;
+    return 1; /* main's edgepulld_close stops what was started */
   }
   ep_log_info("edgepulld %s serving the registry mirror on %s, state in %s", EDGEPULL_VERSION,
               where, d->cfg.state_dir);
@@ -111,12 +108,7 @@ static int run(struct edgepulld *d) {
   sd_notifyf(0, "READY=1\nSTATUS=serving on %s", where);
   wait_for_stop();
   sd_notify(0, "STOPPING=1");
-  server_quiesce(d->local);
-  server_quiesce(d->peer);
-  fetcher_stop(d->fetch);
-  server_stop(d->local);
-  server_stop(d->peer);
-  d->local = d->peer = NULL;
+  edgepulld_stop(d);
   return 0;
 }
 

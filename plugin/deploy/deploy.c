@@ -54,7 +54,7 @@ struct deploy_job {
 };
 
 struct deployer {
-  struct edgepulld *d;
+  struct deploy_deps d;
   struct deploy_options o;
   deploy_progress_fn progress;
   void *ud;
@@ -94,7 +94,7 @@ static void job_publish(struct deploy_job *j, bool final) {
   p.bytes_total = j->bytes_total;
   p.bytes_done = j->bytes_done;
   struct fetch_stats now;
-  fetcher_stats(j->w->d->fetch, &now);
+  fetcher_stats(j->w->d.fetch, &now);
   p.uplink_bytes = now.upstream_bytes - j->stats0.upstream_bytes;
   p.peer_bytes = now.peer_bytes - j->stats0.peer_bytes;
   if (final && j->failed)
@@ -125,7 +125,7 @@ static int read_to_end(struct deploy_job *j, blob_pipe *p, const digest_t *dg, c
         return ep_error(err, EP_ECANCELED, "edgepulld is stopping");
     } else {
       ep_err e = {0};
-      if (fetcher_last_error(w->d->fetch, dg, &e) != 0 && e.msg[0] != '\0')
+      if (fetcher_last_error(w->d.fetch, dg, &e) != 0 && e.msg[0] != '\0')
         return ep_error(err, e.code != 0 ? e.code : EP_EIO, "%s", e.msg);
       return ep_error(err, EP_EIO, "the fetch failed");
     }
@@ -136,14 +136,14 @@ static int fetch_one(struct deploy_job *j, const struct deploy_blob *b, char *bu
   deployer *w = j->w;
   char ds[DIGEST_STR_LEN + 1];
   digest_format(&b->digest, ds);
-  if (store_has(w->d->st, &b->digest, NULL, NULL) == 1) {
+  if (store_has(w->d.st, &b->digest, NULL, NULL) == 1) {
     pthread_mutex_lock(&j->mu);
     j->bytes_done += b->size;
     pthread_mutex_unlock(&j->mu);
     return 0;
   }
   blob_pipe *p = NULL;
-  int r = fetcher_open(w->d->fetch, j->ref.registry, j->ref.repo, &b->digest, &p, err);
+  int r = fetcher_open(w->d.fetch, j->ref.registry, j->ref.repo, &b->digest, &p, err);
   if (r < 0)
     return ep_wrap(err, "blob %.19s", ds);
   r = read_to_end(j, p, &b->digest, buf, err);
@@ -239,9 +239,9 @@ static void *job_main(void *ud) {
   ep_err e = {0};
   ep_log_info("deploy %s: %s (import %s)", j->req.id, j->req.image,
               proto_import_name(j->req.import));
-  fetcher_stats(w->d->fetch, &j->stats0);
+  fetcher_stats(w->d.fetch, &j->stats0);
   job_publish(j, false);
-  if (deploy_plan(w->d, &w->o, &j->req, &j->ref, &j->blobs, &j->nblobs, &e) < 0) {
+  if (deploy_plan(&w->d, &w->o, &j->req, &j->ref, &j->blobs, &j->nblobs, &e) < 0) {
     job_fail(j, "%s", e.msg);
   } else {
     for (size_t i = 0; i < j->nblobs; i++)
@@ -287,13 +287,13 @@ static void reap(deployer *w, bool all) {
   }
 }
 
-int deploy_new(struct edgepulld *d, const struct deploy_options *o, deploy_progress_fn progress,
-               void *ud, deployer **out, ep_err *err) {
+int deploy_new(const struct deploy_deps *d, const struct deploy_options *o,
+               deploy_progress_fn progress, void *ud, deployer **out, ep_err *err) {
   *out = NULL;
   deployer *w = calloc(1, sizeof *w);
   if (w == NULL)
     return ep_error(err, EP_EINTERNAL, "out of memory");
-  w->d = d;
+  w->d = *d;
   w->o = *o;
   w->progress = progress;
   w->ud = ud;

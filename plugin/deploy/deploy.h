@@ -20,8 +20,12 @@
 
 #include "common/err.h"
 #include "locality/proto.h"
+#include "plugin/fetch/fetch.h"
+#include "plugin/mirror/mirror.h"
 #include "plugin/ref/ref.h"
 #include "store/digest.h"
+#include "store/index.h"
+#include "store/store.h"
 
 #define DEPLOY_RUNNING_MAX 2  /* deploys at once per node */
 #define DEPLOY_PARALLEL 3     /* blobs fetched at once per deploy */
@@ -29,8 +33,17 @@
 #define DEPLOY_BLOBS_MAX 4096 /* blobs in one deploy, all platforms */
 #define DEPLOY_IMPORT_TIMEOUT_S 1800
 
-struct edgepulld;
 typedef struct deployer deployer;
+
+/* What the worker uses, owned by the caller (the daemon) and outliving the
+ * worker: blobs go through the fetcher into the store, manifests through
+ * the mirror, the locality's platforms come from the index. */
+struct deploy_deps {
+  fetcher *fetch;
+  store *st;
+  index_db *idx;
+  const struct mirror_deps *mirror;
+};
 
 struct deploy_options {
   char node[PROTO_ID_MAX + 1];
@@ -46,9 +59,9 @@ struct deploy_options {
  * one of the deploy, to be sent with QoS 1). */
 typedef void (*deploy_progress_fn)(void *ud, const struct proto_progress *p, bool final);
 
-/* d: the daemon whose mirror, fetcher, store and index the worker uses. */
-int deploy_new(struct edgepulld *d, const struct deploy_options *o, deploy_progress_fn progress,
-               void *ud, deployer **out, ep_err *err);
+/* deps is copied. */
+int deploy_new(const struct deploy_deps *deps, const struct deploy_options *o,
+               deploy_progress_fn progress, void *ud, deployer **out, ep_err *err);
 /* Cancels running deploys (they report failed), joins their threads, frees. */
 void deploy_free(deployer *w);
 /* Thread-safe, never blocks on the work: 0 started, 1 ignored (duplicate id

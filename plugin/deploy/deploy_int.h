@@ -7,8 +7,6 @@
 
 #include "plugin/deploy/deploy.h"
 
-struct edgepulld;
-
 /* The platforms this node fetches for req: the requested ones, else
  * `present` (the locality's online nodes), else its own; on a node that is
  * not the gateway, only its own platform, when it is among them. out has
@@ -16,10 +14,11 @@ struct edgepulld;
 int deploy_wanted(const struct deploy_options *o, const struct proto_deploy *req,
                   const struct deploy_platform *present, size_t npresent,
                   struct deploy_platform *out, size_t *nout, ep_err *err);
-/* Resolves req's image through d's mirror and lists the blobs to fetch
+/* Resolves req's image through the mirror and lists the blobs to fetch
  * (*blobs malloc'd). */
-int deploy_plan(struct edgepulld *d, const struct deploy_options *o, const struct proto_deploy *req,
-                struct deploy_ref *ref, struct deploy_blob **blobs, size_t *nblobs, ep_err *err);
+int deploy_plan(const struct deploy_deps *d, const struct deploy_options *o,
+                const struct proto_deploy *req, struct deploy_ref *ref, struct deploy_blob **blobs,
+                size_t *nblobs, ep_err *err);
 
 /* The hosts.toml that sends every registry's pulls to mirror ("host:port"). */
 int deploy_hosts_toml(const char *mirror, char *buf, size_t cap, ep_err *err);

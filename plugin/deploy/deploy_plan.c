@@ -79,8 +79,8 @@ static int present_cb(const struct index_node *n, void *ud) {
   return 0;
 }
 
-static int load_manifest(struct edgepulld *d, const struct deploy_ref *ref, const digest_t *dg,
-                         struct mirror_manifest *m, ep_err *err) {
+static int load_manifest(const struct deploy_deps *d, const struct deploy_ref *ref,
+                         const digest_t *dg, struct mirror_manifest *m, ep_err *err) {
   struct ref_target t;
   memset(&t, 0, sizeof t);
   t.kind = REF_MANIFEST;
@@ -92,14 +92,14 @@ static int load_manifest(struct edgepulld *d, const struct deploy_ref *ref, cons
   } else {
     snprintf(t.tag, sizeof t.tag, "%s", ref->tag);
   }
-  int r = mirror_manifest(d, &t, DEPLOY_ACCEPT, m, err);
+  int r = mirror_manifest(d->mirror, &t, DEPLOY_ACCEPT, m, err);
   if (r < 0)
     return ep_wrap(err, "manifest of %s/%s%s%s", ref->registry, ref->repo, dg ? "@" : ":",
                    dg ? dg->hex : ref->tag);
   return 0;
 }
 
-static int plan_index(struct edgepulld *d, const struct deploy_ref *ref,
+static int plan_index(const struct deploy_deps *d, const struct deploy_ref *ref,
                       const struct mirror_manifest *top, const struct deploy_platform *want,
                       size_t nwant, struct deploy_blob **blobs, size_t *nblobs, ep_err *err) {
   digest_t kids[PROTO_PLATFORMS_MAX];
@@ -124,8 +124,9 @@ static int plan_index(struct edgepulld *d, const struct deploy_ref *ref,
   return 0;
 }
 
-int deploy_plan(struct edgepulld *d, const struct deploy_options *o, const struct proto_deploy *req,
-                struct deploy_ref *ref, struct deploy_blob **blobs, size_t *nblobs, ep_err *err) {
+int deploy_plan(const struct deploy_deps *d, const struct deploy_options *o,
+                const struct proto_deploy *req, struct deploy_ref *ref, struct deploy_blob **blobs,
+                size_t *nblobs, ep_err *err) {
   struct present_ctx pc;
   struct deploy_platform want[PROTO_PLATFORMS_MAX];
   size_t nwant = 0;

@@ -21,8 +21,6 @@
 #include <time.h>
 
 #include "common/log.h"
-#include "plugin/agent/agent.h"
-#include "plugin/daemon/daemon.h"
 
 struct suspect {
   char node[PROTO_ID_MAX + 1];
@@ -30,16 +28,18 @@ struct suspect {
 };
 
 struct sources {
+  const struct sources_deps *deps;
   pthread_mutex_t mu;
   struct suspect suspects[SOURCES_SUSPECT_MAX];
-  bool parent_set; /* test hook */
+  bool parent_set; /* an assignment is known */
   struct proto_parent parent;
 };
 
-int sources_new(struct sources **out, ep_err *err) {
+int sources_new(const struct sources_deps *deps, struct sources **out, ep_err *err) {
   struct sources *s = calloc(1, sizeof *s);
   if (s == NULL)
     return ep_error(err, EP_EINTERNAL, "out of memory");
+  s->deps = deps;
   pthread_mutex_init(&s->mu, NULL);
   *out = s;
   return 0;
@@ -90,9 +90,7 @@ void sources_set_parent(struct sources *s, const struct proto_parent *p) {
   pthread_mutex_unlock(&s->mu);
 }
 
-static bool override_parent(struct sources *s, struct proto_parent *out) {
-  if (s == NULL)
-    return false;
+static bool known_parent(struct sources *s, struct proto_parent *out) {
   pthread_mutex_lock(&s->mu);
   bool set = s->parent_set;
   if (set)
@@ -101,24 +99,17 @@ static bool override_parent(struct sources *s, struct proto_parent *out) {
   return set;
 }
 
-static int current_parent(struct edgepulld *d, struct proto_parent *out) {
-  if (override_parent(d->src, out))
-    return out->has_parent;
-  if (!d->agent_mu_ready)
-    return 0;
-  pthread_mutex_lock(&d->agent_mu);
-  int has = agent_parent(d->agent, out);
-  pthread_mutex_unlock(&d->agent_mu);
-  return has && out->has_parent;
+static int current_parent(struct sources *s, struct proto_parent *out) {
+  return known_parent(s, out) && out->has_parent;
 }
 
-bool sources_in_locality(struct edgepulld *d) {
+bool sources_in_locality(struct sources *s) {
   struct proto_parent p;
-  return d->cfg.broker[0] != '\0' || override_parent(d->src, &p);
+  return s->deps->member || known_parent(s, &p);
 }
 
-bool sources_upstream_allowed(struct edgepulld *d) {
-  return d->cfg.gateway || d->cfg.upstream_fallback || !sources_in_locality(d);
+bool sources_upstream_allowed(struct sources *s) {
+  return s->deps->gateway || s->deps->upstream_fallback || !sources_in_locality(s);
 }
 
 int sources_base_url(const char *addr, uint16_t port, char *buf, size_t len, ep_err *err) {
@@ -138,7 +129,7 @@ int sources_base_url(const char *addr, uint16_t port, char *buf, size_t len, ep_
 }
 
 struct pick_ctx {
-  struct edgepulld *d;
+  struct sources *s;
   const char *exclude;
   int64_t now;
   struct fetch_source *out;
@@ -147,9 +138,9 @@ struct pick_ctx {
 
 /* Whether node may serve us, and not in the list already. */
 static bool eligible(struct pick_ctx *c, const char *node) {
-  if (node[0] == '\0' || strcmp(node, c->d->cfg.node_id) == 0 ||
+  if (node[0] == '\0' || strcmp(node, c->s->deps->node_id) == 0 ||
       (c->exclude != NULL && strcmp(node, c->exclude) == 0) ||
-      sources_is_suspect(c->d->src, node, c->now))
+      sources_is_suspect(c->s, node, c->now))
     return false;
   for (size_t i = 0; i < c->n; i++)
     if (c->out[i].kind == SRC_PEER && strcmp(c->out[i].node, node) == 0)
@@ -181,20 +172,20 @@ static int holder_cb(const struct index_node *n, uint64_t size, void *ud) {
   return 0;
 }
 
-int sources_pick(struct edgepulld *d, const digest_t *dg, const char *exclude_node,
+int sources_pick(struct sources *s, const digest_t *dg, const char *exclude_node,
                  struct fetch_source *out, size_t max) {
   struct pick_ctx c = {
-      .d = d, .exclude = exclude_node, .now = (int64_t)time(NULL), .out = out, .max = max};
-  bool member = sources_in_locality(d);
+      .s = s, .exclude = exclude_node, .now = (int64_t)time(NULL), .out = out, .max = max};
+  bool member = sources_in_locality(s);
   struct proto_parent p;
-  if (member && current_parent(d, &p))
+  if (member && current_parent(s, &p))
     add_peer(&c, p.parent, p.addr, p.peer_port);
-  if (member && d->idx != NULL) {
+  if (member && s->deps->idx != NULL) {
     ep_err e = {0};
-    if (index_where(d->idx, dg, holder_cb, &c, &e) < 0)
+    if (index_where(s->deps->idx, dg, holder_cb, &c, &e) < 0)
       ep_log_warn("sources: locality index: %s", e.msg);
   }
-  if (sources_upstream_allowed(d) && c.n < max) {
+  if (sources_upstream_allowed(s) && c.n < max) {
     memset(&out[c.n], 0, sizeof out[c.n]);
     out[c.n++].kind = SRC_UPSTREAM;
   }
@@ -217,10 +208,10 @@ static int gateway_cb(const struct index_node *n, void *ud) {
   return 1;
 }
 
-int sources_gateway(struct edgepulld *d, struct fetch_source *out) {
-  struct gw_ctx g = {.self = d->cfg.node_id};
+int sources_gateway(struct sources *s, struct fetch_source *out) {
+  struct gw_ctx g = {.self = s->deps->node_id};
   ep_err e = {0};
-  if (d->idx == NULL || index_foreach_node(d->idx, gateway_cb, &g, &e) < 0 || !g.have)
+  if (s->deps->idx == NULL || index_foreach_node(s->deps->idx, gateway_cb, &g, &e) < 0 || !g.have)
     return 0;
   memset(out, 0, sizeof *out);
   out->kind = SRC_PEER;
@@ -234,13 +225,12 @@ int sources_pick_cb(void *ud, const digest_t *dg, const char *exclude_node,
   return sources_pick(ud, dg, exclude_node, out, max);
 }
 
+void sources_report_bad(struct sources *s, const char *node, const digest_t *dg, const char *why) {
+  sources_mark_suspect(s, node, (int64_t)time(NULL));
+  if (s->deps->report_suspect != NULL)
+    s->deps->report_suspect(s->deps->report_ud, node, dg, why);
+}
+
 void sources_bad_cb(void *ud, const char *node, const digest_t *dg, const char *why) {
-  struct edgepulld *d = ud;
-  sources_mark_suspect(d->src, node, (int64_t)time(NULL));
-  if (!d->agent_mu_ready)
-    return;
-  pthread_mutex_lock(&d->agent_mu);
-  if (d->agent != NULL)
-    agent_report_suspect(d->agent, node, dg, why);
-  pthread_mutex_unlock(&d->agent_mu);
+  sources_report_bad(ud, node, dg, why);
 }

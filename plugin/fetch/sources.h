@@ -13,44 +13,62 @@
 #include "common/err.h"
 #include "locality/proto.h"
 #include "plugin/fetch/fetch.h"
+#include "store/index.h"
 #include "store/digest.h"
 
 #define SOURCES_SUSPECT_MAX 32
 #define SOURCES_SUSPECT_S 600
 #define SOURCES_PEERS_MAX 4 /* holders other than the parent, at most */
 
-struct edgepulld;
 struct sources;
 
-int sources_new(struct sources **out, ep_err *err);
+/* What source selection reads, all owned by the caller. Referenced, not
+ * copied: it must outlive the sources (the daemon keeps it beside them). */
+struct sources_deps {
+  index_db *idx;       /* the locality index (holders, the gateway); may be NULL */
+  const char *node_id; /* this node, never a source */
+  bool member;         /* --broker: a member of a locality */
+  bool gateway;
+  bool upstream_fallback;
+  /* A peer served bytes that failed verification (may be NULL): the agent
+   * tells the coordinator. Called without any lock of the sources held. */
+  void (*report_suspect)(void *ud, const char *node, const digest_t *d, const char *why);
+  void *report_ud;
+};
+
+int sources_new(const struct sources_deps *deps, struct sources **out, ep_err *err);
 void sources_free(struct sources *s);
 
 /* The suspect list (thread-safe). The oldest entry makes room when full. */
 void sources_mark_suspect(struct sources *s, const char *node, int64_t now);
 bool sources_is_suspect(struct sources *s, const char *node, int64_t now);
 
-/* Test hook: act as a locality member whose parent is p (NULL: the agent's
- * assignment again). Lets two daemons in one process form a locality
- * without a broker. */
+/* This node's parent assignment is p (NULL: none known, forgotten). The
+ * agent calls it as assignments arrive; a node with a parent set is a
+ * member of a locality even without a broker, which lets two daemons in one
+ * process form a locality (the tests). */
 void sources_set_parent(struct sources *s, const struct proto_parent *p);
 
-/* A member of a locality (--broker, or a parent set by the test hook). */
-bool sources_in_locality(struct edgepulld *d);
+/* A member of a locality (deps->member, or a parent set). */
+bool sources_in_locality(struct sources *s);
 /* The gateway, --upstream-fallback, or standalone. */
-bool sources_upstream_allowed(struct edgepulld *d);
+bool sources_upstream_allowed(struct sources *s);
 
 /* The ordered sources for dg, never exclude_node (may be NULL) nor this
  * node nor a suspect. Returns how many were written (<= max). */
-int sources_pick(struct edgepulld *d, const digest_t *dg, const char *exclude_node,
+int sources_pick(struct sources *s, const digest_t *dg, const char *exclude_node,
                  struct fetch_source *out, size_t max);
 /* The locality's gateway as a peer source (online, with an address and a
  * peer port, not this node): 1 and *out when known, else 0. */
-int sources_gateway(struct edgepulld *d, struct fetch_source *out);
+int sources_gateway(struct sources *s, struct fetch_source *out);
 /* "http://addr:port" ([addr] for IPv6); EP_EINVAL for an address with
  * characters an address cannot hold, or no port. */
 int sources_base_url(const char *addr, uint16_t port, char *buf, size_t len, ep_err *err);
 
-/* For the fetcher's deps: pick_sources and on_bad_source with ud = d. */
+/* Marks node suspect and reports it through deps->report_suspect. */
+void sources_report_bad(struct sources *s, const char *node, const digest_t *dg, const char *why);
+
+/* For the fetcher's deps: pick_sources and on_bad_source with ud = s. */
 int sources_pick_cb(void *ud, const digest_t *dg, const char *exclude_node,
                     struct fetch_source *out, size_t max);
 void sources_bad_cb(void *ud, const char *node, const digest_t *dg, const char *why);

@@ -37,7 +37,6 @@
 #include <openssl/evp.h>
 
 #include "common/log.h"
-#include "plugin/daemon/daemon.h"
 #include "plugin/fetch/sources.h"
 #include "plugin/http/http.h"
 #include "plugin/mirror/mirror.h"
@@ -51,7 +50,7 @@
 #define PEER_AUTH_B64_MAX 6000 /* base64 of "node:secret", secret <= 4 KiB */
 
 struct server {
-  struct edgepulld *d;
+  struct server_deps d;
   struct MHD_Daemon *mhd;
   enum server_mode mode;
 };
@@ -151,10 +150,10 @@ static enum MHD_Result serve_stored_blob(struct server *s, struct MHD_Connection
     return queued;
   }
   ep_err e = {0};
-  if (index_blob_touch(s->d->idx, d, (int64_t)time(NULL), &e) < 0)
+  if (index_blob_touch(s->d.idx, d, (int64_t)time(NULL), &e) < 0)
     ep_log_debug("index: touching %s: %s", d->hex, e.msg);
   if (count) /* sendfile gives no progress: counted when queued */
-    fetcher_count_served(s->d->fetch, len);
+    fetcher_count_served(s->d.fetch, len);
   /* MHD owns fd from here and closes it, also when creation fails. */
   struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(len, fd, first);
   if (resp == NULL)
@@ -168,7 +167,7 @@ static enum MHD_Result fetch_failed(struct server *s, struct MHD_Connection *c, 
   if (pipe_status == PIPE_TIMEOUT)
     return http_error(c, MHD_HTTP_GATEWAY_TIMEOUT, "UNAVAILABLE",
                       "timed out waiting for the upstream");
-  if (!fetcher_last_error(s->d->fetch, d, &e))
+  if (!fetcher_last_error(s->d.fetch, d, &e))
     ep_error(&e, EP_EUPSTREAM, "fetch failed");
   return http_error_from(c, &e, "BLOB_UNKNOWN");
 }
@@ -178,7 +177,7 @@ static enum MHD_Result serve_streamed_blob(struct server *s, struct MHD_Connecti
                                            const struct req_ctx *rc) {
   blob_pipe *p = NULL;
   ep_err e = {0};
-  if (fetcher_open_req(s->d->fetch, t->registry, t->name, &t->digest, &rc->fr, &p, &e) < 0)
+  if (fetcher_open_req(s->d.fetch, t->registry, t->name, &t->digest, &rc->fr, &p, &e) < 0)
     return http_error_from(c, &e, "BLOB_UNKNOWN");
   uint64_t size = 0;
   int st = pipe_wait_size(p, &size, SERVER_WAIT_MS);
@@ -200,7 +199,7 @@ static enum MHD_Result serve_streamed_blob(struct server *s, struct MHD_Connecti
   }
   r->pipe = p;
   r->first = first;
-  r->served = rc->peer && !head ? s->d->fetch : NULL;
+  r->served = rc->peer && !head ? s->d.fetch : NULL;
   (void)head; /* MHD sends no body for HEAD and never calls the reader */
   struct MHD_Response *resp = MHD_create_response_from_callback(
       len, SERVER_BLOCK_SIZE, pipe_reader_cb, r, pipe_reader_free);
@@ -213,7 +212,7 @@ static enum MHD_Result head_remote_blob(struct server *s, struct MHD_Connection 
                                         const struct ref_target *t) {
   uint64_t size = 0;
   ep_err e = {0};
-  int r = upstream_blob_head(s->d->up, t->registry, t->name, &t->digest, &size, &e);
+  int r = upstream_blob_head(s->d.up, t->registry, t->name, &t->digest, &size, &e);
   if (r == 0)
     return http_error(c, MHD_HTTP_NOT_FOUND, "BLOB_UNKNOWN", "blob unknown to the upstream");
   if (r < 0)
@@ -230,16 +229,16 @@ static enum MHD_Result serve_blob(struct server *s, struct MHD_Connection *c,
   int fd = -1;
   uint64_t size = 0;
   ep_err e = {0};
-  int r = store_open_blob(s->d->st, &t->digest, &fd, &size, &e);
+  int r = store_open_blob(s->d.st, &t->digest, &fd, &size, &e);
   if (r == 0)
     return serve_stored_blob(s, c, &t->digest, fd, size, rc->peer && !head);
   if (r != -EP_ENOTFOUND)
     return http_error_from(c, &e, "BLOB_UNKNOWN");
   if (head) {
-    blob_pipe *p = pipe_table_find(s->d->pipes, &t->digest);
+    blob_pipe *p = pipe_table_find(s->d.pipes, &t->digest);
     /* A node that may not go upstream learns the size through the
      * locality: the HEAD starts the fetch the GET will join. */
-    if (p == NULL && sources_upstream_allowed(s->d))
+    if (p == NULL && sources_upstream_allowed(s->d.src))
       return head_remote_blob(s, c, t);
     if (p != NULL)
       pipe_unref(p);
@@ -256,7 +255,7 @@ static enum MHD_Result serve_manifest(struct server *s, struct MHD_Connection *c
   http_join_header(c, MHD_HTTP_HEADER_ACCEPT, accept, sizeof accept);
   struct mirror_manifest m;
   ep_err e = {0};
-  if (mirror_manifest_req(s->d, t, accept[0] != '\0' ? accept : NULL, &rc->fr, &m, &e) < 0) {
+  if (mirror_manifest_req(s->d.mirror, t, accept[0] != '\0' ? accept : NULL, &rc->fr, &m, &e) < 0) {
     if (e.code == EP_EUNREACH || e.code == EP_EUPSTREAM || e.code == EP_ECANCELED)
       return http_error(c, MHD_HTTP_NOT_FOUND, "MANIFEST_UNKNOWN", e.msg);
     return http_error_from(c, &e, "MANIFEST_UNKNOWN");
@@ -300,7 +299,7 @@ static bool peer_credentials_ok(struct server *s, struct MHD_Connection *c) {
     return false;
   len -= (h[n - 1] == '=') + (h[n - 2] == '=');
   const unsigned char *colon = memchr(raw, ':', (size_t)len);
-  const char *secret = s->d->peer_secret;
+  const char *secret = s->d.peer_secret;
   size_t want = strlen(secret);
   bool ok = false;
   if (colon != NULL) {
@@ -315,7 +314,7 @@ static bool peer_credentials_ok(struct server *s, struct MHD_Connection *c) {
  * true to go on, false with *queued set when an answer was queued. */
 static bool peer_admit(struct server *s, struct MHD_Connection *c, struct req_ctx *rc,
                        enum MHD_Result *queued) {
-  if (s->d->peer_secret[0] != '\0' && !peer_credentials_ok(s, c)) {
+  if (s->d.peer_secret[0] != '\0' && !peer_credentials_ok(s, c)) {
     *queued = http_error_header(c, MHD_HTTP_UNAUTHORIZED, "UNAUTHORIZED",
                                 "the peer endpoint needs the locality's credentials",
                                 MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Basic realm=\"edgepull-peer\"");
@@ -371,7 +370,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   const char *ns = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "ns");
   struct ref_target t;
   ep_err e = {0};
-  if (ref_parse_request(url, ns, s->d->cfg.default_registry, &t, &e) < 0)
+  if (ref_parse_request(url, ns, s->d.default_registry, &t, &e) < 0)
     return http_error_from(c, &e, http_code_for_parse_error(&e));
   ep_log_debug("%s %s (registry %s)", method, url, t.registry);
   switch (t.kind) {
@@ -394,18 +393,18 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
   ep_log_debug("http: %s", msg);
 }
 
-int server_start(struct edgepulld *d, int listen_fd, struct server **out, ep_err *err) {
+int server_start(const struct server_deps *d, int listen_fd, struct server **out, ep_err *err) {
   return server_start_mode(d, listen_fd, SERVER_LOCAL, out, err);
 }
 
-int server_start_mode(struct edgepulld *d, int listen_fd, enum server_mode mode,
+int server_start_mode(const struct server_deps *d, int listen_fd, enum server_mode mode,
                       struct server **out, ep_err *err) {
   struct server *s = calloc(1, sizeof *s);
   if (s == NULL) {
     close(listen_fd);
     return ep_error(err, EP_EINTERNAL, "out of memory");
   }
-  s->d = d;
+  s->d = *d;
   s->mode = mode;
   if (mode == SERVER_PEER && d->peer_secret[0] == '\0')
     ep_log_warn("the peer endpoint is unauthenticated: set --peer-secret-file on every node of "
@@ -413,7 +412,7 @@ int server_start_mode(struct edgepulld *d, int listen_fd, enum server_mode mode,
   unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                    MHD_USE_ERROR_LOG | MHD_USE_ITC;
   s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, handle, s, MHD_OPTION_LISTEN_SOCKET, listen_fd,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)d->cfg.max_connections,
+                            MHD_OPTION_CONNECTION_LIMIT, d->max_connections,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVER_POOL_SIZE,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
                             MHD_OPTION_THREAD_STACK_SIZE, (size_t)SERVER_STACK_SIZE,

@@ -23,6 +23,7 @@
  * the digest. */
 #include "plugin/mirror/mirror.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -36,7 +37,7 @@ void mirror_manifest_clear(struct mirror_manifest *m) {
   memset(m, 0, sizeof *m);
 }
 
-static int load_stored(struct edgepulld *d, const digest_t *dg, struct mirror_manifest *out,
+static int load_stored(const struct mirror_deps *d, const digest_t *dg, struct mirror_manifest *out,
                        ep_err *err) {
   uint64_t size = 0;
   if (index_manifest_get(d->idx, dg, out->media_type, &size, err) <= 0)
@@ -52,7 +53,7 @@ static int load_stored(struct edgepulld *d, const digest_t *dg, struct mirror_ma
   return 0;
 }
 
-static int keep_manifest(struct edgepulld *d, const struct ref_target *t,
+static int keep_manifest(const struct mirror_deps *d, const struct ref_target *t,
                          struct upstream_manifest *um, ep_err *err) {
   struct manifest_info *mi = malloc(sizeof *mi);
   if (mi == NULL)
@@ -78,25 +79,25 @@ out:
 }
 
 /* One source's copy of manifest ref (a digest or, from the gateway, a tag). */
-static int get_from(struct edgepulld *d, const struct ref_target *t, const struct fetch_source *src,
-                    const char *ref, const char *accept, unsigned hops,
-                    struct upstream_manifest *um, ep_err *err) {
+static int get_from(const struct mirror_deps *d, const struct ref_target *t,
+                    const struct fetch_source *src, const char *ref, const char *accept,
+                    unsigned hops, struct upstream_manifest *um, ep_err *err) {
   if (src->kind == SRC_UPSTREAM)
     return upstream_manifest_get(d->up, t->registry, t->name, ref, accept, um, err);
-  struct upstream_peer_auth a = {.node = d->cfg.node_id,
-                                 .secret = d->peer_secret[0] != '\0' ? d->peer_secret : NULL};
+  struct upstream_peer_auth a = {.node = d->node_id, .secret = d->peer_secret};
   return upstream_peer_manifest_get(d->up, src->base_url, t->registry, t->name, ref, accept, &a,
                                     hops + 1, um, err);
 }
 
 /* The sources for a manifest by digest: the blob order, then the gateway. */
-static size_t manifest_sources(struct edgepulld *d, const digest_t *dg,
+static size_t manifest_sources(const struct mirror_deps *d, const digest_t *dg,
                                const struct fetch_request *rq, struct fetch_source *list) {
   const char *ex = rq != NULL ? rq->exclude_node : NULL;
-  int n = sources_pick(d, dg, ex, list, FETCH_SOURCES_MAX);
+  int n = sources_pick(d->src, dg, ex, list, FETCH_SOURCES_MAX);
   size_t k = n > 0 ? (size_t)n : 0;
   struct fetch_source gw;
-  if (!sources_in_locality(d) || !sources_gateway(d, &gw) || (ex != NULL && !strcmp(gw.node, ex)))
+  if (!sources_in_locality(d->src) || !sources_gateway(d->src, &gw) ||
+      (ex != NULL && !strcmp(gw.node, ex)))
     return k;
   for (size_t i = 0; i < k; i++)
     if (list[i].kind == SRC_PEER && strcmp(list[i].node, gw.node) == 0)
@@ -108,8 +109,8 @@ static size_t manifest_sources(struct edgepulld *d, const digest_t *dg,
   return k + 1;
 }
 
-static int fetch_by_digest(struct edgepulld *d, const struct ref_target *t, const digest_t *dg,
-                           const char *accept, const struct fetch_request *rq,
+static int fetch_by_digest(const struct mirror_deps *d, const struct ref_target *t,
+                           const digest_t *dg, const char *accept, const struct fetch_request *rq,
                            struct mirror_manifest *out, ep_err *err) {
   if (load_stored(d, dg, out, NULL) == 0)
     return 0;
@@ -126,7 +127,7 @@ static int fetch_by_digest(struct edgepulld *d, const struct ref_target *t, cons
     if ((r = get_from(d, t, &list[i], ref, accept, hops, &um, err)) == 0)
       break;
     if (r == -EP_EDIGEST && list[i].kind == SRC_PEER)
-      sources_bad_cb(d, list[i].node, dg, "manifest failed verification");
+      sources_report_bad(d->src, list[i].node, dg, "manifest failed verification");
     if (list[i].kind == SRC_PEER)
       ep_log_warn("manifest %s from peer %s: %s", ref, list[i].node, err ? err->msg : "failed");
   }
@@ -149,7 +150,7 @@ static bool upstream_down(int code) {
   return code == EP_EUNREACH || code == EP_EUPSTREAM || code == EP_ECANCELED;
 }
 
-static void cache_tag(struct edgepulld *d, const struct ref_target *t,
+static void cache_tag(const struct mirror_deps *d, const struct ref_target *t,
                       const struct upstream_manifest *um, int64_t now) {
   struct index_tag nt = {0};
   snprintf(nt.registry, sizeof nt.registry, "%s", t->registry);
@@ -159,7 +160,7 @@ static void cache_tag(struct edgepulld *d, const struct ref_target *t,
   snprintf(nt.media_type, sizeof nt.media_type, "%s", um->media_type);
   nt.size = um->size;
   nt.updated = now;
-  nt.expires_at = now + d->cfg.tag_ttl_s;
+  nt.expires_at = now + d->tag_ttl_s;
   ep_err ie = {0};
   if (index_tag_put(d->idx, &nt, &ie) < 0)
     ep_log_warn("index: caching tag %s/%s:%s: %s", t->registry, t->name, t->tag, ie.msg);
@@ -167,11 +168,11 @@ static void cache_tag(struct edgepulld *d, const struct ref_target *t,
 
 /* Asks the gateway's peer endpoint for the tag (GET: the body comes along
  * and is stored under its digest). EP_EUNREACH when no gateway is known. */
-static int resolve_via_gateway(struct edgepulld *d, const struct ref_target *t, const char *accept,
-                               const struct fetch_request *rq, struct upstream_manifest *um,
-                               ep_err *err) {
+static int resolve_via_gateway(const struct mirror_deps *d, const struct ref_target *t,
+                               const char *accept, const struct fetch_request *rq,
+                               struct upstream_manifest *um, ep_err *err) {
   struct fetch_source gw;
-  if (!sources_gateway(d, &gw))
+  if (!sources_gateway(d->src, &gw))
     return ep_error(err, EP_EUNREACH, "no gateway known in the locality");
   unsigned hops = rq != NULL ? rq->hops : 0;
   if (hops + 1 > UPSTREAM_PEER_HOPS_MAX)
@@ -185,7 +186,7 @@ static int resolve_via_gateway(struct edgepulld *d, const struct ref_target *t, 
   return 0;
 }
 
-static int resolve_tag(struct edgepulld *d, const struct ref_target *t, const char *accept,
+static int resolve_tag(const struct mirror_deps *d, const struct ref_target *t, const char *accept,
                        const struct fetch_request *rq, digest_t *dg, bool *stale, ep_err *err) {
   struct index_tag cached = {0};
   int have = index_tag_get(d->idx, t->registry, t->name, t->tag, &cached, NULL) > 0 &&
@@ -197,7 +198,7 @@ static int resolve_tag(struct edgepulld *d, const struct ref_target *t, const ch
   }
   struct upstream_manifest um = {0};
   ep_err ue = {0};
-  bool via_gateway = sources_in_locality(d) && !d->cfg.gateway;
+  bool via_gateway = sources_in_locality(d->src) && !d->gateway;
   int r = via_gateway
               ? resolve_via_gateway(d, t, accept, rq, &um, &ue)
               : upstream_manifest_resolve(d->up, t->registry, t->name, t->tag, accept, &um, &ue);
@@ -217,7 +218,7 @@ static int resolve_tag(struct edgepulld *d, const struct ref_target *t, const ch
     *stale = true;
     return 0;
   }
-  if (via_gateway && ue.code != EP_ENOTFOUND && d->cfg.upstream_fallback) {
+  if (via_gateway && ue.code != EP_ENOTFOUND && d->upstream_fallback) {
     ep_log_warn("tag %s/%s:%s: gateway: %s; resolving upstream (--upstream-fallback)", t->registry,
                 t->name, t->tag, ue.msg);
     r = upstream_manifest_resolve(d->up, t->registry, t->name, t->tag, accept, &um, &ue);
@@ -240,7 +241,7 @@ static int resolve_tag(struct edgepulld *d, const struct ref_target *t, const ch
   return r;
 }
 
-int mirror_manifest_req(struct edgepulld *d, const struct ref_target *t, const char *accept,
+int mirror_manifest_req(const struct mirror_deps *d, const struct ref_target *t, const char *accept,
                         const struct fetch_request *rq, struct mirror_manifest *out, ep_err *err) {
   memset(out, 0, sizeof *out);
   digest_t dg = t->digest;
@@ -252,7 +253,7 @@ int mirror_manifest_req(struct edgepulld *d, const struct ref_target *t, const c
   return fetch_by_digest(d, t, &dg, accept, rq, out, err);
 }
 
-int mirror_manifest(struct edgepulld *d, const struct ref_target *t, const char *accept,
+int mirror_manifest(const struct mirror_deps *d, const struct ref_target *t, const char *accept,
                     struct mirror_manifest *out, ep_err *err) {
   return mirror_manifest_req(d, t, accept, NULL, out, err);
 }
