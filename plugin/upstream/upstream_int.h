@@ -1,7 +1,9 @@
-/* Internals shared by upstream.c (handles, requests, redirects, manifests,
- * blobs) and upstream_auth.c (challenges, tokens, the authenticated call).
- * Not part of the contract: only those two files and the unit test include
- * it. */
+/* Internals of the upstream module, shared by its files, which call one
+ * way: upstream.c (the handle, the registry API) -> upstream_auth.c
+ * (registry map, challenges, tokens, the authenticated call) ->
+ * upstream_transport.c (names, the xfer, one request and its redirects,
+ * answers) <- upstream_peer.c (the peer client). Not part of the contract:
+ * only those files and the unit test include it. */
 #ifndef EP_PLUGIN_UPSTREAM_INT_H
 #define EP_PLUGIN_UPSTREAM_INT_H
 
@@ -128,7 +130,7 @@ int upstream_perform(upstream *u, const struct upstream_req *r, const struct ups
  * basic credentials. EP_EAUTH when that fails. */
 int upstream_call(upstream *u, const struct upstream_req *r, struct upstream_xfer *x, ep_err *err);
 
-/* Helpers of upstream.c shared with upstream_peer.c. */
+/* upstream_transport.c: names and answers, for every client. */
 bool upstream_repo_valid(const char *r);
 bool upstream_tag_valid(const char *t);
 /* Checks a manifest reference (tag or digest); sets *by_digest and, for a
