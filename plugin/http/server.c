@@ -154,7 +154,8 @@ static enum MHD_Result serve_stored_blob(struct server *s, struct MHD_Connection
     ep_log_debug("index: touching %s: %s", d->hex, e.msg);
   if (count) /* sendfile gives no progress: counted when queued */
     fetcher_count_served(s->d.fetch, len);
-  /* MHD owns fd from here and closes it, also when creation fails. */
+  /* Once the response exists MHD owns fd and closes it with the response;
+   * when creation fails the fd is still ours. */
   struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(len, fd, first);
   if (resp == NULL)
     close(fd);
