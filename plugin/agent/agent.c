@@ -323,8 +323,10 @@ int agent_config_deploy_options(const struct edgepulld_config *cfg, struct deplo
                                 ep_err *err) {
   struct agent_params p;
   int r = agent_params_from_config(cfg, &p, err);
-  if (r < 0 || (r = agent_params_deploy_options(&p, cfg->listen, o, err)) < 0)
+  if (r < 0)
     return r;
+  if ((r = agent_params_deploy_options(&p, cfg->listen, o, err)) < 0)
+    return ep_wrap(err, "deploy worker");
   snprintf(o->containerd_address, sizeof o->containerd_address, "%s", cfg->containerd_address);
   snprintf(o->docker_socket, sizeof o->docker_socket, "%s", cfg->docker_socket);
   return 0;

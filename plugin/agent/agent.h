@@ -44,7 +44,8 @@ struct agent_deps {
 int agent_start(const struct edgepulld_config *cfg, const struct agent_deps *deps,
                 struct agent **out, ep_err *err);
 /* The deploy worker's options for the node cfg describes (see
- * agent_deploy_options), with cfg's runtime sockets. */
+ * agent_deploy_options), with cfg's runtime sockets. Checks the agent's
+ * parameters as agent_start does. */
 int agent_config_deploy_options(const struct edgepulld_config *cfg, struct deploy_options *o,
                                 ep_err *err);
 /* Publishes offline state, disconnects, joins the threads, frees. */

@@ -129,7 +129,9 @@ static int open_locality(struct edgepulld *d, ep_err *err) {
   edgepulld_deploy_deps(d, &dd);
   deployer *w = NULL;
   int r = agent_config_deploy_options(&d->cfg, &o, err);
-  if (r < 0 || (r = deploy_new(&dd, &o, deploy_progress, d, &w, err)) < 0)
+  if (r < 0)
+    return ep_wrap(err, "locality agent");
+  if ((r = deploy_new(&dd, &o, deploy_progress, d, &w, err)) < 0)
     return ep_wrap(err, "locality agent: deploy worker");
   pthread_mutex_lock(&d->deploy_mu);
   d->deploy = w;
