@@ -31,9 +31,8 @@ function(_ep_include_dir target dir out)
   set(inc ${CMAKE_BINARY_DIR}/include/${target})
   get_filename_component(parent ${inc}/${dir} DIRECTORY)
   file(MAKE_DIRECTORY ${parent})
-  if(NOT EXISTS ${inc}/${dir})
-    file(CREATE_LINK ${CMAKE_SOURCE_DIR}/${dir} ${inc}/${dir} SYMBOLIC)
-  endif()
+  # Replaced at every configure, so a moved source tree is followed.
+  file(CREATE_LINK ${CMAKE_SOURCE_DIR}/${dir} ${inc}/${dir} SYMBOLIC)
   set(${out} ${inc} PARENT_SCOPE)
 endfunction()
 
