@@ -1,6 +1,8 @@
-/* Internals shared by coord.c (membership, publishing) and coord_recover.c
- * (recovery from retained messages, resync after a reconnect). Not a
- * public header: nothing outside coordinator/coord*.c includes it. */
+/* Internals shared by coord.c (membership), coord_nodes.c (the node table,
+ * publishing), coord_recover.c (recovery from retained messages, resync
+ * after a reconnect) and coord_report.c (suspect reports). The call order is
+ * one way: coord.c -> coord_recover.c, coord_report.c -> coord_nodes.c.
+ * Not a public header: nothing outside coordinator/coord*.c includes it. */
 #ifndef EP_COORDINATOR_COORD_INT_H
 #define EP_COORDINATOR_COORD_INT_H
 
@@ -57,6 +59,8 @@ struct coord {
   bool connected;
 };
 
+/* ---- coord_nodes.c ---- */
+
 struct coord_node *coord_node_find(coord *c, const char *id);
 /* Finds or creates; NULL when the table is full. */
 struct coord_node *coord_node_get(coord *c, const char *id);
@@ -67,6 +71,8 @@ void coord_node_drop(coord *c, struct coord_node *n);
 size_t coord_sync(coord *c, const char *reason);
 /* Clears n's retained parent message when the broker holds one. */
 void coord_clear_parent(coord *c, struct coord_node *n, const char *reason);
+
+/* ---- coord_recover.c ---- */
 
 void coord_recover(coord *c, int64_t now_ms);
 void coord_resync_begin(coord *c, int64_t now_ms);

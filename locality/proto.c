@@ -75,6 +75,17 @@ bool proto_id_valid(const char *id) {
   return true;
 }
 
+/* Here, not in proto_deploy.c, because topic parsing needs it: proto.c
+ * never calls into proto_deploy.c. */
+bool proto_deploy_id_valid(const char *id) {
+  if (id == NULL || strnlen(id, PROTO_DEPLOY_ID_LEN + 1) != PROTO_DEPLOY_ID_LEN)
+    return false;
+  for (size_t i = 0; i < PROTO_DEPLOY_ID_LEN; i++)
+    if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+      return false;
+  return true;
+}
+
 /* Host name, IPv4 or IPv6 literal (no brackets, optional %zone); may be "". */
 bool proto_addr_valid(const char *s) {
   for (; *s != '\0'; s++) {

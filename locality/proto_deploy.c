@@ -16,15 +16,6 @@
 
 /* ---- value classes --------------------------------------------------------- */
 
-bool proto_deploy_id_valid(const char *id) {
-  if (id == NULL || strnlen(id, PROTO_DEPLOY_ID_LEN + 1) != PROTO_DEPLOY_ID_LEN)
-    return false;
-  for (size_t i = 0; i < PROTO_DEPLOY_ID_LEN; i++)
-    if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
-      return false;
-  return true;
-}
-
 bool proto_image_valid(const char *s) {
   if (s == NULL)
     return false;

@@ -1,6 +1,7 @@
 /* Internals shared by the files of the protocol module (proto.c: topics,
- * state, inventory, parent; proto_deploy.c: deploy, progress, report).
- * Nothing outside locality/proto*.c includes this. */
+ * value classes, the JSON helpers below, state, inventory, parent;
+ * proto_deploy.c: deploy, progress, report, built on proto.c, which never
+ * calls it). Nothing outside locality/proto*.c includes this. */
 #ifndef EP_LOCALITY_PROTO_INT_H
 #define EP_LOCALITY_PROTO_INT_H
 

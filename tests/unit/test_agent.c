@@ -1,4 +1,4 @@
-/* Unit tests for the node agent (plugin/agent*.c).
+/* Unit tests for the node agent (plugin/agent/agent*.c).
  *
  * Without a broker: an agent built by agent_create (no network) gets
  * messages through agent_handle_message and writes a real index in a temp
@@ -32,8 +32,8 @@
 
 #include <cmocka.h>
 
-#include "plugin/agent_int.h"
-#include "plugin/daemon.h"
+#include "plugin/agent/agent_int.h"
+#include "plugin/daemon/daemon.h"
 
 struct fx {
   char dir[64];
@@ -503,7 +503,7 @@ static void test_params(void **state) {
   struct edgepulld d = {0};
   struct agent *a = (struct agent *)&d;
   config_defaults(&d.cfg);
-  assert_int_equal(agent_start(&d, &a, &e), 0);
+  assert_int_equal(agent_start(&d.cfg, &(struct agent_deps){.idx = d.idx}, &a, &e), 0);
   assert_null(a);
 }
 
@@ -606,7 +606,7 @@ static void node_start(struct node *n, const char *id, int port, unsigned first_
   snprintf(n->d.cfg.peer_listen, sizeof n->d.cfg.peer_listen, "127.0.0.1:%d", port + 1);
   n->d.cfg.keepalive_s = 5;
   n->d.cfg.heartbeat_s = 1;
-  if (agent_start(&n->d, &n->d.agent, &e) < 0)
+  if (agent_start(&n->d.cfg, &(struct agent_deps){.idx = n->d.idx}, &n->d.agent, &e) < 0)
     fail_msg("agent_start: %s", e.msg);
   assert_non_null(n->d.agent);
 }
@@ -749,17 +749,18 @@ struct got_deploy {
   struct proto_deploy last;
 };
 
-static void deploy_hook(void *ud, const struct proto_deploy *d) {
+static int deploy_hook(void *ud, const struct proto_deploy *d, ep_err *err) {
   struct got_deploy *g = ud;
   g->calls++;
   g->last = *d;
+  return 0;
 }
 
 static void test_deploy_dispatch(void **state) {
   struct fx *f = *state;
   struct got_deploy g = {0};
-  f->a->on_deploy = deploy_hook;
-  f->a->on_deploy_ud = &g;
+  f->a->deps.on_deploy = deploy_hook;
+  f->a->deps.ud = &g;
   const char *topic = "edgepull/v1/loc/deploy";
   const char *good = "{\"v\":1,\"id\":\"00112233aabbccdd\",\"image\":\"alpine:3\","
                      "\"platforms\":[\"linux/arm/v7\"],\"import\":\"docker\",\"ts\":1}";
@@ -781,7 +782,7 @@ static void test_deploy_dispatch(void **state) {
   assert_true(agent_handle_message(f->a, "edgepull/v1/other/deploy", good, strlen(good)) < 0);
   assert_int_equal(g.calls, 1);
   /* Without a hook nor a worker (no daemon): ignored, not an error. */
-  f->a->on_deploy = NULL;
+  f->a->deps.on_deploy = NULL;
   assert_int_equal(agent_handle_message(f->a, topic, good, strlen(good)), 1);
   /* Reports and progress are for others. */
   const char *rep = "{\"v\":1,\"id\":\"n2\",\"suspect\":\"n1\",\"digest\":\"sha256:"

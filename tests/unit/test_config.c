@@ -1,4 +1,4 @@
-/* Unit tests for plugin/config.c: defaults, flags, INI files (registry
+/* Unit tests for plugin/config/config.c: defaults, flags, INI files (registry
  * sections, password files) and hostile or broken configuration. */
 #include <fcntl.h>
 #include <ftw.h>
@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "plugin/config.h"
+#include "plugin/config/config.h"
 
 #define ARGC(a) ((int)(sizeof(a) / sizeof((a)[0])))
 

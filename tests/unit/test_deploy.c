@@ -1,4 +1,4 @@
-/* Unit tests for the deploy worker's pure parts (plugin/deploy_ref.c,
+/* Unit tests for the deploy worker's pure parts (plugin/deploy/deploy_ref.c,
  * deploy_plan.c, deploy_import.c): image references with Docker's rules,
  * platform strings, which platforms a node fetches, reading image
  * manifests and indexes (hostile ones included), and the names and files
@@ -31,11 +31,9 @@
 #include "tests/unit/ep_test.h"
 
 #include "fake_registry.c"
-#include "plugin/daemon.h"
-#include "plugin/deploy_int.h"
-#include "plugin/listen.h"
-#include "plugin/server.h"
-#include "plugin/sources.h"
+#include "plugin/daemon/daemon.h"
+#include "plugin/deploy/deploy_int.h"
+#include "plugin/http/listen.h"
 
 #define HEXA "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define HEXB "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
@@ -290,7 +288,7 @@ static int start_server(struct e2e_node *n, enum server_mode mode, uint16_t *por
   if (listen_open("127.0.0.1:0", &fd, &e) < 0)
     return -1;
   *port = fd_port(fd);
-  return server_start_mode(&n->d, fd, mode, mode == SERVER_PEER ? &n->d.peer : &n->d.local, &e);
+  return edgepulld_serve(&n->d, fd, mode, &e);
 }
 
 static void on_progress(void *ud, const struct proto_progress *p, bool final) {
@@ -314,13 +312,12 @@ static int e2e_open(struct e2e_node *n, const char *id, bool gateway, uint16_t r
   snprintf(n->d.cfg.state_dir, sizeof n->d.cfg.state_dir, "%s", n->dir);
   snprintf(n->d.cfg.node_id, sizeof n->d.cfg.node_id, "%s", id);
   n->d.cfg.gateway = gateway;
-  n->d.source_wait_ms = 200;
   ep_err e = {0};
   char spec[128];
   snprintf(spec, sizeof spec, "%s=http://127.0.0.1:%u", E2E_REG, reg_port);
   if (reg_port != 0 && config_add_registry_mapping(&n->d.cfg, spec, &e) < 0)
     return -1;
-  if (edgepulld_open(&n->d, &e) < 0) {
+  if (edgepulld_open(&n->d, &(struct edgepulld_options){.source_wait_ms = 200}, &e) < 0) {
     fprintf(stderr, "open %s: %s\n", id, e.msg);
     return -1;
   }
@@ -333,17 +330,13 @@ static int e2e_open(struct e2e_node *n, const char *id, bool gateway, uint16_t r
   snprintf(o.containerd_address, sizeof o.containerd_address, "%s/no-containerd.sock", n->dir);
   snprintf(o.docker_socket, sizeof o.docker_socket, "%s/no-docker.sock", n->dir);
   o.import_timeout_s = 20;
-  return deploy_new(&n->d, &o, on_progress, n, &n->w, &e);
+  struct deploy_deps dd;
+  edgepulld_deploy_deps(&n->d, &dd);
+  return deploy_new(&dd, &o, on_progress, n, &n->w, &e);
 }
 
 static void e2e_close(struct e2e_node *n) {
   deploy_free(n->w);
-  server_quiesce(n->d.local);
-  server_quiesce(n->d.peer);
-  if (n->d.fetch != NULL)
-    fetcher_stop(n->d.fetch);
-  server_stop(n->d.local);
-  server_stop(n->d.peer);
   edgepulld_close(&n->d);
   pthread_cond_destroy(&n->cv);
   pthread_mutex_destroy(&n->mu);

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "plugin/listen.h"
+#include "plugin/http/listen.h"
 
 static void test_parse_good(void **state) {
   struct sockaddr_storage ss;

@@ -24,10 +24,8 @@
 #include <curl/curl.h>
 
 #include "fake_registry.c"
-#include "plugin/daemon.h"
-#include "plugin/listen.h"
-#include "plugin/server.h"
-#include "plugin/sources.h"
+#include "plugin/daemon/daemon.h"
+#include "plugin/http/listen.h"
 
 #define BLOB_LEN (3 * 1024 * 1024 + 77)
 #define REG "reg.test"
@@ -69,8 +67,7 @@ static int start_server(struct node *n, enum server_mode mode, uint16_t *port) {
   if (listen_open("127.0.0.1:0", &fd, &e) < 0)
     return -1;
   *port = fd_port(fd);
-  struct server **out = mode == SERVER_PEER ? &n->d.peer : &n->d.local;
-  return server_start_mode(&n->d, fd, mode, out, &e);
+  return edgepulld_serve(&n->d, fd, mode, &e);
 }
 
 static int node_open(struct node *n, const char *id, bool gateway, uint16_t reg_port) {
@@ -83,13 +80,12 @@ static int node_open(struct node *n, const char *id, bool gateway, uint16_t reg_
   n->d.cfg.gateway = gateway;
   n->d.cfg.peer_stall_timeout_s = 2;
   snprintf(n->d.peer_secret, sizeof n->d.peer_secret, "%s", SECRET);
-  n->d.source_wait_ms = 200;
   ep_err e = {0};
   char spec[128];
   snprintf(spec, sizeof spec, "%s=http://127.0.0.1:%u", REG, reg_port);
   if (reg_port != 0 && config_add_registry_mapping(&n->d.cfg, spec, &e) < 0)
     return -1;
-  if (edgepulld_open(&n->d, &e) < 0) {
+  if (edgepulld_open(&n->d, &(struct edgepulld_options){.source_wait_ms = 200}, &e) < 0) {
     fprintf(stderr, "open %s: %s\n", id, e.msg);
     return -1;
   }
@@ -100,12 +96,6 @@ static int node_open(struct node *n, const char *id, bool gateway, uint16_t reg_
 }
 
 static void node_close(struct node *n) {
-  server_quiesce(n->d.local);
-  server_quiesce(n->d.peer);
-  if (n->d.fetch != NULL)
-    fetcher_stop(n->d.fetch);
-  server_stop(n->d.local);
-  server_stop(n->d.peer);
   edgepulld_close(&n->d);
   if (ep_test_rmrf(n->dir) != 0)
     fprintf(stderr, "cleanup of %s failed\n", n->dir);

@@ -1,4 +1,4 @@
-/* Unit tests for plugin/ref.c: hostile names, tags, hosts, request paths and
+/* Unit tests for plugin/ref/ref.c: hostile names, tags, hosts, request paths and
  * Range headers. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "plugin/ref.h"
+#include "plugin/ref/ref.h"
 
 #define HEX64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define HEX128 HEX64 HEX64

@@ -1,4 +1,4 @@
-/* Unit tests for source selection (plugin/sources.c) on a real locality
+/* Unit tests for source selection (plugin/fetch/sources.c) on a real locality
  * index in a temporary directory: the parent first, then online holders
  * (never this node, the excluded node, a suspect, an offline node or one
  * without a peer port), the upstream only when allowed, the bound on the
@@ -16,12 +16,13 @@
 
 #include <cmocka.h>
 
-#include "plugin/daemon.h"
-#include "plugin/sources.h"
+#include "plugin/daemon/daemon.h"
+#include "plugin/fetch/sources.h"
 
 struct fx {
   char dir[64];
   struct edgepulld d;
+  struct sources_deps deps;
   digest_t blob;
 };
 
@@ -55,7 +56,10 @@ static int setup(void **state) {
   char path[128];
   snprintf(path, sizeof path, "%s/index.db", x->dir);
   ep_err e = {0};
-  if (index_open(path, &x->d.idx, &e) < 0 || sources_new(&x->d.src, &e) < 0)
+  if (index_open(path, &x->d.idx, &e) < 0)
+    return -1;
+  x->deps = (struct sources_deps){.idx = x->d.idx, .node_id = x->d.cfg.node_id};
+  if (sources_new(&x->deps, &x->d.src, &e) < 0)
     return -1;
   digest_buffer("blob", 4, &x->blob);
   index_db *db = x->d.idx;
@@ -95,8 +99,8 @@ static void set_parent(struct fx *x, const char *id, const char *addr, uint16_t 
 static void test_standalone_is_upstream_only(void **state) {
   struct fx *x = *state;
   struct fetch_source out[FETCH_SOURCES_MAX];
-  assert_false(sources_in_locality(&x->d));
-  assert_int_equal(sources_pick(&x->d, &x->blob, NULL, out, FETCH_SOURCES_MAX), 1);
+  assert_false(sources_in_locality(x->d.src));
+  assert_int_equal(sources_pick(x->d.src, &x->blob, NULL, out, FETCH_SOURCES_MAX), 1);
   assert_int_equal(out[0].kind, SRC_UPSTREAM);
 }
 
@@ -104,7 +108,7 @@ static void test_parent_then_holders(void **state) {
   struct fx *x = *state;
   set_parent(x, "gw", "198.18.0.1", 5051);
   struct fetch_source out[FETCH_SOURCES_MAX];
-  int n = sources_pick(&x->d, &x->blob, NULL, out, FETCH_SOURCES_MAX);
+  int n = sources_pick(x->d.src, &x->blob, NULL, out, FETCH_SOURCES_MAX);
   assert_int_equal(n, 3); /* gw (parent), a, d; not b, c, self; no upstream */
   assert_int_equal(out[0].kind, SRC_PEER);
   assert_string_equal(out[0].node, "gw");
@@ -118,7 +122,7 @@ static void test_parent_holding_it_is_listed_once(void **state) {
   struct fx *x = *state;
   set_parent(x, "a", "198.18.0.2", 5051);
   struct fetch_source out[FETCH_SOURCES_MAX];
-  int n = sources_pick(&x->d, &x->blob, NULL, out, FETCH_SOURCES_MAX);
+  int n = sources_pick(x->d.src, &x->blob, NULL, out, FETCH_SOURCES_MAX);
   assert_int_equal(n, 2);
   assert_string_equal(out[0].node, "a");
   assert_string_equal(out[1].node, "d");
@@ -128,10 +132,10 @@ static void test_exclude(void **state) {
   struct fx *x = *state;
   set_parent(x, "gw", "198.18.0.1", 5051);
   struct fetch_source out[FETCH_SOURCES_MAX];
-  int n = sources_pick(&x->d, &x->blob, "gw", out, FETCH_SOURCES_MAX);
+  int n = sources_pick(x->d.src, &x->blob, "gw", out, FETCH_SOURCES_MAX);
   assert_int_equal(n, 2);
   assert_string_equal(out[0].node, "a");
-  n = sources_pick(&x->d, &x->blob, "a", out, FETCH_SOURCES_MAX);
+  n = sources_pick(x->d.src, &x->blob, "a", out, FETCH_SOURCES_MAX);
   assert_int_equal(n, 2);
   assert_string_equal(out[0].node, "gw");
   assert_string_equal(out[1].node, "d");
@@ -147,7 +151,7 @@ static void test_suspects_skipped_and_expire(void **state) {
   assert_false(sources_is_suspect(x->d.src, "d", now));
   assert_false(sources_is_suspect(x->d.src, "gw", now + SOURCES_SUSPECT_S + 1));
   struct fetch_source out[FETCH_SOURCES_MAX];
-  int n = sources_pick(&x->d, &x->blob, NULL, out, FETCH_SOURCES_MAX);
+  int n = sources_pick(x->d.src, &x->blob, NULL, out, FETCH_SOURCES_MAX);
   assert_int_equal(n, 2);
   assert_string_equal(out[0].node, "a");
   assert_string_equal(out[1].node, "d");
@@ -169,29 +173,29 @@ static void test_suspect_list_is_bounded(void **state) {
 static void test_upstream_when_allowed(void **state) {
   struct fx *x = *state;
   set_parent(x, "gw", "198.18.0.1", 5051);
-  x->d.cfg.upstream_fallback = true;
+  x->deps.upstream_fallback = true;
   struct fetch_source out[FETCH_SOURCES_MAX];
-  int n = sources_pick(&x->d, &x->blob, NULL, out, FETCH_SOURCES_MAX);
+  int n = sources_pick(x->d.src, &x->blob, NULL, out, FETCH_SOURCES_MAX);
   assert_int_equal(n, 4);
   assert_int_equal(out[3].kind, SRC_UPSTREAM);
-  x->d.cfg.upstream_fallback = false;
-  x->d.cfg.gateway = true;
+  x->deps.upstream_fallback = false;
+  x->deps.gateway = true;
   digest_t other;
   digest_buffer("nobody holds it", 15, &other);
-  n = sources_pick(&x->d, &other, NULL, out, FETCH_SOURCES_MAX);
+  n = sources_pick(x->d.src, &other, NULL, out, FETCH_SOURCES_MAX);
   assert_int_equal(n, 2); /* parent, upstream */
   assert_int_equal(out[1].kind, SRC_UPSTREAM);
-  x->d.cfg.gateway = false;
+  x->deps.gateway = false;
 }
 
 static void test_bounded_by_max(void **state) {
   struct fx *x = *state;
   set_parent(x, "gw", "198.18.0.1", 5051);
-  x->d.cfg.upstream_fallback = true;
+  x->deps.upstream_fallback = true;
   struct fetch_source out[2];
-  assert_int_equal(sources_pick(&x->d, &x->blob, NULL, out, 2), 2);
+  assert_int_equal(sources_pick(x->d.src, &x->blob, NULL, out, 2), 2);
   assert_string_equal(out[1].node, "a");
-  x->d.cfg.upstream_fallback = false;
+  x->deps.upstream_fallback = false;
 }
 
 static void test_no_parent_no_holder_is_empty(void **state) {
@@ -201,17 +205,17 @@ static void test_no_parent_no_holder_is_empty(void **state) {
   digest_t other;
   digest_buffer("nobody holds it", 15, &other);
   struct fetch_source out[FETCH_SOURCES_MAX];
-  assert_int_equal(sources_pick(&x->d, &other, NULL, out, FETCH_SOURCES_MAX), 0);
+  assert_int_equal(sources_pick(x->d.src, &other, NULL, out, FETCH_SOURCES_MAX), 0);
 }
 
 static void test_gateway_lookup(void **state) {
   struct fx *x = *state;
   struct fetch_source gw;
-  assert_int_equal(sources_gateway(&x->d, &gw), 1);
+  assert_int_equal(sources_gateway(x->d.src, &gw), 1);
   assert_string_equal(gw.node, "gw");
   assert_string_equal(gw.base_url, "http://198.18.0.1:5051");
   put_node(x->d.idx, "gw", "198.18.0.1", 5051, false, true);
-  assert_int_equal(sources_gateway(&x->d, &gw), 0);
+  assert_int_equal(sources_gateway(x->d.src, &gw), 0);
 }
 
 static void test_base_url_hostile(void **state) {

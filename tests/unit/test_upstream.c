@@ -14,8 +14,8 @@
 #include <cmocka.h>
 
 #include "fake_registry.c"
-#include "plugin/upstream.h"
-#include "plugin/upstream_int.h"
+#include "plugin/upstream/upstream.h"
+#include "plugin/upstream/upstream_int.h"
 
 #define HOST "reg.test"
 #define REPO "library/alpine"

@@ -1,0 +1,80 @@
+/* The daemon's context: everything one edgepulld instance owns, passed
+ * explicitly so that tests can run two instances in one process.
+ *
+ * This is the one place that knows every module: edgepulld_open builds each
+ * module's small *_deps struct from the configuration and the handles it
+ * opened, and wires the callbacks between them (the agent hands parent
+ * assignments to source selection and deploy requests to the deploy worker;
+ * source selection reports suspect peers to the agent; the fetcher
+ * announces committed blobs through the agent). No module below includes
+ * this header. edgepulld_stop and edgepulld_close hold the one shutdown
+ * order, used by main.c and by the tests. */
+#ifndef EP_PLUGIN_DAEMON_H
+#define EP_PLUGIN_DAEMON_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "plugin/config/config.h"
+#include "plugin/deploy/deploy.h"
+#include "plugin/fetch/fetch.h"
+#include "plugin/fetch/sources.h"
+#include "plugin/http/server.h"
+#include "plugin/mirror/mirror.h"
+#include "plugin/upstream/upstream.h"
+#include "store/index.h"
+#include "store/pipe.h"
+#include "store/store.h"
+
+struct agent;
+
+#define EDGEPULLD_SECRET_MAX 4096
+
+/* What the configuration does not say (the tests set these). */
+struct edgepulld_options {
+  int source_wait_ms; /* fetcher: wait for a source to appear; 0 = its default */
+};
+
+struct edgepulld {
+  struct edgepulld_config cfg;
+  store *st;
+  index_db *idx;
+  upstream *up;
+  pipe_table *pipes;
+  fetcher *fetch;
+  struct server *local;                       /* the runtime's endpoint (loopback) */
+  struct server *peer;                        /* the peer endpoint (--peer-listen), NULL when off */
+  struct sources *src;                        /* source order and suspect peers */
+  struct sources_deps src_deps;               /* referenced by src */
+  struct mirror_deps mirror;                  /* manifests: what the mirror uses */
+  char peer_secret[EDGEPULLD_SECRET_MAX + 1]; /* --peer-secret-file, "" = none */
+  /* Guards `agent` against fetch and deploy threads reporting while
+   * edgepulld_close stops it (initialized by edgepulld_open). */
+  pthread_mutex_t agent_mu;
+  struct agent *agent; /* locality member over MQTT; NULL when standalone */
+  /* Guards `deploy` against the agent handing a request over while
+   * edgepulld_close stops the worker. */
+  pthread_mutex_t deploy_mu;
+  deployer *deploy; /* the deploy worker; NULL when standalone */
+  bool mu_ready;    /* agent_mu and deploy_mu initialized */
+};
+
+/* Opens the store, index and upstream client from d->cfg, the fetcher, and
+ * the node agent and deploy worker when a broker is configured. opt may be
+ * NULL (defaults). */
+int edgepulld_open(struct edgepulld *d, const struct edgepulld_options *opt, ep_err *err);
+/* Serves mode's endpoint on listen_fd (owned from then on, also on
+ * failure): d->local for SERVER_LOCAL, d->peer for SERVER_PEER. */
+int edgepulld_serve(struct edgepulld *d, int listen_fd, enum server_mode mode, ep_err *err);
+/* The deploy worker's view of the daemon (the fetcher, store, index and
+ * mirror). */
+void edgepulld_deploy_deps(struct edgepulld *d, struct deploy_deps *out);
+/* Stops serving: both endpoints stop accepting, fetches stop (waking every
+ * reader), then the endpoints' connection threads are joined. Idempotent. */
+void edgepulld_stop(struct edgepulld *d);
+/* edgepulld_stop, then stops the deploy worker and the agent (the locality
+ * sees this node offline at once), then fetches and readers; frees
+ * everything opened. Safe on partial opens. */
+void edgepulld_close(struct edgepulld *d);
+
+#endif

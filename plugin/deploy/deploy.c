@@ -1,0 +1,362 @@
+/* The node-side deploy worker (plugin/deploy/deploy.h, docs/deploy.md).
+ *
+ * Threads: deploy_submit() runs on the agent's mosquitto thread and only
+ * starts a job thread (at most DEPLOY_RUNNING_MAX at once; finished jobs are
+ * joined lazily by the next submit or by deploy_free). A job thread resolves
+ * the manifests, then starts up to DEPLOY_PARALLEL fetch threads that take
+ * blobs from the job's list, and itself wakes every DEPLOY_TICK_MS to publish
+ * progress until they are done. Counters and the first error live under the
+ * job's mutex. Stopping (deploy_free) is an atomic flag the fetch threads
+ * look at between pipe reads, which time out every second, so a stalled
+ * source never holds up edgepulld's shutdown.
+ *
+ * Bytes land in the store through the fetcher's single-flight pipes: reading
+ * a pipe to its end and throwing the bytes away is all a prefetch needs, and
+ * the same fetch serves the runtime and child peers at the same time.
+ *
+ * Uplink and peer bytes: deltas of the fetcher's per-source counters
+ * (fetcher_stats) over the deploy, so a resumed blob counts only what really
+ * crossed; a pull running at the same time on this node is counted too. */
+#include "plugin/deploy/deploy.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "plugin/deploy/deploy_int.h"
+#include "plugin/mirror/mirror.h"
+
+#define DEPLOY_SEEN_MAX 64
+#define DEPLOY_READ_BUF (64 * 1024)
+#define DEPLOY_PIPE_WAIT_MS 1000
+
+struct deploy_job {
+  deployer *w;
+  struct proto_deploy req;
+  struct deploy_ref ref;
+  pthread_t th;
+  bool finished; /* under w->mu */
+
+  pthread_mutex_t mu; /* guards the fields below */
+  pthread_cond_t cv;
+  struct deploy_blob *blobs;
+  size_t nblobs, next;
+  unsigned active; /* fetch threads running */
+  uint64_t blobs_done, bytes_done, bytes_total;
+  struct fetch_stats stats0; /* the fetcher's counters when the deploy began */
+  bool failed;
+  char error[PROTO_TEXT_MAX + 1];
+};
+
+struct deployer {
+  struct deploy_deps d;
+  struct deploy_options o;
+  deploy_progress_fn progress;
+  void *ud;
+  atomic_bool stopping;
+  pthread_mutex_t mu; /* guards jobs and seen */
+  struct deploy_job *jobs[DEPLOY_RUNNING_MAX];
+  char seen[DEPLOY_SEEN_MAX][PROTO_ID_MAX + 1];
+  size_t nseen;
+};
+
+static void job_fail(struct deploy_job *j, const char *fmt, ...) EP_PRINTF(2, 3);
+static void job_fail(struct deploy_job *j, const char *fmt, ...) {
+  pthread_mutex_lock(&j->mu);
+  if (!j->failed) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(j->error, sizeof j->error, fmt, ap);
+    va_end(ap);
+    proto_text_sanitize(j->error);
+    if (j->error[0] == '\0')
+      snprintf(j->error, sizeof j->error, "failed");
+    j->failed = true;
+  }
+  pthread_mutex_unlock(&j->mu);
+}
+
+static void job_publish(struct deploy_job *j, bool final) {
+  struct proto_progress p;
+  memset(&p, 0, sizeof p);
+  snprintf(p.id, sizeof p.id, "%s", j->req.id);
+  snprintf(p.node, sizeof p.node, "%s", j->w->o.node);
+  pthread_mutex_lock(&j->mu);
+  p.state =
+      !final ? PROTO_PROGRESS_RUNNING : (j->failed ? PROTO_PROGRESS_FAILED : PROTO_PROGRESS_DONE);
+  p.blobs_total = j->nblobs;
+  p.blobs_done = j->blobs_done;
+  p.bytes_total = j->bytes_total;
+  p.bytes_done = j->bytes_done;
+  struct fetch_stats now;
+  fetcher_stats(j->w->d.fetch, &now);
+  p.uplink_bytes = now.upstream_bytes - j->stats0.upstream_bytes;
+  p.peer_bytes = now.peer_bytes - j->stats0.peer_bytes;
+  if (final && j->failed)
+    snprintf(p.error, sizeof p.error, "%s", j->error);
+  pthread_mutex_unlock(&j->mu);
+  p.ts = (int64_t)time(NULL);
+  if (j->w->progress != NULL)
+    j->w->progress(j->w->ud, &p, final);
+}
+
+/* ---- fetching ---------------------------------------------------------------- */
+
+static int read_to_end(struct deploy_job *j, blob_pipe *p, const digest_t *dg, char *buf,
+                       ep_err *err) {
+  deployer *w = j->w;
+  uint64_t off = 0;
+  for (;;) {
+    long n = pipe_read(p, off, buf, DEPLOY_READ_BUF, DEPLOY_PIPE_WAIT_MS);
+    if (n > 0) {
+      off += (uint64_t)n;
+      pthread_mutex_lock(&j->mu);
+      j->bytes_done += (uint64_t)n;
+      pthread_mutex_unlock(&j->mu);
+    } else if (n == 0) {
+      return 0;
+    } else if (n == PIPE_TIMEOUT) {
+      if (atomic_load(&w->stopping))
+        return ep_error(err, EP_ECANCELED, "edgepulld is stopping");
+    } else {
+      ep_err e = {0};
+      if (fetcher_last_error(w->d.fetch, dg, &e) != 0 && e.msg[0] != '\0')
+        return ep_error(err, e.code != 0 ? e.code : EP_EIO, "%s", e.msg);
+      return ep_error(err, EP_EIO, "the fetch failed");
+    }
+  }
+}
+
+static int fetch_one(struct deploy_job *j, const struct deploy_blob *b, char *buf, ep_err *err) {
+  deployer *w = j->w;
+  char ds[DIGEST_STR_LEN + 1];
+  digest_format(&b->digest, ds);
+  if (store_has(w->d.st, &b->digest, NULL, NULL) == 1) {
+    pthread_mutex_lock(&j->mu);
+    j->bytes_done += b->size;
+    pthread_mutex_unlock(&j->mu);
+    return 0;
+  }
+  blob_pipe *p = NULL;
+  int r = fetcher_open(w->d.fetch, j->ref.registry, j->ref.repo, &b->digest, &p, err);
+  if (r < 0)
+    return ep_wrap(err, "blob %.19s", ds);
+  r = read_to_end(j, p, &b->digest, buf, err);
+  pipe_unref(p);
+  return r < 0 ? ep_wrap(err, "blob %.19s", ds) : 0;
+}
+
+static void *fetch_main(void *ud) {
+  struct deploy_job *j = ud;
+  char *buf = malloc(DEPLOY_READ_BUF);
+  for (;;) {
+    pthread_mutex_lock(&j->mu);
+    bool stop = j->failed || j->next >= j->nblobs || buf == NULL;
+    struct deploy_blob b = stop ? (struct deploy_blob){0} : j->blobs[j->next++];
+    pthread_mutex_unlock(&j->mu);
+    if (stop)
+      break;
+    ep_err e = {0};
+    if (atomic_load(&j->w->stopping)) {
+      job_fail(j, "edgepulld is stopping");
+      break;
+    }
+    if (fetch_one(j, &b, buf, &e) < 0) {
+      job_fail(j, "%s", e.msg);
+      break;
+    }
+    pthread_mutex_lock(&j->mu);
+    j->blobs_done++;
+    pthread_mutex_unlock(&j->mu);
+  }
+  if (buf == NULL)
+    job_fail(j, "out of memory");
+  free(buf);
+  pthread_mutex_lock(&j->mu);
+  j->active--;
+  pthread_cond_signal(&j->cv);
+  pthread_mutex_unlock(&j->mu);
+  return NULL;
+}
+
+static void timespec_add_ms(struct timespec *t, long ms) {
+  t->tv_sec += ms / 1000;
+  t->tv_nsec += (ms % 1000) * 1000000L;
+  if (t->tv_nsec >= 1000000000L) {
+    t->tv_sec++;
+    t->tv_nsec -= 1000000000L;
+  }
+}
+
+/* Runs the fetch threads and ticks progress until they are all done. */
+static void fetch_all(struct deploy_job *j) {
+  pthread_t th[DEPLOY_PARALLEL];
+  size_t nth = 0;
+  size_t want = j->nblobs < DEPLOY_PARALLEL ? j->nblobs : DEPLOY_PARALLEL;
+  for (size_t i = 0; i < want; i++) {
+    pthread_mutex_lock(&j->mu);
+    j->active++;
+    pthread_mutex_unlock(&j->mu);
+    if (pthread_create(&th[nth], NULL, fetch_main, j) != 0) {
+      pthread_mutex_lock(&j->mu);
+      j->active--;
+      pthread_mutex_unlock(&j->mu);
+      break;
+    }
+    nth++;
+  }
+  if (nth == 0 && want > 0)
+    job_fail(j, "cannot start a fetch thread");
+  struct timespec next;
+  clock_gettime(CLOCK_MONOTONIC, &next);
+  pthread_mutex_lock(&j->mu);
+  while (j->active > 0) {
+    timespec_add_ms(&next, DEPLOY_TICK_MS);
+    int rc = 0;
+    while (j->active > 0 && rc == 0)
+      rc = pthread_cond_timedwait(&j->cv, &j->mu, &next);
+    if (j->active > 0) {
+      pthread_mutex_unlock(&j->mu);
+      job_publish(j, false);
+      pthread_mutex_lock(&j->mu);
+    }
+  }
+  pthread_mutex_unlock(&j->mu);
+  for (size_t i = 0; i < nth; i++)
+    pthread_join(th[i], NULL);
+}
+
+/* ---- the job ----------------------------------------------------------------- */
+
+static void *job_main(void *ud) {
+  struct deploy_job *j = ud;
+  deployer *w = j->w;
+  ep_err e = {0};
+  ep_log_info("deploy %s: %s (import %s)", j->req.id, j->req.image,
+              proto_import_name(j->req.import));
+  fetcher_stats(w->d.fetch, &j->stats0);
+  job_publish(j, false);
+  if (deploy_plan(&w->d, &w->o, &j->req, &j->ref, &j->blobs, &j->nblobs, &e) < 0) {
+    job_fail(j, "%s", e.msg);
+  } else {
+    for (size_t i = 0; i < j->nblobs; i++)
+      j->bytes_total += j->blobs[i].size;
+    fetch_all(j);
+  }
+  if (!j->failed && j->req.import != PROTO_IMPORT_NONE &&
+      deploy_import(&w->o, j->req.import, &j->ref, &w->stopping, &e) < 0)
+    job_fail(j, "import into %s: %s", proto_import_name(j->req.import), e.msg);
+  job_publish(j, true);
+  if (j->failed)
+    ep_log_warn("deploy %s: failed: %s", j->req.id, j->error);
+  else
+    ep_log_info("deploy %s: done, %zu blobs", j->req.id, j->nblobs);
+  pthread_mutex_lock(&w->mu);
+  j->finished = true;
+  pthread_mutex_unlock(&w->mu);
+  return NULL;
+}
+
+static void job_free(struct deploy_job *j) {
+  pthread_cond_destroy(&j->cv);
+  pthread_mutex_destroy(&j->mu);
+  free(j->blobs);
+  free(j);
+}
+
+/* Joins the finished jobs (with w->mu held; they no longer take it). */
+static void reap(deployer *w, bool all) {
+  for (size_t i = 0; i < DEPLOY_RUNNING_MAX; i++) {
+    struct deploy_job *j = w->jobs[i];
+    if (j == NULL || (!all && !j->finished))
+      continue;
+    if (all && !j->finished) {
+      pthread_mutex_unlock(&w->mu);
+      pthread_join(j->th, NULL);
+      pthread_mutex_lock(&w->mu);
+    } else {
+      pthread_join(j->th, NULL);
+    }
+    job_free(j);
+    w->jobs[i] = NULL;
+  }
+}
+
+int deploy_new(const struct deploy_deps *d, const struct deploy_options *o,
+               deploy_progress_fn progress, void *ud, deployer **out, ep_err *err) {
+  *out = NULL;
+  deployer *w = calloc(1, sizeof *w);
+  if (w == NULL)
+    return ep_error(err, EP_EINTERNAL, "out of memory");
+  w->d = *d;
+  w->o = *o;
+  w->progress = progress;
+  w->ud = ud;
+  atomic_init(&w->stopping, false);
+  pthread_mutex_init(&w->mu, NULL);
+  *out = w;
+  return 0;
+}
+
+void deploy_free(deployer *w) {
+  if (w == NULL)
+    return;
+  atomic_store(&w->stopping, true);
+  pthread_mutex_lock(&w->mu);
+  reap(w, true);
+  pthread_mutex_unlock(&w->mu);
+  pthread_mutex_destroy(&w->mu);
+  free(w);
+}
+
+static bool seen_before(deployer *w, const char *id) {
+  size_t n = w->nseen < DEPLOY_SEEN_MAX ? w->nseen : DEPLOY_SEEN_MAX;
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(w->seen[i], id) == 0)
+      return true;
+  return false;
+}
+
+int deploy_submit(deployer *w, const struct proto_deploy *req, ep_err *err) {
+  if (atomic_load(&w->stopping))
+    return 1;
+  pthread_mutex_lock(&w->mu);
+  reap(w, false);
+  size_t slot = DEPLOY_RUNNING_MAX;
+  for (size_t i = 0; i < DEPLOY_RUNNING_MAX && slot == DEPLOY_RUNNING_MAX; i++)
+    if (w->jobs[i] == NULL)
+      slot = i;
+  int r = 1;
+  if (seen_before(w, req->id)) {
+    ep_log_info("deploy %s: already seen, ignored", req->id);
+  } else if (slot == DEPLOY_RUNNING_MAX) {
+    ep_log_warn("deploy %s: %d deploys already running, ignored", req->id, DEPLOY_RUNNING_MAX);
+  } else {
+    struct deploy_job *j = calloc(1, sizeof *j);
+    r = j == NULL ? ep_error(err, EP_EINTERNAL, "out of memory") : 0;
+    if (j != NULL) {
+      j->w = w;
+      j->req = *req;
+      pthread_mutex_init(&j->mu, NULL);
+      pthread_condattr_t ca;
+      pthread_condattr_init(&ca);
+      pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+      pthread_cond_init(&j->cv, &ca);
+      pthread_condattr_destroy(&ca);
+      if (pthread_create(&j->th, NULL, job_main, j) != 0) {
+        job_free(j);
+        r = ep_error(err, EP_EINTERNAL, "deploy %s: cannot start its thread", req->id);
+      } else {
+        w->jobs[slot] = j;
+        snprintf(w->seen[w->nseen++ % DEPLOY_SEEN_MAX], PROTO_ID_MAX + 1, "%s", req->id);
+      }
+    }
+  }
+  pthread_mutex_unlock(&w->mu);
+  return r;
+}

@@ -1,0 +1,523 @@
+/* The fetch engine.
+ *
+ * fetcher_open() joins the pipe of a digest in the pipe table; the caller
+ * that creates it starts a detached fetch thread that owns the writer side:
+ *
+ *   store_ingest_begin (resumes a partial left by a crash or a failed try)
+ *   -> attach a reader fd on the partial to the pipe, publish what is there
+ *   -> pick the sources (parent, peers holding it, upstream: deps.pick_sources)
+ *   -> GET from the first one at the current offset (Range), each chunk
+ *      written, hashed and published to the pipe as it arrives
+ *   -> on a transfer error, the next source, resuming from the new offset;
+ *      once every source failed, re-pick (the parent may have changed), back
+ *      off, and give up after max_attempts rounds that made no progress
+ *   -> store_ingest_commit verifies the digest; pipe_finish(ok) wakes readers.
+ *
+ * The pipe never restarts: readers (the runtime, child peers) keep
+ * following it while the source changes underneath. A digest mismatch is
+ * the one exception: the readers already hold bad bytes, so the pipe fails
+ * (their connections are cut short), the peers that contributed are
+ * reported as suspect, and the next request starts a clean fetch.
+ *
+ * A source that ignores our Range and sends the blob from byte 0 does not
+ * make the pipe go backwards: the bytes we already hold are skipped as they
+ * arrive (the final digest check still covers every byte on disk).
+ *
+ * Threads: the job struct belongs to its fetch thread. The fetcher's mutex
+ * guards the thread count (fetcher_free waits on `idle` for it to reach 0)
+ * and the small ring of recent failures. `stopping` and the byte counters
+ * are atomic so data callbacks never take the lock. */
+#include "plugin/fetch/fetch.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+
+#define FETCH_FAILURES 64
+/* Publishing wakes every reader of the pipe (the runtime's connection, the
+ * child peers). On a paced link data arrives about a packet per callback,
+ * and waking every reader per packet costs far more CPU than the bytes do
+ * (measured with bench/locality: see docs/evaluation.md). So the fetch
+ * publishes every FETCH_PUBLISH_BYTES or FETCH_PUBLISH_MS, whichever comes
+ * first, and whatever is left when a transfer ends. */
+#define FETCH_PUBLISH_BYTES (64 * 1024)
+#define FETCH_PUBLISH_MS 10
+
+struct fetch_failure {
+  digest_t digest;
+  ep_err err;
+};
+
+struct fetcher {
+  struct fetcher_deps deps;
+  atomic_bool stopping;
+  pthread_mutex_t lock;
+  pthread_cond_t idle;
+  unsigned running;
+  unsigned long started;
+  struct fetch_failure failures[FETCH_FAILURES];
+  unsigned next_failure;
+  atomic_uint_least64_t upstream_bytes, peer_bytes, served_peer_bytes;
+};
+
+struct fetch_job {
+  fetcher *f;
+  blob_pipe *pipe;
+  digest_t digest;
+  char host[256];
+  char repo[256];
+  char exclude[64];
+  unsigned hops;
+  struct fetch_source src; /* the source being read */
+  struct fetch_source tried[FETCH_SOURCES_MAX];
+  size_t ntried;                     /* failed sources this round */
+  char blame[FETCH_SOURCES_MAX][64]; /* peers that gave us bytes */
+  size_t nblame;
+  store_ingest *in;
+  uint64_t total;
+  uint64_t skip;      /* bytes of a 200 answer we already hold */
+  uint64_t committed; /* size of the blob once committed */
+  uint64_t published; /* what readers were last told they may read */
+  int64_t published_ms;
+  ep_err err;
+};
+
+int fetcher_new(const struct fetcher_deps *deps, fetcher **out, ep_err *err) {
+  fetcher *f = calloc(1, sizeof *f);
+  if (f == NULL)
+    return ep_error(err, EP_EINTERNAL, "out of memory");
+  f->deps = *deps;
+  if (f->deps.max_attempts <= 0)
+    f->deps.max_attempts = 4;
+  pthread_mutex_init(&f->lock, NULL);
+  pthread_cond_init(&f->idle, NULL);
+  if (f->deps.source_wait_ms <= 0)
+    f->deps.source_wait_ms = 3000;
+  atomic_init(&f->stopping, false);
+  atomic_init(&f->upstream_bytes, 0);
+  atomic_init(&f->peer_bytes, 0);
+  atomic_init(&f->served_peer_bytes, 0);
+  *out = f;
+  return 0;
+}
+
+void fetcher_stop(fetcher *f) {
+  atomic_store(&f->stopping, true);
+  upstream_cancel_all(f->deps.up);
+  pipe_table_cancel_all(f->deps.pipes);
+}
+
+void fetcher_free(fetcher *f) {
+  if (f == NULL)
+    return;
+  fetcher_stop(f);
+  pthread_mutex_lock(&f->lock);
+  while (f->running > 0)
+    pthread_cond_wait(&f->idle, &f->lock);
+  pthread_mutex_unlock(&f->lock);
+  pthread_cond_destroy(&f->idle);
+  pthread_mutex_destroy(&f->lock);
+  free(f);
+}
+
+static void record_failure(fetcher *f, const digest_t *d, const ep_err *e) {
+  pthread_mutex_lock(&f->lock);
+  struct fetch_failure *slot = &f->failures[f->next_failure++ % FETCH_FAILURES];
+  slot->digest = *d;
+  slot->err = *e;
+  pthread_mutex_unlock(&f->lock);
+}
+
+int fetcher_last_error(fetcher *f, const digest_t *d, ep_err *out) {
+  int found = 0;
+  pthread_mutex_lock(&f->lock);
+  for (unsigned i = 0; i < FETCH_FAILURES && i < f->next_failure; i++) {
+    unsigned k = (f->next_failure - 1 - i) % FETCH_FAILURES;
+    if (digest_equal(&f->failures[k].digest, d)) {
+      *out = f->failures[k].err;
+      found = 1;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&f->lock);
+  return found;
+}
+
+void fetcher_counts(fetcher *f, unsigned *in_flight, unsigned long *started) {
+  pthread_mutex_lock(&f->lock);
+  if (in_flight)
+    *in_flight = f->running;
+  if (started)
+    *started = f->started;
+  pthread_mutex_unlock(&f->lock);
+}
+
+void fetcher_stats(fetcher *f, struct fetch_stats *out) {
+  out->upstream_bytes = atomic_load(&f->upstream_bytes);
+  out->peer_bytes = atomic_load(&f->peer_bytes);
+  out->served_peer_bytes = atomic_load(&f->served_peer_bytes);
+}
+
+void fetcher_count_served(fetcher *f, uint64_t n) {
+  atomic_fetch_add(&f->served_peer_bytes, n);
+}
+
+static const char *src_name(const struct fetch_job *j) {
+  return j->src.kind == SRC_PEER ? j->src.node : j->host;
+}
+
+static void blame_add(struct fetch_job *j) {
+  if (j->src.kind != SRC_PEER)
+    return;
+  for (size_t i = 0; i < j->nblame; i++)
+    if (strcmp(j->blame[i], j->src.node) == 0)
+      return;
+  if (j->nblame < FETCH_SOURCES_MAX)
+    snprintf(j->blame[j->nblame++], sizeof j->blame[0], "%s", j->src.node);
+}
+
+static int on_start(void *ud, uint64_t offset, uint64_t total) {
+  struct fetch_job *j = ud;
+  uint64_t have = store_ingest_offset(j->in);
+  if (offset > have)
+    return ep_error(&j->err, EP_EUPSTREAM, "upstream resumed at %llu, we hold %llu",
+                    (unsigned long long)offset, (unsigned long long)have);
+  if (total > 0 && j->total > 0 && total != j->total)
+    return ep_error(&j->err, EP_EUPSTREAM, "upstream size changed from %llu to %llu",
+                    (unsigned long long)j->total, (unsigned long long)total);
+  if (total > 0 && total < have)
+    return ep_error(&j->err, EP_EUPSTREAM, "upstream blob is %llu bytes, we already hold %llu",
+                    (unsigned long long)total, (unsigned long long)have);
+  j->skip = have - offset;
+  if (offset > 0)
+    ep_log_info("fetch %s: resuming at offset %llu from %s", j->digest.hex,
+                (unsigned long long)offset, src_name(j));
+  else if (j->skip > 0)
+    ep_log_info("fetch %s: %s ignored the range, skipping %llu bytes we hold", j->digest.hex,
+                src_name(j), (unsigned long long)j->skip);
+  if (total > 0 && j->total == 0) {
+    j->total = total;
+    pipe_set_size(j->pipe, total);
+  }
+  return 0;
+}
+
+/* Readers may have every byte but the last before the digest is checked:
+ * holding the last one back until commit means a reader can never finish a
+ * blob that then turns out wrong; its connection is cut one byte short. */
+static uint64_t publishable(const struct fetch_job *j) {
+  uint64_t have = store_ingest_offset(j->in);
+  bool may_be_last = j->total == 0 || have >= j->total;
+  return may_be_last && have > 0 ? have - 1 : have;
+}
+
+/* Tells the readers what they may read: at once with force, else once
+ * enough bytes or time have gathered since the last time. */
+static void publish(struct fetch_job *j, bool force) {
+  uint64_t avail = publishable(j);
+  if (avail <= j->published)
+    return;
+  int64_t now = ep_mono_ms();
+  if (!force && avail - j->published < FETCH_PUBLISH_BYTES &&
+      now - j->published_ms < FETCH_PUBLISH_MS)
+    return;
+  pipe_publish(j->pipe, avail);
+  j->published = avail;
+  j->published_ms = now;
+}
+
+static int on_data(void *ud, const void *buf, size_t len) {
+  struct fetch_job *j = ud;
+  if (atomic_load(&j->f->stopping))
+    return ep_error(&j->err, EP_ECANCELED, "shutting down");
+  if (j->skip > 0) {
+    size_t n = len < j->skip ? len : (size_t)j->skip;
+    j->skip -= n;
+    buf = (const char *)buf + n;
+    len -= n;
+    if (len == 0)
+      return 0;
+  }
+  if (j->total > 0 && store_ingest_offset(j->in) + len > j->total)
+    return ep_error(&j->err, EP_EUPSTREAM, "upstream sent more than the %llu bytes announced",
+                    (unsigned long long)j->total);
+  if (store_ingest_write(j->in, buf, len, &j->err) < 0)
+    return -1;
+  blame_add(j);
+  atomic_fetch_add(j->src.kind == SRC_PEER ? &j->f->peer_bytes : &j->f->upstream_bytes, len);
+  publish(j, false);
+  return 0;
+}
+
+static bool retryable(int code) {
+  return code == EP_EUNREACH || code == EP_EUPSTREAM || code == EP_EIO;
+}
+
+/* The current source list, waiting up to source_wait_ms for one to appear
+ * (a node between parents, or whose parent has not yet announced itself). */
+static size_t pick(struct fetch_job *j, struct fetch_source *list) {
+  fetcher *f = j->f;
+  if (f->deps.pick_sources == NULL) {
+    memset(list, 0, sizeof *list);
+    list[0].kind = SRC_UPSTREAM;
+    return 1;
+  }
+  for (int waited = 0;; waited += 200) {
+    int n = f->deps.pick_sources(f->deps.sources_ud, &j->digest, j->exclude[0] ? j->exclude : NULL,
+                                 list, FETCH_SOURCES_MAX);
+    if (n > 0)
+      return (size_t)n > FETCH_SOURCES_MAX ? FETCH_SOURCES_MAX : (size_t)n;
+    if (waited >= f->deps.source_wait_ms || atomic_load(&f->stopping))
+      return 0;
+    nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = 200000000L}, NULL);
+  }
+}
+
+static bool same_source(const struct fetch_source *a, const struct fetch_source *b) {
+  return a->kind == b->kind && strcmp(a->node, b->node) == 0;
+}
+
+/* The first source of list not yet tried this round, NULL when none. */
+static const struct fetch_source *next_source(const struct fetch_job *j,
+                                              const struct fetch_source *list, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    bool seen = false;
+    for (size_t k = 0; k < j->ntried && !seen; k++)
+      seen = same_source(&list[i], &j->tried[k]);
+    if (!seen)
+      return &list[i];
+  }
+  return NULL;
+}
+
+static int transfer_from(struct fetch_job *j, const struct fetch_source *s, ep_err *e) {
+  fetcher *f = j->f;
+  struct upstream_blob_sink sink = {.on_start = on_start, .on_data = on_data, .ud = j};
+  uint64_t off = store_ingest_offset(j->in);
+  j->src = *s;
+  ep_err_clear(&j->err);
+  if (s->kind == SRC_UPSTREAM)
+    return upstream_blob_get(f->deps.up, j->host, j->repo, &j->digest, off, &sink, e);
+  struct upstream_peer_auth a = {.node = f->deps.node_id, .secret = f->deps.peer_secret};
+  return upstream_peer_blob_get(f->deps.up, s->base_url, j->host, j->repo, &j->digest, off, &a,
+                                j->hops + 1, &sink, e);
+}
+
+/* One try from s: 0 when the ingest holds the whole blob, else <0 and e. */
+static int try_source(struct fetch_job *j, const struct fetch_source *s, ep_err *e) {
+  uint64_t off = store_ingest_offset(j->in);
+  int r = transfer_from(j, s, e);
+  if (r == -EP_ERANGE && off > 0)
+    return 0; /* the partial already holds the whole blob: commit verifies */
+  if (r == 0 && (j->total == 0 || store_ingest_offset(j->in) == j->total))
+    return 0;
+  if (r == 0)
+    r = ep_error(e, EP_EUPSTREAM, "transfer ended at %llu of %llu bytes",
+                 (unsigned long long)store_ingest_offset(j->in), (unsigned long long)j->total);
+  if (j->err.code != 0) /* a callback's own reason is the better one */
+    *e = j->err;
+  return -e->code;
+}
+
+/* Transfers until the ingest holds the whole blob. */
+static int fetch_transfer(struct fetch_job *j) {
+  fetcher *f = j->f;
+  struct fetch_source list[FETCH_SOURCES_MAX];
+  ep_err last = {0};
+  int rounds = 0;
+  uint64_t round_start = store_ingest_offset(j->in);
+  for (;;) {
+    if (j->total > 0 && store_ingest_offset(j->in) == j->total)
+      return 0;
+    size_t n = pick(j, list);
+    if (n == 0 && last.code == 0)
+      ep_error(&last, EP_EUNREACH,
+               "no source: no parent, no peer holding the blob, and the upstream not allowed");
+    const struct fetch_source *s = n > 0 ? next_source(j, list, n) : NULL;
+    if (s == NULL) { /* every source failed this round */
+      rounds = store_ingest_offset(j->in) > round_start ? 1 : rounds + 1;
+      if (atomic_load(&f->stopping) || rounds >= f->deps.max_attempts) {
+        j->err = last;
+        return -last.code;
+      }
+      round_start = store_ingest_offset(j->in);
+      j->ntried = 0;
+      nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = 250000000L * rounds}, NULL);
+      continue;
+    }
+    ep_err e = {0};
+    int tr = try_source(j, s, &e);
+    publish(j, true);
+    if (tr == 0)
+      return 0;
+    last = e;
+    if (atomic_load(&f->stopping) || (s->kind == SRC_UPSTREAM && !retryable(e.code))) {
+      j->err = e;
+      return -e.code;
+    }
+    ep_log_warn("fetch %s from %s: %s; trying the next source", j->digest.hex, src_name(j), e.msg);
+    if (j->ntried < FETCH_SOURCES_MAX)
+      j->tried[j->ntried++] = *s;
+  }
+}
+
+static int fetch_commit(struct fetch_job *j) {
+  uint64_t size = store_ingest_offset(j->in);
+  j->committed = size;
+  store_ingest *in = j->in;
+  j->in = NULL;
+  if (store_ingest_commit(in, &j->err) < 0)
+    return -j->err.code;
+  struct index_blob b = {.digest = j->digest, .size = size, .state = INDEX_BLOB_COMPLETE};
+  b.created = b.last_access = (int64_t)time(NULL);
+  ep_err ie = {0};
+  if (index_blob_put(j->f->deps.idx, &b, &ie) < 0)
+    ep_log_warn("index: recording blob %s: %s", j->digest.hex, ie.msg);
+  if (j->f->deps.on_commit != NULL)
+    j->f->deps.on_commit(j->f->deps.on_commit_ud, &j->digest, size);
+  return 0;
+}
+
+static int fetch_run(struct fetch_job *j) {
+  fetcher *f = j->f;
+  if (store_ingest_begin(f->deps.st, &j->digest, &j->in, &j->err) < 0)
+    return -j->err.code;
+  int fd = store_ingest_open_reader(j->in, &j->err);
+  if (fd < 0)
+    return fd;
+  pipe_attach_fd(j->pipe, fd);
+  publish(j, true);
+  int r = fetch_transfer(j);
+  if (r < 0)
+    return r;
+  return fetch_commit(j);
+}
+
+/* The bytes on disk were wrong: every peer that contributed is suspect
+ * (with Range resumes more than one may have; the upstream cannot be
+ * avoided and is only logged). */
+static void report_bad_sources(struct fetch_job *j) {
+  ep_log_err("fetch %s from %s/%s: %s; nothing committed, readers aborted", j->digest.hex, j->host,
+             j->repo, j->err.msg);
+  for (size_t i = 0; i < j->nblame; i++) {
+    ep_log_err("fetch %s: peer %s served bytes that failed verification; marking it suspect",
+               j->digest.hex, j->blame[i]);
+    if (j->f->deps.on_bad_source != NULL)
+      j->f->deps.on_bad_source(j->f->deps.sources_ud, j->blame[i], &j->digest, j->err.msg);
+  }
+}
+
+static void *fetch_thread(void *arg) {
+  struct fetch_job *j = arg;
+  fetcher *f = j->f;
+  int r = fetch_run(j);
+  if (r < 0) {
+    bool keep = j->err.code != EP_EDIGEST;
+    if (j->in != NULL)
+      store_ingest_abort(j->in, keep);
+    if (j->err.code == EP_EDIGEST)
+      report_bad_sources(j);
+    else
+      ep_log_warn("fetch %s from %s/%s failed: %s%s", j->digest.hex, j->host, j->repo, j->err.msg,
+                  keep ? " (partial kept for resuming)" : "");
+    record_failure(f, &j->digest, &j->err);
+  } else {
+    ep_log_info("fetched %s from %s/%s (%llu bytes)", j->digest.hex, j->host, j->repo,
+                (unsigned long long)j->total);
+  }
+  if (r == 0)
+    pipe_publish(j->pipe, j->committed); /* verified: now the last byte too */
+  pipe_finish(j->pipe, r == 0);
+  pipe_unref(j->pipe);
+  free(j);
+  pthread_mutex_lock(&f->lock);
+  if (--f->running == 0)
+    pthread_cond_broadcast(&f->idle);
+  pthread_mutex_unlock(&f->lock);
+  return NULL;
+}
+
+static int start_job(fetcher *f, blob_pipe *p, const char *host, const char *repo,
+                     const digest_t *d, const struct fetch_request *rq, ep_err *err) {
+  struct fetch_job *j = calloc(1, sizeof *j);
+  if (j == NULL)
+    return ep_error(err, EP_EINTERNAL, "out of memory");
+  if (strlen(host) >= sizeof j->host || strlen(repo) >= sizeof j->repo) {
+    free(j);
+    return ep_error(err, EP_EINVAL, "registry host or repository name too long");
+  }
+  j->f = f;
+  j->pipe = p;
+  j->digest = *d;
+  strcpy(j->host, host);
+  strcpy(j->repo, repo);
+  if (rq != NULL && rq->exclude_node != NULL)
+    snprintf(j->exclude, sizeof j->exclude, "%s", rq->exclude_node);
+  j->hops = rq != NULL ? rq->hops : 0;
+  pipe_ref(p); /* the writer's reference, dropped by the thread */
+
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  pthread_mutex_lock(&f->lock);
+  f->running++;
+  f->started++;
+  pthread_mutex_unlock(&f->lock);
+  pthread_t tid;
+  int rc = pthread_create(&tid, &attr, fetch_thread, j);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) {
+    pthread_mutex_lock(&f->lock);
+    if (--f->running == 0)
+      pthread_cond_broadcast(&f->idle);
+    pthread_mutex_unlock(&f->lock);
+    pipe_unref(p);
+    free(j);
+    return ep_error(err, EP_EINTERNAL, "cannot start fetch thread: error %d", rc);
+  }
+  return 0;
+}
+
+int fetcher_open(fetcher *f, const char *host, const char *repo, const digest_t *d, blob_pipe **out,
+                 ep_err *err) {
+  return fetcher_open_req(f, host, repo, d, NULL, out, err);
+}
+
+int fetcher_open_req(fetcher *f, const char *host, const char *repo, const digest_t *d,
+                     const struct fetch_request *rq, blob_pipe **out, ep_err *err) {
+  if (atomic_load(&f->stopping))
+    return ep_error(err, EP_ECANCELED, "shutting down");
+  bool created = false;
+  blob_pipe *p = pipe_table_join(f->deps.pipes, d, &created);
+  if (p == NULL)
+    return ep_error(err, EP_EINTERNAL, "out of memory");
+  if (created) {
+    /* The blob may have been committed between the caller's store check and
+     * our join: serve it from the store rather than fetch it twice. */
+    int fd = -1;
+    uint64_t size = 0;
+    if (store_open_blob(f->deps.st, d, &fd, &size, NULL) == 0) {
+      pipe_attach_fd(p, fd);
+      pipe_set_size(p, size);
+      pipe_publish(p, size);
+      pipe_finish(p, true);
+      *out = p;
+      return 0;
+    }
+    int r = start_job(f, p, host, repo, d, rq, err);
+    if (r < 0) {
+      pipe_finish(p, false);
+      pipe_unref(p);
+      return r;
+    }
+  }
+  *out = p;
+  return 0;
+}

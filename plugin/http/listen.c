@@ -1,0 +1,96 @@
+#include "plugin/http/listen.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+int listen_parse(const char *spec, struct sockaddr_storage *ss, socklen_t *len, ep_err *err) {
+  char host[128];
+  const char *colon;
+  memset(ss, 0, sizeof *ss);
+  if (spec == NULL || strlen(spec) >= sizeof host)
+    return ep_error(err, EP_EINVAL, "listen address missing or too long");
+  if (spec[0] == '[') {
+    const char *close = strchr(spec, ']');
+    if (close == NULL || close[1] != ':')
+      return ep_error(err, EP_EINVAL, "listen address '%s': expected [ADDR]:PORT", spec);
+    memcpy(host, spec + 1, (size_t)(close - spec - 1));
+    host[close - spec - 1] = '\0';
+    colon = close + 1;
+  } else {
+    colon = strrchr(spec, ':');
+    if (colon == NULL)
+      return ep_error(err, EP_EINVAL, "listen address '%s': expected ADDR:PORT", spec);
+    memcpy(host, spec, (size_t)(colon - spec));
+    host[colon - spec] = '\0';
+  }
+  char *end = NULL;
+  errno = 0;
+  unsigned long port = strtoul(colon + 1, &end, 10);
+  if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || errno != 0 || port > 65535)
+    return ep_error(err, EP_EINVAL, "listen address '%s': bad port", spec);
+  struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)port);
+    *len = sizeof *v4;
+  } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons((uint16_t)port);
+    *len = sizeof *v6;
+  } else {
+    return ep_error(err, EP_EINVAL, "listen address '%s': '%s' is not an IP address", spec, host);
+  }
+  return 0;
+}
+
+int listen_open(const char *spec, int *fd_out, ep_err *err) {
+  struct sockaddr_storage ss;
+  socklen_t len = 0;
+  int r = listen_parse(spec, &ss, &len, err);
+  if (r < 0)
+    return r;
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return ep_syserror(err, EP_EIO, "socket for %s", spec);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (ss.ss_family == AF_INET6)
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 128) < 0) {
+    r = ep_syserror(err, EP_EIO, "listen on %s", spec);
+    close(fd);
+    return r;
+  }
+  *fd_out = fd;
+  return 0;
+}
+
+int listen_from_systemd(int *local_fd, int *peer_fd, ep_err *err) {
+  *local_fd = *peer_fd = -1;
+  char **names = NULL;
+  int n = sd_listen_fds_with_names(1, &names);
+  if (n < 0)
+    return ep_error(err, EP_EINVAL, "systemd socket activation: %s", strerror(-n));
+  for (int i = 0; i < n; i++) {
+    int fd = SD_LISTEN_FDS_START + i;
+    const char *name = names != NULL ? names[i] : "unknown";
+    if (strcmp(name, "peer") == 0 && *peer_fd < 0)
+      *peer_fd = fd;
+    else if (*local_fd < 0 && (strcmp(name, "local") == 0 || strcmp(name, "unknown") == 0 ||
+                               strcmp(name, "edgepulld.socket") == 0))
+      *local_fd = fd;
+    else
+      close(fd);
+  }
+  if (names != NULL) {
+    for (int i = 0; i < n; i++)
+      free(names[i]);
+    free(names);
+  }
+  return n;
+}

@@ -1,0 +1,444 @@
+/* The registry endpoint.
+ *
+ * libmicrohttpd runs one thread per connection (MHD_USE_THREAD_PER_CONNECTION):
+ * a response that follows a blob still being fetched simply blocks in its
+ * content callback on the blob's pipe until bytes land, which keeps the
+ * streaming path short and obvious. Threads get small stacks and each
+ * connection a bounded memory pool, so memory grows with connections, never
+ * with blob sizes. Complete blobs are answered from their file descriptor,
+ * which MHD sends with sendfile().
+ *
+ * Every answer carries Docker-Distribution-API-Version; every error is the
+ * OCI error JSON. The runtime is never answered 401: on any error status
+ * containerd moves on to the next host (the upstream), and a 401 would make
+ * it hand us its credentials.
+ *
+ * The same code serves the peer endpoint (SERVER_PEER), where other nodes
+ * pull: a parent is just a registry for its children. There, a request must
+ * carry Basic auth with the locality secret (any username: the node id), and
+ * 401 is the right answer without it; X-Edgepull-Node names the asking node,
+ * which the fetch this request may start never asks back; X-Edgepull-Hops
+ * counts forwarding hops, so a loop through stale parent assignments ends
+ * with 508 instead of circling. A blob this node lacks goes through its own
+ * fetcher — join the fetch in flight or start one — which is what makes the
+ * chain cut-through: bytes flow on as they arrive. */
+#include "plugin/http/server.h"
+
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "common/log.h"
+#include "plugin/fetch/sources.h"
+#include "plugin/http/http.h"
+#include "plugin/mirror/mirror.h"
+#include "plugin/ref/ref.h"
+
+#define SERVER_STACK_SIZE (512 * 1024)
+#define SERVER_POOL_SIZE (128 * 1024)
+#define SERVER_BLOCK_SIZE (64 * 1024)
+#define SERVER_WAIT_MS (120 * 1000)
+
+#define PEER_AUTH_B64_MAX 6000 /* base64 of "node:secret", secret <= 4 KiB */
+
+struct server {
+  struct server_deps d;
+  struct MHD_Daemon *mhd;
+  enum server_mode mode;
+};
+
+/* What a request is, beyond its URL: who asks (peer mode). */
+struct req_ctx {
+  bool peer;
+  char node[PROTO_ID_MAX + 1];
+  struct fetch_request fr;
+};
+
+struct pipe_reader {
+  blob_pipe *pipe;
+  uint64_t first;
+  fetcher *served; /* peer mode: counts the bytes sent */
+};
+
+static ssize_t pipe_reader_cb(void *cls, uint64_t pos, char *buf, size_t max) {
+  struct pipe_reader *r = cls;
+  long n = pipe_read(r->pipe, r->first + pos, buf, max, SERVER_WAIT_MS);
+  if (n > 0 && r->served != NULL)
+    fetcher_count_served(r->served, (uint64_t)n);
+  if (n > 0)
+    return n;
+  if (n == 0)
+    return MHD_CONTENT_READER_END_OF_STREAM;
+  return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static ssize_t no_body_cb(void *cls, uint64_t pos, char *buf, size_t max) {
+  return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void pipe_reader_free(void *cls) {
+  struct pipe_reader *r = cls;
+  pipe_unref(r->pipe);
+  free(r);
+}
+
+/* Works out the byte range to answer; queues 416/400 itself. Returns 1 to
+ * go on (status set to 200 or 206), 0 when an answer was queued. */
+static int choose_range(struct MHD_Connection *c, uint64_t size, uint64_t *first, uint64_t *len,
+                        unsigned *status, enum MHD_Result *queued) {
+  const char *hdr = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
+  *first = 0;
+  *len = size;
+  *status = MHD_HTTP_OK;
+  if (hdr == NULL)
+    return 1;
+  uint64_t a = 0, b = 0;
+  ep_err e = {0};
+  int r = ref_parse_range(hdr, size, &a, &b, &e);
+  if (r == -EP_ERANGE) {
+    *queued = http_range_unsatisfiable(c, size);
+    return 0;
+  }
+  if (r < 0) {
+    *queued = http_error(c, MHD_HTTP_BAD_REQUEST, "RANGE_INVALID", e.msg);
+    return 0;
+  }
+  *first = a;
+  *len = b - a + 1;
+  *status = MHD_HTTP_PARTIAL_CONTENT;
+  return 1;
+}
+
+static enum MHD_Result queue_blob(struct MHD_Connection *c, struct MHD_Response *resp,
+                                  const digest_t *d, uint64_t size, uint64_t first, uint64_t len,
+                                  unsigned status) {
+  if (resp == NULL)
+    return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "UNKNOWN", "cannot build a response");
+  char dg[DIGEST_STR_LEN + 1];
+  digest_format(d, dg);
+  http_common_headers(resp);
+  MHD_add_response_header(resp, "Docker-Content-Digest", dg);
+  MHD_add_response_header(resp, "ETag", dg);
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+  if (status == MHD_HTTP_PARTIAL_CONTENT) {
+    char cr[96];
+    snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)first,
+             (unsigned long long)(first + len - 1), (unsigned long long)size);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+  }
+  enum MHD_Result ret = MHD_queue_response(c, status, resp);
+  MHD_destroy_response(resp);
+  return ret;
+}
+
+static enum MHD_Result serve_stored_blob(struct server *s, struct MHD_Connection *c,
+                                         const digest_t *d, int fd, uint64_t size, bool count) {
+  uint64_t first, len;
+  unsigned status;
+  enum MHD_Result queued = MHD_NO;
+  if (!choose_range(c, size, &first, &len, &status, &queued)) {
+    close(fd);
+    return queued;
+  }
+  ep_err e = {0};
+  if (index_blob_touch(s->d.idx, d, (int64_t)time(NULL), &e) < 0)
+    ep_log_debug("index: touching %s: %s", d->hex, e.msg);
+  if (count) /* sendfile gives no progress: counted when queued */
+    fetcher_count_served(s->d.fetch, len);
+  /* Once the response exists MHD owns fd and closes it with the response;
+   * when creation fails the fd is still ours. */
+  struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(len, fd, first);
+  if (resp == NULL)
+    close(fd);
+  return queue_blob(c, resp, d, size, first, len, status);
+}
+
+static enum MHD_Result fetch_failed(struct server *s, struct MHD_Connection *c, const digest_t *d,
+                                    int pipe_status) {
+  ep_err e = {0};
+  if (pipe_status == PIPE_TIMEOUT)
+    return http_error(c, MHD_HTTP_GATEWAY_TIMEOUT, "UNAVAILABLE",
+                      "timed out waiting for the upstream");
+  if (!fetcher_last_error(s->d.fetch, d, &e))
+    ep_error(&e, EP_EUPSTREAM, "fetch failed");
+  return http_error_from(c, &e, "BLOB_UNKNOWN");
+}
+
+static enum MHD_Result serve_streamed_blob(struct server *s, struct MHD_Connection *c,
+                                           const struct ref_target *t, bool head,
+                                           const struct req_ctx *rc) {
+  blob_pipe *p = NULL;
+  ep_err e = {0};
+  if (fetcher_open_req(s->d.fetch, t->registry, t->name, &t->digest, &rc->fr, &p, &e) < 0)
+    return http_error_from(c, &e, "BLOB_UNKNOWN");
+  uint64_t size = 0;
+  int st = pipe_wait_size(p, &size, SERVER_WAIT_MS);
+  if (st != PIPE_MORE && st != PIPE_DONE) {
+    pipe_unref(p);
+    return fetch_failed(s, c, &t->digest, st);
+  }
+  uint64_t first, len;
+  unsigned status;
+  enum MHD_Result queued = MHD_NO;
+  if (!choose_range(c, size, &first, &len, &status, &queued)) {
+    pipe_unref(p);
+    return queued;
+  }
+  struct pipe_reader *r = calloc(1, sizeof *r);
+  if (r == NULL) {
+    pipe_unref(p);
+    return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "UNKNOWN", "out of memory");
+  }
+  r->pipe = p;
+  r->first = first;
+  r->served = rc->peer && !head ? s->d.fetch : NULL;
+  (void)head; /* MHD sends no body for HEAD and never calls the reader */
+  struct MHD_Response *resp = MHD_create_response_from_callback(
+      len, SERVER_BLOCK_SIZE, pipe_reader_cb, r, pipe_reader_free);
+  if (resp == NULL)
+    pipe_reader_free(r);
+  return queue_blob(c, resp, &t->digest, size, first, len, status);
+}
+
+static enum MHD_Result head_remote_blob(struct server *s, struct MHD_Connection *c,
+                                        const struct ref_target *t) {
+  uint64_t size = 0;
+  ep_err e = {0};
+  int r = upstream_blob_head(s->d.up, t->registry, t->name, &t->digest, &size, &e);
+  if (r == 0)
+    return http_error(c, MHD_HTTP_NOT_FOUND, "BLOB_UNKNOWN", "blob unknown to the upstream");
+  if (r < 0)
+    return http_error_from(c, &e, "BLOB_UNKNOWN");
+  /* A HEAD must carry the blob's length: a callback response of that size
+   * whose reader MHD never calls for HEAD. */
+  struct MHD_Response *resp =
+      MHD_create_response_from_callback(size, SERVER_BLOCK_SIZE, no_body_cb, NULL, NULL);
+  return queue_blob(c, resp, &t->digest, size, 0, size, MHD_HTTP_OK);
+}
+
+static enum MHD_Result serve_blob(struct server *s, struct MHD_Connection *c,
+                                  const struct ref_target *t, bool head, const struct req_ctx *rc) {
+  int fd = -1;
+  uint64_t size = 0;
+  ep_err e = {0};
+  int r = store_open_blob(s->d.st, &t->digest, &fd, &size, &e);
+  if (r == 0)
+    return serve_stored_blob(s, c, &t->digest, fd, size, rc->peer && !head);
+  if (r != -EP_ENOTFOUND)
+    return http_error_from(c, &e, "BLOB_UNKNOWN");
+  if (head) {
+    blob_pipe *p = pipe_table_find(s->d.pipes, &t->digest);
+    /* A node that may not go upstream learns the size through the
+     * locality: the HEAD starts the fetch the GET will join. */
+    if (p == NULL && sources_upstream_allowed(s->d.src))
+      return head_remote_blob(s, c, t);
+    if (p != NULL)
+      pipe_unref(p);
+  }
+  return serve_streamed_blob(s, c, t, head, rc);
+}
+
+static enum MHD_Result serve_manifest(struct server *s, struct MHD_Connection *c,
+                                      const struct ref_target *t, bool head,
+                                      const struct req_ctx *rc) {
+  /* Go clients (skopeo, podman) send one Accept line per media type;
+   * containerd joins them with commas. Pass them all upstream as one. */
+  char accept[HTTP_ACCEPT_MAX];
+  http_join_header(c, MHD_HTTP_HEADER_ACCEPT, accept, sizeof accept);
+  struct mirror_manifest m;
+  ep_err e = {0};
+  if (mirror_manifest_req(s->d.mirror, t, accept[0] != '\0' ? accept : NULL, &rc->fr, &m, &e) < 0) {
+    if (e.code == EP_EUNREACH || e.code == EP_EUPSTREAM || e.code == EP_ECANCELED)
+      return http_error(c, MHD_HTTP_NOT_FOUND, "MANIFEST_UNKNOWN", e.msg);
+    return http_error_from(c, &e, "MANIFEST_UNKNOWN");
+  }
+  char dg[DIGEST_STR_LEN + 1];
+  digest_format(&m.digest, dg);
+  struct MHD_Response *resp = MHD_create_response_from_buffer(m.len, m.body, MHD_RESPMEM_MUST_FREE);
+  if (resp == NULL) {
+    mirror_manifest_clear(&m);
+    return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "UNKNOWN", "out of memory");
+  }
+  m.body = NULL;
+  (void)head;
+  http_common_headers(resp);
+  MHD_add_response_header(resp, "Docker-Content-Digest", dg);
+  MHD_add_response_header(resp, "ETag", dg);
+  if (m.media_type[0] != '\0')
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, m.media_type);
+  if (m.stale)
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_WARNING, "110 edgepull \"Response is Stale\"");
+  enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+  MHD_destroy_response(resp);
+  return ret;
+}
+
+/* Basic credentials whose password is the locality secret; the username
+ * (the node id) is not checked here: X-Edgepull-Node carries it. */
+static bool peer_credentials_ok(struct server *s, struct MHD_Connection *c) {
+  const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+  if (h == NULL || strncasecmp(h, "Basic ", 6) != 0)
+    return false;
+  h += 6;
+  while (*h == ' ')
+    h++;
+  size_t n = strnlen(h, PEER_AUTH_B64_MAX + 1);
+  if (n == 0 || n > PEER_AUTH_B64_MAX || n % 4 != 0)
+    return false;
+  unsigned char raw[PEER_AUTH_B64_MAX / 4 * 3 + 1];
+  int len = EVP_DecodeBlock(raw, (const unsigned char *)h, (int)n);
+  if (len < 0)
+    return false;
+  len -= (h[n - 1] == '=') + (h[n - 2] == '=');
+  const unsigned char *colon = memchr(raw, ':', (size_t)len);
+  const char *secret = s->d.peer_secret;
+  size_t want = strlen(secret);
+  bool ok = false;
+  if (colon != NULL) {
+    size_t plen = (size_t)len - (size_t)(colon + 1 - raw);
+    ok = plen == want && CRYPTO_memcmp(colon + 1, secret, want) == 0;
+  }
+  OPENSSL_cleanse(raw, sizeof raw);
+  return ok;
+}
+
+/* Peer-mode checks before routing: credentials, node id, hops. Returns
+ * true to go on, false with *queued set when an answer was queued. */
+static bool peer_admit(struct server *s, struct MHD_Connection *c, struct req_ctx *rc,
+                       enum MHD_Result *queued) {
+  if (s->d.peer_secret[0] != '\0' && !peer_credentials_ok(s, c)) {
+    *queued = http_error_header(c, MHD_HTTP_UNAUTHORIZED, "UNAUTHORIZED",
+                                "the peer endpoint needs the locality's credentials",
+                                MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Basic realm=\"edgepull-peer\"");
+    return false;
+  }
+  const char *node = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Edgepull-Node");
+  if (node != NULL && !proto_id_valid(node)) {
+    *queued = http_error(c, MHD_HTTP_BAD_REQUEST, "UNSUPPORTED", "invalid X-Edgepull-Node");
+    return false;
+  }
+  if (node != NULL) {
+    snprintf(rc->node, sizeof rc->node, "%s", node);
+    rc->fr.exclude_node = rc->node;
+  }
+  const char *hops = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Edgepull-Hops");
+  if (hops != NULL) {
+    size_t n = strspn(hops, "0123456789");
+    if (n == 0 || hops[n] != '\0') {
+      *queued = http_error(c, MHD_HTTP_BAD_REQUEST, "UNSUPPORTED", "invalid X-Edgepull-Hops");
+      return false;
+    }
+    if (n > 3 || strtoul(hops, NULL, 10) > UPSTREAM_PEER_HOPS_MAX) {
+      *queued = http_error(c, MHD_HTTP_LOOP_DETECTED, "UNAVAILABLE",
+                           "too many peer hops: stale parent assignments form a loop");
+      return false;
+    }
+    rc->fr.hops = (unsigned)strtoul(hops, NULL, 10);
+  }
+  return true;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_size, void **req_cls) {
+  struct server *s = cls;
+  static const int headers_seen = 1;
+  bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+  if (!head && strcmp(method, MHD_HTTP_METHOD_GET) != 0)
+    return http_method_not_allowed(c); /* at once: the body is never read */
+  /* Answering on the first call (headers only) makes libmicrohttpd close
+   * the connection afterwards; answering on the second keeps it alive. */
+  if (*req_cls == NULL) {
+    *req_cls = (void *)&headers_seen;
+    return MHD_YES;
+  }
+  if (http_headers_too_large(c))
+    return http_error(c, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "UNSUPPORTED",
+                      "request headers too large");
+  struct req_ctx rc = {.peer = s->mode == SERVER_PEER};
+  enum MHD_Result early = MHD_NO;
+  if (rc.peer && !peer_admit(s, c, &rc, &early))
+    return early;
+  const char *ns = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "ns");
+  struct ref_target t;
+  ep_err e = {0};
+  if (ref_parse_request(url, ns, s->d.default_registry, &t, &e) < 0)
+    return http_error_from(c, &e, http_code_for_parse_error(&e));
+  ep_log_debug("%s %s (registry %s)", method, url, t.registry);
+  switch (t.kind) {
+  case REF_BASE:
+    return http_json_ok(c, "{}");
+  case REF_MANIFEST:
+    return serve_manifest(s, c, &t, head, &rc);
+  case REF_BLOB:
+    return serve_blob(s, c, &t, head, &rc);
+  }
+  return http_error(c, MHD_HTTP_NOT_FOUND, "UNSUPPORTED", "not a pull route");
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+  char msg[512];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  size_t n = strlen(msg);
+  while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+    msg[--n] = '\0';
+  ep_log_debug("http: %s", msg);
+}
+
+int server_start(const struct server_deps *d, int listen_fd, struct server **out, ep_err *err) {
+  return server_start_mode(d, listen_fd, SERVER_LOCAL, out, err);
+}
+
+int server_start_mode(const struct server_deps *d, int listen_fd, enum server_mode mode,
+                      struct server **out, ep_err *err) {
+  struct server *s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    close(listen_fd);
+    return ep_error(err, EP_EINTERNAL, "out of memory");
+  }
+  s->d = *d;
+  s->mode = mode;
+  if (mode == SERVER_PEER && d->peer_secret[0] == '\0')
+    ep_log_warn("the peer endpoint is unauthenticated: set --peer-secret-file on every node of "
+                "the locality");
+  unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                   MHD_USE_ERROR_LOG | MHD_USE_ITC;
+  s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, handle, s, MHD_OPTION_LISTEN_SOCKET, listen_fd,
+                            MHD_OPTION_CONNECTION_LIMIT, d->max_connections,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVER_POOL_SIZE,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
+                            MHD_OPTION_THREAD_STACK_SIZE, (size_t)SERVER_STACK_SIZE,
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+  if (s->mhd == NULL) {
+    close(listen_fd);
+    free(s);
+    return ep_error(err, EP_EINTERNAL, "cannot start the HTTP server");
+  }
+  *out = s;
+  return 0;
+}
+
+void server_quiesce(struct server *s) {
+  if (s == NULL || s->mhd == NULL)
+    return;
+  MHD_socket fd = MHD_quiesce_daemon(s->mhd);
+  if (fd != MHD_INVALID_SOCKET)
+    close(fd);
+}
+
+void server_stop(struct server *s) {
+  if (s == NULL)
+    return;
+  if (s->mhd != NULL)
+    MHD_stop_daemon(s->mhd);
+  free(s);
+}

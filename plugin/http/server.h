@@ -1,0 +1,48 @@
+/* The registry endpoint (libmicrohttpd): the pull side of the OCI
+ * distribution API, served from the store, from blobs in flight, or through
+ * the fetch engine. */
+#ifndef EP_PLUGIN_SERVER_H
+#define EP_PLUGIN_SERVER_H
+
+#include "common/err.h"
+#include "plugin/fetch/fetch.h"
+#include "plugin/fetch/sources.h"
+#include "plugin/mirror/mirror.h"
+
+struct server;
+
+/* What the endpoint serves from, owned by the caller (the daemon) and
+ * outliving the server; copied by server_start. */
+struct server_deps {
+  store *st;
+  index_db *idx;
+  upstream *up;
+  pipe_table *pipes;
+  fetcher *fetch;
+  const struct mirror_deps *mirror;
+  struct sources *src;
+  const char *peer_secret;      /* the locality secret, "" = none */
+  const char *default_registry; /* for names without a registry */
+  unsigned max_connections;
+};
+
+enum server_mode {
+  SERVER_LOCAL, /* the runtime's endpoint: never 401, anonymous */
+  /* Other nodes' endpoint: Basic auth with the locality secret (when
+   * deps->peer_secret is set), X-Edgepull-Node excluded as a source for the
+   * fetch it starts, X-Edgepull-Hops over UPSTREAM_PEER_HOPS_MAX → 508. */
+  SERVER_PEER,
+};
+
+/* Serves on listen_fd (a bound, listening socket; the server owns it from
+ * then on, also on failure). server_start is the local mode. */
+int server_start(const struct server_deps *deps, int listen_fd, struct server **out, ep_err *err);
+int server_start_mode(const struct server_deps *deps, int listen_fd, enum server_mode mode,
+                      struct server **out, ep_err *err);
+/* Stops accepting connections; requests in progress go on. */
+void server_quiesce(struct server *s);
+/* Waits for the connection threads (their readers must have been woken,
+ * see fetcher_stop) and frees. */
+void server_stop(struct server *s);
+
+#endif
