@@ -121,6 +121,11 @@ static int import_containerd(const struct deploy_options *o, const struct deploy
                              int timeout_s, atomic_bool *stop, ep_err *err) {
   char dir[] = "/tmp/edgepull-hosts-XXXXXX";
   char image[PROTO_IMAGE_MAX + REF_HOST_MAX + 16];
+  /* ctr's own error goes to /dev/null: name the usual cause here */
+  if (access(o->containerd_address, R_OK | W_OK) < 0 && errno == EACCES)
+    return ep_error(err, EP_EUNREACH,
+                    "permission denied on %s (containerd's socket; see runtime-integration.md)",
+                    o->containerd_address);
   if (mkdtemp(dir) == NULL)
     return ep_syserror(err, EP_EIO, "creating a hosts dir");
   int r = write_hosts_dir(dir, o->mirror, err);
@@ -198,11 +203,17 @@ static int docker_post(const struct deploy_options *o, const char *path, int tim
   curl_easy_setopt(c, CURLOPT_XFERINFODATA, stop);
   curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
   CURLcode cc = curl_easy_perform(c);
-  long status = 0;
+  long status = 0, os_errno = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &os_errno);
   curl_easy_cleanup(c);
   int r = 0;
-  if (cc != CURLE_OK)
+  if (cc == CURLE_COULDNT_CONNECT && os_errno == EACCES)
+    r = ep_error(err, EP_EUNREACH,
+                 "permission denied on %s (the user edgepulld runs as needs to be in the "
+                 "socket's group, see runtime-integration.md)",
+                 o->docker_socket);
+  else if (cc != CURLE_OK)
     r = ep_error(err, EP_EUNREACH, "docker at %s: %s", o->docker_socket, curl_easy_strerror(cc));
   else if (status < 200 || status > 299 || (a.buf != NULL && strstr(a.buf, "\"error\"") != NULL))
     r = ep_error(err, EP_EUPSTREAM, "docker %s: HTTP %ld: %.200s", path, status,

@@ -10,12 +10,21 @@
 # ctest passes EP_SOURCE_DIR (and EP_BUILD_DIR, unused: the package is built
 # from its own release tree, without sanitizers). EP_PKG_KEEP=1 keeps the
 # work directory for inspection.
+#
+# Foreign architectures (scripts/test's cross step): EP_PKG_DEB=path/to.deb
+# checks a package built by scripts/package instead of building one, and
+# EP_EMULATOR=qemu-arm-static (or qemu-aarch64-static) runs its binaries.
+# dpkg installs it in the namespace as a foreign architecture, which needs
+# `dpkg --add-architecture` (scripts/deps cross) and the target's libraries
+# (multiarch, also from scripts/deps cross).
 set -u
 
 SRC=${EP_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 # The executables the package must ship; edgepull-coordinator joins here.
 EP_BINARIES="edgepulld edgepullctl edgepull-coordinator"
-EP_UNITS="edgepulld.service edgepulld.socket edgepulld-peer.socket"
+EP_UNITS="edgepulld.service edgepulld.socket edgepulld-peer.socket edgepull-coordinator.service"
+EMU=()
+[ -z "${EP_EMULATOR:-}" ] || EMU=("$EP_EMULATOR")
 
 pass=0
 fail=0
@@ -86,7 +95,7 @@ ns_main() {
   for bin in $EP_BINARIES; do
     check "/usr/bin/$bin installed" test -x "/usr/bin/$bin"
   done
-  check "installed edgepulld --version runs" /usr/bin/edgepulld --version
+  check "installed edgepulld --version runs" "${EMU[@]}" /usr/bin/edgepulld --version
   check "postinst created system user edgepull" \
     sh -c 'u=$(getent passwd edgepull) && [ "$(echo "$u" | cut -d: -f3)" -lt 1000 ] &&
       [ "$(echo "$u" | cut -d: -f6)" = /var/lib/edgepull ]'
@@ -96,6 +105,7 @@ ns_main() {
   check "/etc/edgepull is root:edgepull 0750" \
     test "$(stat -c '%U:%G %a' /etc/edgepull)" = "root:edgepull 750"
   check "conffile installed" test -f /etc/edgepull/edgepulld.conf
+  check "coordinator defaults installed" test -f /etc/default/edgepull-coordinator
   if command -v deb-systemd-helper >/dev/null 2>&1; then
     check "edgepulld.socket enabled (sockets.target.wants)" \
       test -L /etc/systemd/system/sockets.target.wants/edgepulld.socket
@@ -103,6 +113,8 @@ ns_main() {
       test -L /etc/systemd/system/multi-user.target.wants/edgepulld.service
     check "edgepulld-peer.socket not enabled" \
       test ! -e /etc/systemd/system/sockets.target.wants/edgepulld-peer.socket
+    check "edgepull-coordinator.service not enabled" \
+      test ! -e /etc/systemd/system/multi-user.target.wants/edgepull-coordinator.service
   fi
   if command -v systemd-analyze >/dev/null 2>&1; then verify_units /; fi
 
@@ -123,6 +135,7 @@ ns_main() {
 
   check "dpkg --purge purges the package" dpkg --purge edgepull
   check "conffile gone after purge" test ! -e /etc/edgepull/edgepulld.conf
+  check "coordinator defaults gone after purge" test ! -e /etc/default/edgepull-coordinator
   check "/etc/edgepull gone after purge" test ! -e /etc/edgepull
   check "state gone after purge" test ! -e /var/lib/edgepull
   check "user gone after purge" sh -c '! getent passwd edgepull'
@@ -158,48 +171,58 @@ cleanup() {
 trap cleanup EXIT
 
 # --- build --------------------------------------------------------------------
-B=$WORK/build
-echo "# building a release tree of $SRC in $B"
-if cmake -S "$SRC" -B "$B" -DCMAKE_BUILD_TYPE=Release -DEDGEPULL_TESTS=OFF \
-  -DEDGEPULL_SANITIZE=OFF -DEDGEPULL_WERROR=OFF >"$WORK/configure.log" 2>&1; then
-  ok "cmake configure"
+if [ -n "${EP_PKG_DEB:-}" ]; then
+  DEB=$EP_PKG_DEB
+  check "given package $DEB exists" test -f "$DEB"
+  [ -f "$DEB" ] || finish
 else
-  tail -n 30 "$WORK/configure.log"
-  not_ok "cmake configure"
-  finish
+  B=$WORK/build
+  echo "# building a release tree of $SRC in $B"
+  if cmake -S "$SRC" -B "$B" -DCMAKE_BUILD_TYPE=Release -DEDGEPULL_TESTS=OFF \
+    -DEDGEPULL_SANITIZE=OFF -DEDGEPULL_WERROR=OFF >"$WORK/configure.log" 2>&1; then
+    ok "cmake configure"
+  else
+    tail -n 30 "$WORK/configure.log"
+    not_ok "cmake configure"
+    finish
+  fi
+  if cmake --build "$B" -j2 >"$WORK/build.log" 2>&1; then
+    ok "cmake build"
+  else
+    grep -E 'error|Error' "$WORK/build.log" | head -n 30
+    not_ok "cmake build"
+    finish
+  fi
+  if (cd "$B" && cpack -G DEB) >"$WORK/cpack.log" 2>&1; then
+    ok "cpack -G DEB"
+  else
+    tail -n 30 "$WORK/cpack.log"
+    not_ok "cpack -G DEB"
+    finish
+  fi
+  DEB=$(ls "$B"/edgepull_*.deb 2>/dev/null | head -n 1)
+  if [ -z "$DEB" ]; then
+    ls "$B"
+    not_ok "cpack produced edgepull_*.deb"
+    finish
+  fi
+  ok "cpack produced $(basename "$DEB")"
+  # scripts/test's cross step runs lintian on it (no second Release build).
+  if [ -n "${EP_BUILD_DIR:-}" ] && [ -d "$EP_BUILD_DIR" ]; then
+    mkdir -p "$EP_BUILD_DIR/packages" && cp "$DEB" "$EP_BUILD_DIR/packages/"
+  fi
 fi
-if cmake --build "$B" -j2 >"$WORK/build.log" 2>&1; then
-  ok "cmake build"
-else
-  grep -E 'error|Error' "$WORK/build.log" | head -n 30
-  not_ok "cmake build"
-  finish
-fi
-if (cd "$B" && cpack -G DEB) >"$WORK/cpack.log" 2>&1; then
-  ok "cpack -G DEB"
-else
-  tail -n 30 "$WORK/cpack.log"
-  not_ok "cpack -G DEB"
-  finish
-fi
-DEB=$(ls "$B"/edgepull_*.deb 2>/dev/null | head -n 1)
-if [ -z "$DEB" ]; then
-  ls "$B"
-  not_ok "cpack produced edgepull_*.deb"
-  finish
-fi
-ok "cpack produced $(basename "$DEB")"
 
 # --- metadata -----------------------------------------------------------------
 field() { dpkg-deb -f "$DEB" "$1"; }
-arch=$(dpkg --print-architecture)
+arch=${EP_PKG_ARCH:-$(dpkg --print-architecture)}
 version=$(field Version)
 upstream_version=${version%-*}
 depends=$(field Depends)
 echo "# Version: $version  Architecture: $(field Architecture)"
 echo "# Depends: $depends"
 check "Package is edgepull" test "$(field Package)" = edgepull
-check "Architecture is $arch (dpkg --print-architecture)" test "$(field Architecture)" = "$arch"
+check "Architecture is $arch" test "$(field Architecture)" = "$arch"
 check "Version is <upstream>-<release>" test "$upstream_version" != "$version"
 case "$(basename "$DEB")" in
 edgepull_"${version}"_"${arch}".deb) ok "file name follows Debian's name_version_arch.deb" ;;
@@ -219,6 +242,10 @@ CTRL=$WORK/control
 dpkg-deb -e "$DEB" "$CTRL"
 check "conffiles lists /etc/edgepull/edgepulld.conf" \
   grep -qx /etc/edgepull/edgepulld.conf "$CTRL/conffiles"
+check "conffiles lists /etc/default/edgepull-coordinator" \
+  grep -qx /etc/default/edgepull-coordinator "$CTRL/conffiles"
+check "maintainer scripts call systemctl only for daemon-reload" \
+  sh -c '! grep -hE "(^|[;&|] *)systemctl " "$1"/postinst "$1"/prerm "$1"/postrm | grep -v daemon-reload' - "$CTRL"
 for s in postinst prerm postrm; do
   check "maintainer script $s is executable" test -x "$CTRL/$s"
   check "maintainer script $s parses (sh -n)" sh -n "$CTRL/$s"
@@ -236,7 +263,14 @@ for unit in $EP_UNITS; do
   check "ships /lib/systemd/system/$unit" in_deb "lib/systemd/system/$unit"
 done
 check "ships /etc/edgepull/edgepulld.conf" in_deb etc/edgepull/edgepulld.conf
-for doc in copyright runtime-integration.md README.packaging.md \
+check "ships /etc/default/edgepull-coordinator" in_deb etc/default/edgepull-coordinator
+check "ships man pages" sh -c 'for m in man8/edgepulld.8 man8/edgepull-coordinator.8 man1/edgepullctl.1; do
+  awk "{print \$6}" "$1" | grep -qx "./usr/share/man/$m.gz" || exit 1; done' - "$WORK/contents"
+for bin in $EP_BINARIES; do
+  check "ships bash completion for $bin" in_deb "usr/share/bash-completion/completions/$bin"
+done
+for doc in copyright changelog.Debian.gz coordinator.md runtime-integration.md README.packaging.md \
+  examples/systemd/edgepulld.service.d/docker.conf \
   examples/containerd/certs.d/_default/hosts.toml examples/docker/daemon.json \
   examples/podman/registries.conf; do
   check "ships /usr/share/doc/edgepull/$doc" in_deb "usr/share/doc/edgepull/$doc"
@@ -250,22 +284,28 @@ check "nothing under /usr/local" sh -c "! grep -q '\./usr/local' '$WORK/contents
 # --- the extracted binaries run -------------------------------------------------
 X=$WORK/root
 dpkg-deb -x "$DEB" "$X"
+# Only what the binaries link: libarchive comes when store/unpack links it.
+if has_dep 'libarchive[0-9]+' && ! readelf -d "$X"/usr/bin/* 2>/dev/null | grep -q libarchive; then
+  not_ok "Depends on libarchive, which no binary links"
+else
+  ok "no Depends on an unlinked libarchive"
+fi
 for bin in $EP_BINARIES; do
-  if [ -x "$X/usr/bin/$bin" ]; then
+  if [ -x "$X/usr/bin/$bin" ] && [ ${#EMU[@]} -eq 0 ]; then
     check "$bin: every shared library resolves" \
       sh -c "! ldd '$X/usr/bin/$bin' | grep -q 'not found'"
   fi
 done
-out=$("$X/usr/bin/edgepulld" --version 2>&1)
+out=$("${EMU[@]}" "$X/usr/bin/edgepulld" --version 2>&1)
 rc=$?
 echo "# edgepulld --version: $out"
 check "edgepulld --version exits 0" test "$rc" -eq 0
 check "edgepulld --version prints $upstream_version" \
   sh -c "printf '%s' \"\$1\" | grep -qF '$upstream_version'" - "$out"
-"$X/usr/bin/edgepulld" --help >"$WORK/edgepulld.help" 2>&1
+"${EMU[@]}" "$X/usr/bin/edgepulld" --help >"$WORK/edgepulld.help" 2>&1
 check "edgepulld --help exits 0" test $? -eq 0
 check "edgepulld --help documents --config" grep -q -- --config "$WORK/edgepulld.help"
-"$X/usr/bin/edgepullctl" --help >"$WORK/edgepullctl.help" 2>&1
+"${EMU[@]}" "$X/usr/bin/edgepullctl" --help >"$WORK/edgepullctl.help" 2>&1
 rc=$?
 check "edgepullctl --help exits 0" test "$rc" -eq 0
 check "edgepullctl --help lists its commands" grep -q layers "$WORK/edgepullctl.help"
@@ -281,7 +321,7 @@ run_daemon() {
   shift 2
   port=$(free_port)
   mkdir -p "$WORK/state-$name"
-  "$X/usr/bin/edgepulld" --config "$conf" --state-dir "$WORK/state-$name" \
+  "${EMU[@]}" "$X/usr/bin/edgepulld" --config "$conf" --state-dir "$WORK/state-$name" \
     --listen "127.0.0.1:$port" "$@" >"$WORK/$name.log" 2>&1 &
   pid=$!
   v2=none
@@ -318,7 +358,7 @@ if command -v systemd-socket-activate >/dev/null 2>&1; then
   port=$(free_port)
   mkdir -p "$WORK/state-sa"
   systemd-socket-activate -l "127.0.0.1:$port" --fdname="$fdname" \
-    "$X/usr/bin/edgepulld" --config "$X/etc/edgepull/edgepulld.conf" \
+    "${EMU[@]}" "$X/usr/bin/edgepulld" --config "$X/etc/edgepull/edgepulld.conf" \
     --state-dir "$WORK/state-sa" >"$WORK/sa.log" 2>&1 &
   pid=$!
   v2=none
@@ -349,6 +389,30 @@ check "service is Type=notify as user edgepull" \
 check "local socket is 127.0.0.1:5050 named local" \
   sh -c 'grep -qx ListenStream=127.0.0.1:5050 "$1" && grep -qx FileDescriptorName=local "$1"' \
   - "$X/lib/systemd/system/edgepulld.socket"
+for unit in $EP_UNITS; do
+  for doc in $(sed -n 's|^Documentation=||p' "$X/lib/systemd/system/$unit" | tr ' ' '\n' | sed -n 's|^file://||p'); do
+    check "$unit: Documentation $doc is shipped" test -f "$X$doc"
+  done
+done
+check "coordinator unit reads the shipped /etc/default/edgepull-coordinator" \
+  sh -c 'grep -qx "EnvironmentFile=-/etc/default/edgepull-coordinator" "$1" && test -f "$2"' - \
+  "$X/lib/systemd/system/edgepull-coordinator.service" "$X/etc/default/edgepull-coordinator"
+# The man pages document every option the programs' --help lists.
+man_covers() { # BIN MANPAGE [SUBCOMMAND]
+  local opts o missing=
+  opts=$("${EMU[@]}" "$X/usr/bin/$1" ${3:+"$3"} --help 2>&1 | grep -oE -- '--(\[no-\])?[a-z][a-z0-9-]+' |
+    sed 's/\[no-\]//' | sort -u)
+  for o in $opts; do
+    zcat "$X/usr/share/man/$2.gz" | sed 's/\\-/-/g' | grep -qF -- "$o" || missing="$missing $o"
+  done
+  [ -z "$missing" ] || echo "# $2 lacks:$missing"
+  [ -z "$missing" ]
+}
+check "edgepulld(8) covers edgepulld --help" man_covers edgepulld man8/edgepulld.8
+check "edgepullctl(1) covers edgepullctl --help" man_covers edgepullctl man1/edgepullctl.1
+check "edgepullctl(1) covers edgepullctl deploy --help" man_covers edgepullctl man1/edgepullctl.1 deploy
+check "edgepull-coordinator(8) covers its --help" \
+  man_covers edgepull-coordinator man8/edgepull-coordinator.8
 check "peer socket is named peer" \
   grep -qx FileDescriptorName=peer "$X/lib/systemd/system/edgepulld-peer.socket"
 

@@ -631,16 +631,19 @@ EP_ARGS=()
 # state in EP_STATE (both chosen on first start, kept on restarts), log to a
 # new EP_LOG per start, wait for /v2/ (unless EP_START_NOWAIT). Exports EP_PID
 # EP_PORT EP_STATE EP_LOG EP_URL. Pass no ARGS to restart with the previous ones.
+# EP_EMULATOR (e.g. qemu-arm-static) runs a cross-built edgepulld (tests/cross/).
 ep_start_edgepulld() {
   local bin=$EP_BUILD_DIR/plugin/edgepulld
   [ -x "$bin" ] || ep_die "no edgepulld at $bin (build first)"
+  local emu=()
+  [ -z "${EP_EMULATOR:-}" ] || emu=("$EP_EMULATOR")
   [ $# -eq 0 ] || EP_ARGS=("$@")
   EP_STATE=${EP_STATE:-$(ep_tmpdir state)}
   EP_PORT=${EP_PORT:-$(ep_free_port)}
   EP_URL=http://127.0.0.1:$EP_PORT
   EP_START_COUNT=$((EP_START_COUNT + 1))
   EP_LOG=$EP_TMP/edgepulld.$EP_START_COUNT.log
-  "${EP_NSX[@]}" "$bin" --state-dir "$EP_STATE" --listen "127.0.0.1:$EP_PORT" "${EP_ARGS[@]}" \
+  "${EP_NSX[@]}" "${emu[@]}" "$bin" --state-dir "$EP_STATE" --listen "127.0.0.1:$EP_PORT" "${EP_ARGS[@]}" \
     >"$EP_LOG" 2>&1 &
   EP_PID=$!
   export EP_PID EP_PORT EP_STATE EP_LOG EP_URL

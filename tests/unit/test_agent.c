@@ -684,8 +684,8 @@ static void test_broker(void **state) {
   clock_gettime(CLOCK_MONOTONIC, &t0);
   assert_true(converged(&x->n1, &x->n2, 3, 3, 15000));
   clock_gettime(CLOCK_MONOTONIC, &t1);
-  fprintf(stderr, "converged in %ld ms\n",
-          (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+  fprintf(stderr, "converged in %lld ms\n",
+          (long long)(t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
 
   /* a committed blob travels as a delta */
   struct index_blob nb = {.size = 103, .state = INDEX_BLOB_COMPLETE};
@@ -705,8 +705,8 @@ static void test_broker(void **state) {
   clock_gettime(CLOCK_MONOTONIC, &t0);
   assert_true(converged(&x->n1, &x->n2, 4, 4, 20000));
   clock_gettime(CLOCK_MONOTONIC, &t1);
-  fprintf(stderr, "re-converged after the broker restart in %ld ms\n",
-          (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+  fprintf(stderr, "re-converged after the broker restart in %lld ms\n",
+          (long long)(t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
 
   /* a clean stop is seen at once as offline */
   agent_stop(x->n2.d.agent);

@@ -489,7 +489,9 @@ static void test_snapshot_20000(void **state) {
     replace_inv(db, "big", (unsigned)round * 10000, N, 1000);
     double dt = now_s() - t0;
     printf("snapshot of %d entries (round %d): %.1f ms\n", N, round, dt * 1000);
-    assert_true(dt < SNAPSHOT_LIMIT_S);
+    /* under qemu user emulation (scripts/test's cross step) time means nothing */
+    if (getenv("EP_TEST_EMULATED") == NULL)
+      assert_true(dt < SNAPSHOT_LIMIT_S);
   }
   struct index_node n;
   ep_err e = {0};
