@@ -257,7 +257,7 @@ loc_disks_report() {
       LOC_OUT=$top/$d
       one=$(loc__get baseline - 1 median_s)
       for n in "${LOC_NS[@]}"; do
-        row="| $d | $n | ${one:-–} |"
+        row="| $d | $n | $([ -n "$one" ] && printf %.1f "$one" || echo –) |"
         while read -r sc tp; do
           t=$(loc__get "$sc" "$tp" "$n" median_s)
           if [ -z "$t" ]; then

@@ -89,7 +89,7 @@ loc_disk_teardown() {
       printf '%s,%s,%s,%s,%s\n' "$id" "${SD_MM[$id]}" "$(sd_group_written "$id")" \
         "$(sd_device_written "$id")" "$(sd_limit "$id" | tr ' ' ,)"
     done | sort -t, -k1,1V >>"$LOC_OUT/disk.csv"
-    for id in "${!SD_DEV[@]}"; do sd_destroy "$id"; done
+    sd_destroy_all
     NL_CGROUP=()
     ;;
   esac

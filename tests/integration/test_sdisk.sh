@@ -12,7 +12,8 @@
 #     that device (so it went through the throttle); buffered writes flushed
 #     by the kernel are counted by the root group's;
 #  d. sd_destroy undoes everything: limits reset, bdi restored, unmounted,
-#     detached, group and file gone.
+#     detached (also while another mount namespace holds a copy of the
+#     mount), group and file gone.
 . "$(dirname "$0")/../lib/common.sh"
 . "$EP_SOURCE_DIR/tests/lib/sdisk.sh"
 ep_init test_sdisk 120
@@ -48,6 +49,12 @@ r1=$(sd_device_written n1)
 ep_assert "c: the root group's throttle counted writes from outside the group ($((r1 - r0)) B)" \
   test $((r1 - r0)) -ge $((4 * 1048576))
 
+# A mount namespace made meanwhile (as any ip netns exec on the machine does)
+# holds a copy of the mount: sd_destroy must still detach the device.
+unshare -m --propagation slave sleep 300 &
+holder=$!
+ep_cleanup_push "kill $holder"
+sleep 0.2
 cg=${SD_CG[n1]}
 img=${SD_IMG[n1]}
 sd_destroy n1

@@ -36,6 +36,7 @@
 #                                  sd_create (its counters outlive devices)
 #   sd_limit ID                    "group_bps root_bps" as the kernel holds them
 #   sd_destroy ID                  undo sd_create (also run at exit)
+#   sd_destroy_all                 every disk, and their directory
 
 SD_BLKIO=${SD_BLKIO:-/sys/fs/cgroup/blkio}
 declare -gA SD_DEV=() SD_MM=() SD_MNT=() SD_CG=() SD_IMG=() SD_ROOT0=()
@@ -59,6 +60,13 @@ sd_create() {
   if [ -z "${SD_ROOT:-}" ]; then
     SD_ROOT=$(mktemp -d "${SD_DIR:-/var/tmp}/$SD_PREFIX.XXXXXX") || ep_die "sd_create: no directory"
     ep_cleanup_push "rm -rf '$SD_ROOT'"
+    # Every mount namespace made while a disk is mounted (any ip netns exec
+    # on the machine) copies it, and with a private / our umount would not
+    # reach the copy: the loop device stayed busy until those processes
+    # ended. Under a shared mount the umount propagates to their copies.
+    mount --bind "$SD_ROOT" "$SD_ROOT" && mount --make-shared "$SD_ROOT" ||
+      ep_die "sd_create: cannot make $SD_ROOT a shared mount"
+    ep_cleanup_push "umount -l '$SD_ROOT'"
   fi
   bps=$(($(sd__mbps) * 1048576))
   img=$SD_ROOT/$id.img
@@ -148,4 +156,13 @@ sd_destroy() {
   done
   rm -f "${SD_IMG[$id]:-}" || true
   SD_DEV[$id]=
+}
+
+sd_destroy_all() {
+  local id
+  for id in "${!SD_DEV[@]}"; do sd_destroy "$id"; done
+  [ -n "${SD_ROOT:-}" ] || return 0
+  umount -l "$SD_ROOT" 2>/dev/null || true
+  rm -rf "$SD_ROOT" || true
+  SD_ROOT=
 }
