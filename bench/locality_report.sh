@@ -194,6 +194,11 @@ loc_report() {
     printf 'Peak RSS (VmHWM) of the edgepullds, largest per run: %s KiB; CPU seconds of the busiest edgepulld: %s.\n' \
       "$(tail -n +2 "$LOC_OUT/runs.csv" | awk -F, '$13 != "" { print $13 }' | sort -n | tail -n 1)" \
       "$(tail -n +2 "$LOC_OUT/runs.csv" | awk -F, '$15 != "" { print $15 }' | sort -g | tail -n 1)"
+    [ ! -f "$LOC_OUT/disk.csv" ] || {
+      printf '\nBytes written to each node'"'"'s SD device by its own blkio group and by the root group (the kernel'"'"'s writeback), and the write limits in force there, B/s (disk.csv):\n\n```\n'
+      cat "$LOC_OUT/disk.csv"
+      printf '```\n'
+    }
   } >"$LOC_OUT/summary.md"
 }
 
@@ -218,4 +223,59 @@ loc_plots() {
     sdname='${sc:-} ${tp:-}'" "$BENCH_LOC_DIR/locality.gp" 2>"$EP_TMP/gnuplot.log" ||
     { cat "$EP_TMP/gnuplot.log" >&2; ep_fail "gnuplot failed"; return 0; }
   ep_log "figures: $(cd "$LOC_OUT" && ls -- *.png | tr '\n' ' ')"
+}
+
+# loc_disks_report DISK...: LOC_OUT/summary.md comparing the disks (each
+# measured in LOC_OUT/DISK): at every N, every series' median and its ratio
+# to one node's direct pull on the same disk (issue 11's aim: ≤ 1.15 × at
+# N = 21 with SD-class disks); then each disk's own summary.
+loc_disks_report() {
+  local top=$LOC_OUT d n sc tp one t row head sep
+  head="| disk | N | one node's direct pull |"
+  sep="| --- | ---: | ---: |"
+  LOC_OUT=$top/$1
+  while read -r sc tp; do
+    [ "$tp" = - ] && head+=" $sc |" || head+=" ${sc#edgepull-} $tp |"
+    sep+=" ---: |"
+  done < <(loc__series)
+  {
+    printf '## edgepull on each disk
+
+'
+    printf 'Measured by `bench/locality%s`. Provisioning time in seconds (median) and, in
+' \
+      "${LOC_ARGS:+ $LOC_ARGS}"
+    printf 'parentheses, its ratio to one node'"'"'s direct pull (baseline, N = 1) on the same disk.
+
+'
+    for d in "$@"; do
+      LOC_OUT=$top/$d
+      printf -- '- **%s**: %s\n' "$d" "$(loc__param fs)"
+    done
+    printf '\n%s\n%s\n' "$head" "$sep"
+    for d in "$@"; do
+      LOC_OUT=$top/$d
+      one=$(loc__get baseline - 1 median_s)
+      for n in "${LOC_NS[@]}"; do
+        row="| $d | $n | $([ -n "$one" ] && printf %.1f "$one" || echo –) |"
+        while read -r sc tp; do
+          t=$(loc__get "$sc" "$tp" "$n" median_s)
+          if [ -z "$t" ]; then
+            row+=" – |"
+          elif [ -n "$one" ]; then
+            row+=" $(awk -v t="$t" -v o="$one" 'BEGIN { printf "%.1f (%.2f ×)", t, t / o }') |"
+          else
+            row+=" $(printf %.1f "$t") |"
+          fi
+        done < <(LOC_OUT=$top/$1 loc__series)
+        echo "$row"
+      done
+    done
+    echo
+    for d in "$@"; do
+      printf '\n---\n\n'
+      sed 's/^## /## '"$d"': /' "$top/$d/summary.md"
+    done
+  } >"$top/summary.md"
+  LOC_OUT=$top
 }

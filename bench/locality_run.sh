@@ -22,21 +22,77 @@ loc_build_tools() {
   LOC_SAMPLER=$EP_BUILD_DIR/bench/ep_bench_netsample
 }
 
-# Puts the stores and the clients' copies on a tmpfs when they fit in a
-# third of the free memory: the disk is not what is measured (a Raspberry
-# Pi's SD card would be, but the paper measured the network).
-loc__fs() {
-  local need avail
-  need=$(((2 * LOC_SIZE * (${LOC_NS[-1]} + 2) + 4 * LOC_SIZE + 256) * 1000000))
-  avail=$(awk '/^MemAvailable:/ { printf "%.0f", $2 * 1024 }' /proc/meminfo)
-  LOC_FS=$EP_TMP/fs
-  mkdir -p "$LOC_FS"
-  LOC_FS_KIND=disk
-  if [ "$need" -lt $((avail / 3)) ] && mount -t tmpfs -o "size=$need,mode=0755" tmpfs "$LOC_FS"; then
-    LOC_FS_KIND=tmpfs
-  fi
-  mkdir -p "$LOC_FS/tmp"
-  ep_log "stores and copies on $LOC_FS_KIND ($LOC_FS)"
+# loc_disk_setup DISK: where the stores, the clients' copies and skopeo's
+# temporary files go, one directory per node, loc__dir ID:
+#   tmpfs  one tmpfs: the network alone is measured (the paper's view);
+#   disk   the machine's own disk, under /var/tmp (/tmp may be a tmpfs);
+#   sd     an SD-card-class disk per node (tests/lib/sdisk.sh): its own loop
+#          device, writes throttled to LOC_SD_MBPS, LOC_SD_DIRTY_MB of dirty
+#          cache, and every process of the node (edgepulld, skopeo) in its
+#          blkio group.
+loc_disk_setup() {
+  local need avail id i
+  LOC_DISK=$1
+  case $LOC_DISK in
+  tmpfs)
+    need=$(((2 * LOC_SIZE * (${LOC_NS[-1]} + 2) + 4 * LOC_SIZE + 256) * 1000000))
+    avail=$(awk '/^MemAvailable:/ { printf "%.0f", $2 * 1024 }' /proc/meminfo)
+    [ "$need" -lt $((avail / 3)) ] ||
+      ep_die "--disk tmpfs: $((need / 1000000)) MB of stores do not fit in a third of the free memory"
+    LOC_FS=$EP_TMP/fs-tmpfs
+    mkdir -p "$LOC_FS"
+    mount -t tmpfs -o "size=$need,mode=0755" tmpfs "$LOC_FS" || ep_die "cannot mount a tmpfs"
+    ep_cleanup_push "umount -l '$LOC_FS'"
+    LOC_DISK_DESC="tmpfs (memory: the network alone is measured)"
+    ;;
+  disk)
+    LOC_FS=$(mktemp -d /var/tmp/edgepull-bench.XXXXXX) || ep_die "cannot create a directory in /var/tmp"
+    ep_cleanup_push "rm -rf '$LOC_FS'"
+    LOC_DISK_DESC="the machine's disk ($(df --output=source "$LOC_FS" | tail -n 1), $(findmnt -no FSTYPE -T "$LOC_FS"), /var/tmp)"
+    ;;
+  sd)
+    SD_MBPS=$LOC_SD_MBPS SD_DIRTY_MB=$LOC_SD_DIRTY_MB SD_PREFIX=${NL_PREFIX}sd
+    export SD_MBPS SD_DIRTY_MB SD_PREFIX
+    for id in gw $(for ((i = 1; i <= ${LOC_NS[-1]}; i++)); do echo "n$i"; done); do
+      # The store, the client's copy, skopeo's temporary copy, the v2 layer.
+      sd_create "$id" $((4 * LOC_SIZE + 128))
+      NL_CGROUP[$id]=$(sd_procs_file "$id")
+    done
+    LOC_FS=$SD_ROOT
+    LOC_DISK_DESC="SD-card class: a loop device per node (ext4 on a sparse file in /var/tmp), writes throttled to $LOC_SD_MBPS MiB/s (cgroup v1 blkio), $LOC_SD_DIRTY_MB MiB dirty cache (bdi max_bytes, strict_limit)"
+    ;;
+  *) ep_die "unknown disk '$LOC_DISK'" ;;
+  esac
+  for id in gw $(for ((i = 1; i <= ${LOC_NS[-1]}; i++)); do echo "n$i"; done); do
+    mkdir -p "$LOC_FS/$id/tmp"
+  done
+  ep_log "stores and copies on $LOC_DISK: $LOC_DISK_DESC ($LOC_FS)"
+}
+
+loc__dir() { # ID: that node's directory on the disk measured
+  echo "$LOC_FS/$1"
+}
+
+# loc_disk_teardown: undoes loc_disk_setup (the cleanup stack does too, on
+# failure), after writing disk.csv: per node, the bytes the kernel counted
+# as written to its device and the limits in force (sd only).
+loc_disk_teardown() {
+  local id
+  case $LOC_DISK in
+  tmpfs) umount -l "$LOC_FS" ;;
+  disk) rm -rf "$LOC_FS" ;;
+  sd)
+    echo "node,device,group_write_bytes,root_write_bytes,group_write_bps,root_write_bps" \
+      >"$LOC_OUT/disk.csv"
+    for id in "${!SD_DEV[@]}"; do
+      [ -n "${SD_DEV[$id]}" ] || continue
+      printf '%s,%s,%s,%s,%s\n' "$id" "${SD_MM[$id]}" "$(sd_group_written "$id")" \
+        "$(sd_device_written "$id")" "$(sd_limit "$id" | tr ' ' ,)"
+    done | sort -t, -k1,1V >>"$LOC_OUT/disk.csv"
+    sd_destroy_all
+    NL_CGROUP=()
+    ;;
+  esac
 }
 
 # loc__image: v1 = LOC_LAYERS random gzip layers of LOC_SIZE MB in all; v2 =
@@ -73,7 +129,6 @@ loc_setup() {
   # baseline's bottleneck (the paper's routers were not either).
   NL_GW_LAN_MBPS=$((LOC_LAN > LOC_UPLINK ? LOC_LAN : LOC_UPLINK))
   NL_PREFIX=${NL_PREFIX:-eploc$$}
-  loc__fs
   nl_create "$1"
   nl_route_direct off
   nl_start_registry
@@ -106,7 +161,8 @@ loc_csv_headers() {
     echo "reps=$LOC_REPS"
     echo "topologies=$LOC_TOPOS"
     echo "hz=$LOC_HZ"
-    echo "fs=$LOC_FS_KIND"
+    echo "disk=$LOC_DISK"
+    echo "fs=$LOC_DISK_DESC"
     echo "build=$BENCH_BUILD_TYPE"
     echo "frame_factor=$LOC_FRAME"
     echo "machine=$(uname -srm), $(nproc) CPUs, $(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
@@ -175,7 +231,7 @@ loc__cpu_busy() {
 # "id exit_status end_time" to DONE_FILE.
 loc__client() {
   local rc=0
-  nl_node_exec "$1" timeout -k 5 "$LOC_CLIENT_TIMEOUT" skopeo --tmpdir "$LOC_FS/tmp" copy --quiet \
+  nl_node_exec "$1" timeout -k 5 "$LOC_CLIENT_TIMEOUT" skopeo --tmpdir "$(loc__dir "$1")/tmp" copy --quiet \
     --src-tls-verify=false "docker://$2" "dir:$3" >"$LOC_RUN_DIR/client-$1.log" 2>&1 || rc=$?
   if [ "$rc" -eq 0 ] && [ "$(sha256sum <"$3/manifest.json" | cut -d' ' -f1)" != "${LOC_V1_DIGEST#sha256:}" ]; then
     rc=99
@@ -187,7 +243,7 @@ loc__client() {
 loc__clients() {
   local n=$1 src=$2 i pids=()
   for ((i = 1; i <= n; i++)); do
-    loc__client "n$i" "$src/bench/app:v1" "$LOC_FS/copy-n$i" "$LOC_RUN_DIR/done" &
+    loc__client "n$i" "$src/bench/app:v1" "$(loc__dir "n$i")/copy" "$LOC_RUN_DIR/done" &
     pids+=($!)
   done
   wait "${pids[@]}" 2>/dev/null || true
@@ -236,8 +292,11 @@ loc__run_begin() { # NAME
   LOC_CLIENT_TIMEOUT=$((120 + LOC_SIZE * 8 * 4 * ${LOC_NS[-1]} / LOC_UPLINK))
 }
 
+# loc__run_end: the next run starts with empty stores and nothing dirty.
 loc__run_end() {
-  rm -rf "$LOC_FS"/copy-* "$LOC_FS"/state-* "$LOC_FS"/tmp/*
+  local d
+  rm -rf "$LOC_FS"/*/copy "$LOC_FS"/*/state.* "$LOC_FS"/*/tmp/*
+  [ "$LOC_DISK" = tmpfs ] || for d in "$LOC_FS"/*/; do sync -f "$d"; done
 }
 
 # --- scenarios -----------------------------------------------------------------
@@ -268,7 +327,7 @@ loc__locality() {
   ep_loc_set "bench$LOC_RUN_SEQ"
   nl_start_coordinator "$1"
   for id in gw $(for ((i = 1; i <= $2; i++)); do echo "n$i"; done); do
-    NODE_STATE[$id]=$(mktemp -d "$LOC_FS/state-$id.XXXXXX")
+    NODE_STATE[$id]=$(mktemp -d "$(loc__dir "$id")/state.XXXXXX")
     # Runtimes name the image without the registry (a Docker registry-mirror).
     EP_START_NOWAIT=1 nl_start_node "$id" --default-registry "$REGISTRY_HOST"
   done

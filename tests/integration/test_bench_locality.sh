@@ -9,7 +9,13 @@
 #  c. every edgepull run took exactly one copy of the image over the uplink
 #     (blob bytes the registry served = the image), the delta deploy only the
 #     new blobs; the baseline took N copies;
-#  d. the summary, the CSVs and the four PNG figures are written.
+#  d. the summary, the CSVs and the four PNG figures are written;
+#  e. once more on SD-card-class disks (--disk sd: a throttled loop device
+#     per node, tests/lib/sdisk.sh), chain only, no figures: every run
+#     provisioned every node with one copy over the uplink, every node's
+#     processes wrote at least the image to its own device through the
+#     throttle (the kernel's blkio counters), the limits were in force, and
+#     nothing of the emulation is left afterwards.
 . "$(dirname "$0")/../lib/common.sh"
 ep_init test_bench_locality 900
 ep_require_root
@@ -17,8 +23,8 @@ ep_require_cmd gnuplot skopeo docker-registry mosquitto jq ip tc
 
 out=$EP_TMP/out
 rc=0
-NL_PREFIX=tbl$$ ep_timeout 840 "$EP_SOURCE_DIR/bench/locality" --quick --build-dir "$EP_BUILD_DIR" \
-  --out "$out" >"$EP_TMP/bench.log" 2>&1 || rc=$?
+NL_PREFIX=tbl$$ ep_timeout 840 "$EP_SOURCE_DIR/bench/locality" --quick --disk tmpfs \
+  --build-dir "$EP_BUILD_DIR" --out "$out" >"$EP_TMP/bench.log" 2>&1 || rc=$?
 EP_LOGS+=("$EP_TMP/bench.log")
 sed -n '/^## edgepull against/,$p' "$EP_TMP/bench.log"
 grep -E '^  (baseline|edgepull-)' "$EP_TMP/bench.log" || true
@@ -52,4 +58,37 @@ ep_assert "d: a samples file per run" test "$(find "$out/samples" -name '*.csv' 
 rate=$(awk -F, 'NR > 1 { n++; t = $1 } END { printf "%.0f", (t > 0 ? n / t : 0) }' \
   "$out/samples/edgepull-deploy_chain_N3_r1.csv" 2>/dev/null)
 ep_assert "d: throughput sampled at >= 10 Hz (${rate:-?} Hz)" test "${rate:-0}" -ge 10
+
+# e. SD-card-class disks.
+[ -w /sys/fs/cgroup/blkio/blkio.throttle.write_bps_device ] || {
+  ep_log "e: skipped, no cgroup v1 blkio controller"
+  ep_finish
+}
+sd=$EP_TMP/sd
+rc=0
+NL_PREFIX=tbs$$ ep_timeout 600 "$EP_SOURCE_DIR/bench/locality" --quick --disk sd --topologies chain \
+  --no-plots --build-dir "$EP_BUILD_DIR" --out "$sd" >"$EP_TMP/bench-sd.log" 2>&1 || rc=$?
+EP_LOGS+=("$EP_TMP/bench-sd.log")
+grep -E '^  (baseline|edgepull-)|stores and copies on' "$EP_TMP/bench-sd.log" || true
+ep_assert_eq 0 "$rc" "e: bench/locality --quick --disk sd exits 0"
+runs=$sd/runs.csv
+ep_assert_eq sd "$(sed -n 's/^disk=//p' "$sd/params.txt" 2>/dev/null)" "e: params.txt says disk=sd"
+for key in baseline,- edgepull-pull,chain edgepull-deploy,chain edgepull-delta,chain; do
+  ep_assert_eq 1 "$(awk -F, -v k="$key" '$1 "," $2 == k && $3 == 3 { print $5 }' "$runs" 2>/dev/null)" \
+    "e: $key at N = 3 on SD disks provisioned every node"
+  case $key in baseline*) continue ;; esac
+  ep_assert_eq 1.000 "$(copies "${key%%,*}" "${key#*,}")" "e: $key on SD disks took one copy over the uplink"
+done
+img=$(sed -n 's/^image_bytes=//p' "$sd/params.txt" 2>/dev/null)
+for id in gw n1 n2 n3; do
+  row=$(awk -F, -v i="$id" '$1 == i' "$sd/disk.csv" 2>/dev/null)
+  IFS=, read -r _ mm gw_bytes _ gbps rbps <<<"${row:-,,,,,}"
+  ep_assert "e: $id's processes wrote >= the image ($img B) through its device's throttle (${gw_bytes:-?} B)" \
+    test "${gw_bytes:-0}" -ge "${img:-1}"
+  ep_assert_eq "20971520 20971520" "${gbps:-} ${rbps:-}" "e: $id's device $mm throttled to 20 MiB/s"
+  ep_assert_eq "" "$(awk -v d="$mm" '$1 == d' /sys/fs/cgroup/blkio/blkio.throttle.write_bps_device)" \
+    "e: no limit left on $id's device $mm"
+done
+ep_assert_eq "" "$(find /sys/fs/cgroup/blkio -maxdepth 1 -name "tbs$$*")" "e: no blkio group left"
+ep_assert_eq "" "$(losetup -a | grep "tbs$$")" "e: no loop device left"
 ep_finish

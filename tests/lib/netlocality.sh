@@ -39,6 +39,9 @@
 #   nl_parents                         "id parent" per node (retained; "-" = root)
 #   nl_chain                           ids from the root down a chain topology
 #   nl_node_exec ID CMD...             run CMD in ID's namespace (gw, cloud, n1...)
+#   NL_CGROUP[ID]=PROCS_FILE           every process then started for ID (edgepulld,
+#                                      nl_node_exec) joins that cgroup first
+#                                      (tests/lib/sdisk.sh's slow disks)
 #   nl_node_curl ID ARGS...            bounded curl there
 #   nl_kill_node ID / nl_stop_node ID  kill -9 / SIGTERM
 #   nl_uplink_bytes                    rx_bytes of the gateway's uplink veth
@@ -66,6 +69,7 @@ NL_UPLINK_DEV=up0
 NL_MTU=1500
 declare -gA NL_NS=() NL_ADDR=()
 declare -ga NL_NODES=() NL_ALL=()
+declare -gA NL_CGROUP=()
 
 nl_require() {
   ep_require_root
@@ -157,11 +161,24 @@ nl_create() {
     "LAN ${NL_LAN_MBPS} Mbit/s per port (gateway ${NL_GW_LAN_MBPS})"
 }
 
+# nl__nsx ID: NL_NSX, the command prefix that runs a program as node ID's:
+# in its namespace and, when NL_CGROUP[ID] is set, in that cgroup (exec'ed,
+# so $! is still the program's pid).
+nl__nsx() {
+  [ -n "${NL_NS[$1]:-}" ] || ep_die "no namespace for node '$1'"
+  NL_NSX=()
+  # Before ip netns exec, which mounts the namespace's own /sys over the
+  # cgroup hierarchies; the cgroup is inherited through both execs.
+  [ -z "${NL_CGROUP[$1]:-}" ] ||
+    NL_NSX=(sh -c 'echo $$ >"$0" && exec "$@"' "${NL_CGROUP[$1]}")
+  NL_NSX+=(ip netns exec "${NL_NS[$1]}")
+}
+
 nl_node_exec() { # ID CMD...
-  local id=$1
+  local id=$1 NL_NSX
   shift
-  [ -n "${NL_NS[$id]:-}" ] || ep_die "nl_node_exec: no namespace for '$id'"
-  ip netns exec "${NL_NS[$id]}" "$@"
+  nl__nsx "$id"
+  "${NL_NSX[@]}" "$@"
 }
 
 nl_node_curl() { # ID CURL_ARGS...
@@ -266,7 +283,8 @@ nl_start_node() {
   NODE_PORT[$id]=${NODE_PORT[$id]:-$NL_LOCAL_PORT}
   NODE_PEER[$id]=${NODE_PEER[$id]:-$NL_PEER_PORT}
   EP_NETNS=${NL_NS[$id]}
-  EP_NSX=(ip netns exec "$EP_NETNS")
+  nl__nsx "$id"
+  EP_NSX=("${NL_NSX[@]}")
   EP_NODE_PEER_ADDR=${NL_ADDR[$id]} EP_NODE_BROKER=$NL_BROKER ep_node_start "$id" "${args[@]}"
   EP_NETNS=$save_ns
   EP_NSX=("${save_nsx[@]}")
