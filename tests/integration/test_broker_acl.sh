@@ -200,7 +200,7 @@ ep_assert_eq '{"deploy":1}' "$got" "bridge carries cloud messages down to the lo
 pub deployer@site2 "edgepull/v1/site2/deploy" x "$CLOUD_PORT"
 sleep 1
 ep_assert_eq "" "$(retained n1@site2 "edgepull/v1/site2/deploy")" "bridge carries only its own locality"
-ep_assert_eq x "$(retained deployer@site2 "edgepull/v1/site2/deploy" "$CLOUD_PORT")" \
+ep_assert_eq x "$(retained n1@site2 "edgepull/v1/site2/deploy" "$CLOUD_PORT")" \
   "(the cloud broker holds site2's deploy)"
 
 # --- edgepull-coordinator through this ACL -----------------------------------
