@@ -722,7 +722,7 @@ static int parent_fields(json_t *j, struct proto_parent *p, ep_err *err) {
   /* A root has no parent to reach: an addr or peer_port sent with it is
    * dropped, so the struct is what proto_parent_build would send. */
   if (!p->has_parent) {
-    p->addr[0] = '\0';
+    memset(p->addr, 0, sizeof p->addr);
     port = 0;
   }
   p->peer_port = (uint16_t)port;
