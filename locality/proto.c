@@ -730,6 +730,12 @@ static int parent_fields(json_t *j, struct proto_parent *p, ep_err *err) {
     return r;
   if (p->has_parent && p->addr[0] == '\0')
     return ep_error(err, EP_EINVAL, "parent payload: \"addr\" is empty");
+  /* A root has no parent to reach: an addr or peer_port sent with it is
+   * dropped, so the struct is what proto_parent_build would send. */
+  if (!p->has_parent) {
+    memset(p->addr, 0, sizeof p->addr);
+    port = 0;
+  }
   p->peer_port = (uint16_t)port;
   return 0;
 }

@@ -373,7 +373,7 @@ static int64_t token_lifetime(json_t *j) {
   return life;
 }
 
-static int token_parse(const struct upstream_buf *b, char **tok, int64_t *life, ep_err *err) {
+int upstream_token_parse(const struct upstream_buf *b, char **tok, int64_t *life, ep_err *err) {
   json_error_t je;
   json_t *j = json_loadb(b->data ? b->data : "", b->len, 0, &je);
   if (!json_is_object(j)) {
@@ -458,7 +458,7 @@ static int token_fetch(upstream *u, const char *host, const struct upstream_chal
                       ? (user ? " (credentials refused)" : " (anonymous access refused)")
                       : "");
   else if (rc == 0)
-    rc = token_parse(&x->body, tok, life, err) < 0 ? ep_wrap(err, "%s", what) : 0;
+    rc = upstream_token_parse(&x->body, tok, life, err) < 0 ? ep_wrap(err, "%s", what) : 0;
   if (x != NULL && x->body.data != NULL)
     explicit_bzero(x->body.data, x->body.len);
   upstream_xfer_free(x);

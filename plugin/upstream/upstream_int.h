@@ -168,6 +168,12 @@ struct upstream_challenge {
  * without realm or with a realm that is not an http(s) URL. */
 int upstream_parse_challenge(const char *hdr, struct upstream_challenge *c, ep_err *err);
 
+/* Reads a token endpoint's JSON answer: *tok (malloc'd) from "token" or
+ * "access_token", header-safe and at most UPSTREAM_TOKEN_MAX bytes; *life
+ * its remaining seconds (1..86400). EP_EAUTH for anything else. Exported
+ * for fuzz/fuzz_upstream_auth.c. */
+int upstream_token_parse(const struct upstream_buf *b, char **tok, int64_t *life, ep_err *err);
+
 /* Copies s into out (cap bytes) keeping printable ASCII only, cut at the
  * first '?' when strip_query (signed CDN URLs carry secrets there). */
 void upstream_sanitize(const char *s, bool strip_query, char *out, size_t cap);

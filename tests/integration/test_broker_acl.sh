@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # The broker configuration in contrib/mosquitto, with a real mosquitto:
 #  - gateway.conf (adapted to a temp dir and a free loopback port) starts;
-#  - the ACL lets a node write only its own state/inventory/delta/report and
-#    deploy progress, never another node's topics nor any parent nor a
-#    deploy; only `coordinator` writes parents; only `deployer` writes
-#    deploys (and reads progress);
+#  - the ACL made by mkacl (sections for site1 and site2 on one broker) lets
+#    a node write only its own state/inventory/delta/report and deploy
+#    progress, never another node's topics nor any parent nor a deploy;
+#    only `coordinator@site1` writes site1's parents; only `deployer@site1`
+#    writes its deploys (and reads progress); nothing crosses into site2
+#    (test_broker_acl_multi.sh covers the many-localities broker in full);
 #    anonymous and wrong passwords are refused;
-#  - bridge.conf carries a locality's topics to a second ("cloud") broker;
+#  - bridge.conf carries a locality's topics to a second ("cloud") broker
+#    whose own ACL (the same mkacl output) lets the bridge user write only
+#    its locality;
 #  - edgepull-coordinator, authenticated as `coordinator`, assigns parents
 #    through that ACL, moves only the orphans when a node's state goes
 #    offline, and changes nothing when restarted.
 . "$(dirname "$0")/../lib/common.sh"
+. "$(dirname "$0")/../lib/broker_acl.sh"
 ep_init test_broker_acl 240
 
 for b in mosquitto mosquitto_pub mosquitto_sub mosquitto_passwd; do
@@ -29,64 +34,60 @@ PORT=$(ep_free_port)
 CLOUD_PORT=$(ep_free_port)
 
 # --- the gateway broker --------------------------------------------------
+# Usernames are NODE@LOCALITY and ROLE@LOCALITY (contrib/mosquitto/mkacl);
+# the helpers below take the short name for site1 ("n1" is n1@site1) and
+# the password is pw-<full name>.
 touch "$D/passwd"
 chmod 600 "$D/passwd"
-for u in n1:pw-n1 n2:pw-n2 n3:pw-n3 gw:pw-gw coordinator:pw-coordinator deployer:pw-deployer; do
-  ep_timeout 10 mosquitto_passwd -b "$D/passwd" "${u%%:*}" "${u#*:}"
+for u in n1 n2 n3 gw coordinator deployer bridge; do
+  ep_timeout 10 mosquitto_passwd -b "$D/passwd" "$u@$LOC" "pw-$u@$LOC"
 done
-cp "$CONTRIB/acl" "$D/acl"
-mkdir -p "$D/data"
-sed -e "s|^listener 1883 .*|listener $PORT 127.0.0.1|" \
-  -e "s|^password_file .*|password_file $D/passwd|" \
-  -e "s|^acl_file .*|acl_file $D/acl|" \
-  -e "s|^persistence_location .*|persistence_location $D/data/|" \
-  "$CONTRIB/gateway.conf" >"$D/gateway.conf"
-# Started as root, mosquitto would switch to the `mosquitto` user, who cannot
-# read the test's files: stay who we are.
-printf 'user %s\n' "$(id -un)" >>"$D/gateway.conf"
+for u in n1 deployer; do
+  ep_timeout 10 mosquitto_passwd -b "$D/passwd" "$u@site2" "pw-$u@site2"
+done
+{
+  "$CONTRIB/mkacl" "$LOC" n1 n2 n3 gw
+  "$CONTRIB/mkacl" site2 n1
+} >"$D/acl"
+ep_broker_gateway_conf "$PORT" "$D/passwd" "$D/acl" "$D/data" "$D/gateway.conf"
 grep -q "^listener $PORT 127.0.0.1" "$D/gateway.conf" || ep_die "gateway.conf: listener line not adapted"
 grep -q '^allow_anonymous false' "$D/gateway.conf" || ep_die "gateway.conf allows anonymous clients"
 grep -q '^persistence true' "$D/gateway.conf" || ep_die "gateway.conf: persistence is off"
 
-# The bridge to the cloud broker, adapted: plain TCP to loopback, anonymous.
+# The bridge to the cloud broker, adapted: plain TCP to loopback, as the
+# user bridge@site1. The cloud broker uses the same password file and ACL.
 sed -e "s|^address .*|address 127.0.0.1:$CLOUD_PORT|" \
   -e '/^bridge_cafile/d' -e '/^bridge_insecure/d' \
-  -e '/^remote_username/d' -e '/^remote_password/d' \
+  -e "s|^remote_password .*|remote_password pw-bridge@$LOC|" \
   "$CONTRIB/bridge.conf" >"$D/bridge.conf"
-printf 'listener %s 127.0.0.1\nallow_anonymous true\nuser %s\n' "$CLOUD_PORT" "$(id -un)" \
-  >"$D/cloud.conf"
+grep -q "^remote_username bridge@$LOC\$" "$D/bridge.conf" || ep_die "bridge.conf: not bridge@$LOC"
+printf 'listener %s 127.0.0.1\nallow_anonymous false\npassword_file %s\nacl_file %s\nuser %s\n' \
+  "$CLOUD_PORT" "$D/passwd" "$D/acl" "$(id -un)" >"$D/cloud.conf"
 
-start_broker() { # CONF LOG PORT -> sets BROKER_PID
-  mosquitto -c "$1" -v >"$2" 2>&1 &
-  BROKER_PID=$!
-  EP_LOGS+=("$2")
-  local i
-  for ((i = 0; i < 100; i++)); do
-    ss -Hltn "sport = :$3" | grep -q . && return 0
-    kill -0 "$BROKER_PID" 2>/dev/null || ep_die "mosquitto -c $1 exited: $(tail -n 5 "$2")"
-    sleep 0.1
-  done
-  ep_die "mosquitto -c $1 does not listen on $3"
-}
-start_broker "$D/cloud.conf" "$D/cloud.log" "$CLOUD_PORT"
-CLOUD_PID=$BROKER_PID
-ep_cleanup_push "kill $CLOUD_PID"
+ep_broker_start "$D/cloud.conf" "$D/cloud.log" "$CLOUD_PORT"
 cat "$D/gateway.conf" "$D/bridge.conf" >"$D/gateway+bridge.conf"
-start_broker "$D/gateway+bridge.conf" "$D/gateway.log" "$PORT"
-GW_PID=$BROKER_PID
-ep_cleanup_push "kill $GW_PID"
+ep_broker_start "$D/gateway+bridge.conf" "$D/gateway.log" "$PORT"
 ep_pass "gateway.conf (with bridge.conf) starts"
 
-pub() { # USER TOPIC PAYLOAD [retain]: exit status of mosquitto_pub
-  ep_timeout 10 mosquitto_pub -h 127.0.0.1 -p "$PORT" -u "$1" -P "pw-$1" -q 1 -r -t "$2" -m "$3" \
-    2>/dev/null
+full() { # USER: n1 -> n1@site1; n1@site2 stays
+  case $1 in
+  *@*) echo "$1" ;;
+  *) echo "$1@$LOC" ;;
+  esac
+}
+pub() { # USER TOPIC PAYLOAD [PORT]: exit status of mosquitto_pub (retained, QoS 1)
+  local u
+  u=$(full "$1")
+  ep_timeout 10 mosquitto_pub -h 127.0.0.1 -p "${4:-$PORT}" -u "$u" -P "pw-$u" -q 1 -r -t "$2" \
+    -m "$3" 2>/dev/null
 }
 # The retained message of TOPIC as USER sees it ("" when none within 2 s;
 # mosquitto_sub exits 27 on that timeout). Any other failure (refused
 # credentials) is fatal, so an "absent" can never come from a login error.
 retained() { # USER TOPIC [PORT]
-  local port=${3:-$PORT} auth=(-u "$1" -P "pw-$1") rc=0
-  [ "$1" = anon ] && auth=()
+  local port=${3:-$PORT} u rc=0
+  u=$(full "$1")
+  local auth=(-u "$u" -P "pw-$u")
   ep_timeout 10 mosquitto_sub -h 127.0.0.1 -p "$port" "${auth[@]}" -t "$2" -C 1 -W 2 \
     2>"$D/sub.err" || rc=$?
   [ "$rc" -eq 0 ] || [ "$rc" -eq 27 ] || ep_die "mosquitto_sub as $1 on $2 failed ($rc): $(cat "$D/sub.err")"
@@ -103,7 +104,9 @@ quiet() { "$@" 2>/dev/null; }
 ep_assert_not "anonymous client refused" \
   quiet ep_timeout 10 mosquitto_pub -h 127.0.0.1 -p "$PORT" -t "$T/n1/state" -m x
 ep_assert_not "wrong password refused" \
-  quiet ep_timeout 10 mosquitto_pub -h 127.0.0.1 -p "$PORT" -u n1 -P wrong -t "$T/n1/state" -m x
+  quiet ep_timeout 10 mosquitto_pub -h 127.0.0.1 -p "$PORT" -u "n1@$LOC" -P wrong -t "$T/n1/state" -m x
+ep_assert_not "the bare node id is no username" \
+  quiet ep_timeout 10 mosquitto_pub -h 127.0.0.1 -p "$PORT" -u n1 -P "pw-n1@$LOC" -t "$T/n1/state" -m x
 
 # --- what a node may write -----------------------------------------------
 pub n1 "$T/n1/state" "$(state n1 online)"
@@ -127,6 +130,15 @@ ep_assert_eq "" "$(retained coordinator "edgepull/v1/$LOC/other")" "node cannot 
 pub n1 "\$SYS/x" 'x' || true
 pub n1 "elsewhere/x" 'x' || true
 ep_assert_eq "" "$(retained coordinator "elsewhere/x")" "node cannot write outside edgepull/v1"
+T2=edgepull/v1/site2/node
+pub n1 "$T2/n1/state" "$(state n1 online)" || true
+ep_assert_eq "" "$(retained n1@site2 "$T2/n1/state")" \
+  "node cannot write its own id's state in another locality"
+pub n1@site2 "$T2/n1/state" "$(state n1 online)"
+ep_assert_eq "" "$(retained n1 "$T2/n1/state")" "node cannot read another locality"
+ep_assert_match '"id":"n1"' "$(retained n1@site2 "$T2/n1/state")" \
+  "the same node id in site2 writes and reads its own locality"
+pub n1@site2 "$T2/n1/state" ''
 
 # --- the coordinator -------------------------------------------------------
 pub coordinator "$T/n1/parent" '{"v":1,"id":"n1","parent":null,"epoch":1}'
@@ -136,6 +148,9 @@ pub coordinator "$T/n1/parent" '' # clear
 ep_assert_eq "" "$(retained n1 "$T/n1/parent")" "coordinator clears a retained parent"
 pub coordinator "$T/n3/state" "$(state n3 online)" || true
 ep_assert_eq "" "$(retained n1 "$T/n3/state")" "coordinator cannot write a node's state"
+pub coordinator "$T2/n1/parent" '{"forged":1}' || true
+ep_assert_eq "" "$(retained n1@site2 "$T2/n1/parent")" \
+  "coordinator cannot write another locality's parents"
 
 # --- reports and deploys ---------------------------------------------------
 DID=0123456789abcdef
@@ -161,18 +176,20 @@ ep_assert_eq "" "$(retained coordinator "$DP/$DID/progress/n3")" "deployer canno
 pub deployer "$T/n3/state" "$(state n3 online)" || true
 ep_assert_eq "" "$(retained coordinator "$T/n3/state")" "deployer cannot write a node's state"
 for t in "$T/n1/report" "$DP/$DID/progress/n1"; do pub n1 "$t" ''; done
+pub deployer "edgepull/v1/site2/deploy" '{"forged":1}' || true
+ep_assert_eq "" "$(retained n1@site2 "edgepull/v1/site2/deploy")" \
+  "deployer cannot deploy to another locality"
 pub deployer "$DP" ''
 
 # --- the bridge ------------------------------------------------------------
 got=""
 for ((i = 0; i < 20; i++)); do
-  got=$(retained anon "$T/n1/state" "$CLOUD_PORT")
+  got=$(retained deployer "$T/n1/state" "$CLOUD_PORT")
   [ -n "$got" ] && break
   sleep 0.5
 done
 ep_assert_match '"id":"n1"' "$got" "bridge carries the locality's retained state to the cloud"
-ep_timeout 10 mosquitto_pub -h 127.0.0.1 -p "$CLOUD_PORT" -q 1 -r -t "edgepull/v1/$LOC/deploy" \
-  -m '{"deploy":1}'
+pub deployer "edgepull/v1/$LOC/deploy" '{"deploy":1}' "$CLOUD_PORT"
 got=""
 for ((i = 0; i < 20; i++)); do
   got=$(retained n2 "edgepull/v1/$LOC/deploy")
@@ -180,18 +197,20 @@ for ((i = 0; i < 20; i++)); do
   sleep 0.5
 done
 ep_assert_eq '{"deploy":1}' "$got" "bridge carries cloud messages down to the locality"
-ep_timeout 10 mosquitto_pub -h 127.0.0.1 -p "$CLOUD_PORT" -q 1 -r -t "edgepull/v1/other/deploy" -m x
+pub deployer@site2 "edgepull/v1/site2/deploy" x "$CLOUD_PORT"
 sleep 1
-ep_assert_eq "" "$(retained n2 "edgepull/v1/other/deploy")" "bridge carries only its own locality"
+ep_assert_eq "" "$(retained n1@site2 "edgepull/v1/site2/deploy")" "bridge carries only its own locality"
+ep_assert_eq x "$(retained n1@site2 "edgepull/v1/site2/deploy" "$CLOUD_PORT")" \
+  "(the cloud broker holds site2's deploy)"
 
 # --- edgepull-coordinator through this ACL -----------------------------------
 if [ ! -x "$COORD" ]; then
   ep_fail "edgepull-coordinator not built ($COORD)"
   ep_finish
 fi
-printf 'pw-coordinator\n' >"$D/coord.pw"
+printf 'pw-coordinator@%s\n' "$LOC" >"$D/coord.pw"
 start_coord() { # LOG
-  "$COORD" --broker "127.0.0.1:$PORT" --locality "$LOC" --topology chain --username coordinator \
+  "$COORD" --broker "127.0.0.1:$PORT" --locality "$LOC" --topology chain --username "coordinator@$LOC" \
     --password-file "$D/coord.pw" --keepalive 5 >"$1" 2>&1 &
   COORD_PID=$!
   EP_LOGS+=("$1")

@@ -32,9 +32,9 @@ mkdir -p "$MQTT_DIR/data"
 : >"$MQTT_DIR/passwd"
 for u in gw n1 coordinator; do
   printf 'secret-%s\n' "$u" >"$MQTT_DIR/$u.pw"
-  mosquitto_passwd -b "$MQTT_DIR/passwd" "$u" "secret-$u"
+  mosquitto_passwd -b "$MQTT_DIR/passwd" "$u@tls" "secret-$u"
 done
-cp "$EP_SOURCE_DIR/contrib/mosquitto/acl" "$MQTT_DIR/acl"
+"$EP_SOURCE_DIR/contrib/mosquitto/mkacl" tls gw n1 >"$MQTT_DIR/acl"
 chmod 644 "$MQTT_DIR"/*
 cat >"$MQTT_DIR/mosquitto.conf" <<EOF
 per_listener_settings false
@@ -57,13 +57,13 @@ ep__mqtt_spawn
 
 sub() { # USER TOPIC: the retained payload, read over TLS as USER
   timeout -k 2 10 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$pki/ca.pem" \
-    -u "$1" -P "secret-$1" -t "$2" -C 1 -W 8 2>/dev/null || true
+    -u "$1@tls" -P "secret-$1" -t "$2" -C 1 -W 8 2>/dev/null || true
 }
 
 start_n1() { # PASSWORD_FILE CA_FILE LOG: n1 in the background; sets n1_pid
   "$EP_BUILD_DIR/plugin/edgepulld" --state-dir "$n1_state" --listen "127.0.0.1:$n1_port" \
     --broker "127.0.0.1:$MQTT_PORT" --locality tls --node-id n1 \
-    --broker-username n1 --broker-password-file "$1" \
+    --broker-username n1@tls --broker-password-file "$1" \
     --broker-ca-file "$2" --keepalive 5 --heartbeat 2 >"$3" 2>&1 &
   n1_pid=$!
   ep_cleanup_push "ep_stop_pid $n1_pid 10"
@@ -73,7 +73,7 @@ n1_state=$(ep_tmpdir n1)
 n1_port=$(ep_free_port)
 n1_joined() { # the retained state of n1, if it ever joined
   timeout 5 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$pki/ca.pem" \
-    -u coordinator -P secret-coordinator -t edgepull/v1/tls/node/n1/state -C 1 -W 3 2>/dev/null ||
+    -u coordinator@tls -P secret-coordinator -t edgepull/v1/tls/node/n1/state -C 1 -W 3 2>/dev/null ||
     true
 }
 
@@ -83,7 +83,7 @@ gw_port=$(ep_free_port)
 "$EP_BUILD_DIR/plugin/edgepulld" --state-dir "$gw_state" --listen "127.0.0.1:$gw_port" \
   --gateway --peer-listen "127.0.0.1:$(ep_free_port)" \
   --broker "127.0.0.1:$MQTT_PORT" --locality tls --node-id gw \
-  --broker-username gw --broker-password-file "$MQTT_DIR/gw.pw" \
+  --broker-username gw@tls --broker-password-file "$MQTT_DIR/gw.pw" \
   --broker-ca-file "$pki/ca.pem" --keepalive 5 --heartbeat 2 >"$EP_TMP/gw.log" 2>&1 &
 gw_pid=$!
 ep_cleanup_push "ep_stop_pid $gw_pid 10"
@@ -94,7 +94,7 @@ ep_assert_eq online "$(printf '%s' "$state" | jq -r .status 2>/dev/null)" \
   "gw published its online state over TLS with its password"
 
 ep_log "coordinator over TLS as user coordinator"
-ep_coord_start --ca-file "$pki/ca.pem" --username coordinator \
+ep_coord_start --ca-file "$pki/ca.pem" --username coordinator@tls \
   --password-file "$MQTT_DIR/coordinator.pw"
 parent=$(sub n1 edgepull/v1/tls/node/gw/parent)
 ep_assert_eq null "$(printf '%s' "$parent" | jq -r .parent 2>/dev/null)" \
