@@ -21,8 +21,9 @@ enum { CTL_EXIT_OK = 0, CTL_EXIT_FAIL = 1, CTL_EXIT_USAGE = 2 };
 struct ctl_opts {
   const char *state_dir;
   bool json;
-  bool no_trunc;   /* full digests and media types in human output */
-  const char *arg; /* the command's argument (where DIGEST), else NULL */
+  bool no_trunc;         /* full digests and media types in human output */
+  const char *arg;       /* the command's argument (where DIGEST), else NULL */
+  const char *snap_root; /* --snapshotter-root; NULL: <state_dir>/snapshots */
 };
 
 /* Each returns a process exit code. */
@@ -33,6 +34,7 @@ int ctl_cmd_schema(const struct ctl_opts *o);
 int ctl_cmd_nodes(const struct ctl_opts *o);
 int ctl_cmd_where(const struct ctl_opts *o);
 int ctl_cmd_topology(const struct ctl_opts *o);
+int ctl_cmd_snapshots(const struct ctl_opts *o); /* ctl_snapshots.c */
 /* `deploy` parses its own options from the whole command line (ctl_deploy.c). */
 int ctl_deploy_main(int argc, char **argv);
 /* So does `setup` (ctl_setup.c). */
@@ -44,6 +46,18 @@ index_db *ctl_open_index(const struct ctl_opts *o, char *path, size_t cap);
 /* The same, refusing (with the reason printed) an index without the
  * locality tables (schema v1). */
 index_db *ctl_open_locality(const struct ctl_opts *o);
+
+/* The layer digests the snapshotter has unpacked: those of its committed snapshots
+ * (ctl_snapshots.c). known is false, after a warning on stderr, when its database could not be
+ * read; a node without snapshotter state has an empty, known set. */
+struct ctl_unpacked {
+  digest_t *v; /* sorted */
+  size_t n;
+  bool known;
+};
+void ctl_unpacked_load(const struct ctl_opts *o, struct ctl_unpacked *u);
+bool ctl_unpacked_has(const struct ctl_unpacked *u, const digest_t *d);
+void ctl_unpacked_free(struct ctl_unpacked *u);
 
 struct index_node;
 /* "addr:port", "[v6]:port", "addr" (no port) or "-" (no address). */
@@ -77,6 +91,10 @@ void ctl_fmt_size(uint64_t n, char *buf, size_t cap);
 void ctl_fmt_time(int64_t t, char *buf, size_t cap);
 /* "45s", "12m", "5h", "3d". */
 void ctl_fmt_duration(int64_t secs, char *buf, size_t cap);
+/* s with every "sha256:<64 hex>" in it cut to "sha256:<12 hex>" unless full (truncated to cap). */
+void ctl_short_digests(const char *s, bool full, char *buf, size_t cap);
+/* qsort/bsearch order of digest_t. */
+int ctl_digest_cmp(const void *a, const void *b);
 /* "sha256:<12 hex>" unless full; then "sha256:<64 hex>". */
 void ctl_fmt_digest(const digest_t *d, bool full, char *buf, size_t cap);
 /* A short name for well-known media types ("oci layer gzip"), else mt. */

@@ -25,6 +25,7 @@ struct walk {
   ctl_table *table;
   json_t *list;
   int64_t now;
+  struct ctl_unpacked unpacked; /* layers, images: what the snapshotter unpacked */
   ep_err err;
 };
 
@@ -51,26 +52,39 @@ index_db *ctl_open_index(const struct ctl_opts *o, char *path, size_t cap) {
   return db;
 }
 
-static json_t *blob_json(const struct index_blob *b) {
+/* JSON: true/false, or null when the snapshotter's state could not be read. */
+static json_t *unpacked_json(const struct walk *w, const digest_t *d) {
+  return w->unpacked.known ? json_boolean(ctl_unpacked_has(&w->unpacked, d)) : json_null();
+}
+
+static json_t *blob_json(const struct walk *w, const struct index_blob *b) {
   char d[DIGEST_STR_LEN + 1];
   digest_format(&b->digest, d);
-  return json_pack("{s:s, s:I, s:o, s:s, s:I, s:I}", "digest", d, "size", (json_int_t)b->size,
+  return json_pack("{s:s, s:I, s:o, s:s, s:I, s:I, s:o}", "digest", d, "size", (json_int_t)b->size,
                    "media_type", ctl_json_str(b->media_type), "state",
                    b->state == INDEX_BLOB_COMPLETE ? "complete" : "partial", "created",
-                   (json_int_t)b->created, "last_access", (json_int_t)b->last_access);
+                   (json_int_t)b->created, "last_access", (json_int_t)b->last_access, "unpacked",
+                   unpacked_json(w, &b->digest));
 }
 
 static int layer_row(const struct index_blob *b, void *ud) {
   struct walk *w = ud;
   if (w->list != NULL)
-    return json_array_append_new(w->list, blob_json(b)) == 0 ? 0 : -EP_EINTERNAL;
+    return json_array_append_new(w->list, blob_json(w, b)) == 0 ? 0 : -EP_EINTERNAL;
   char d[DIGEST_STR_LEN + 1], size[32], at[32];
   ctl_fmt_digest(&b->digest, w->o->no_trunc, d, sizeof d);
   ctl_fmt_size(b->size, size, sizeof size);
   ctl_fmt_time(b->last_access, at, sizeof at);
   const char *mt = w->o->no_trunc ? b->media_type : ctl_short_media_type(b->media_type);
-  const char *cells[] = {d, size, mt[0] != '\0' ? mt : "-",
-                         b->state == INDEX_BLOB_COMPLETE ? "complete" : "partial", at};
+  const char *unpacked = !w->unpacked.known                           ? "-"
+                         : ctl_unpacked_has(&w->unpacked, &b->digest) ? "yes"
+                                                                      : "no";
+  const char *cells[] = {d,
+                         size,
+                         mt[0] != '\0' ? mt : "-",
+                         b->state == INDEX_BLOB_COMPLETE ? "complete" : "partial",
+                         at,
+                         unpacked};
   return ctl_table_add(w->table, cells) == 0 ? 0 : -EP_EINTERNAL;
 }
 
@@ -81,6 +95,7 @@ static int run_walk(const struct ctl_opts *o, const char *key, const struct ctl_
   struct walk w = {.o = o, .now = (int64_t)time(NULL)};
   if ((w.db = ctl_open_index(o, path, sizeof path)) == NULL)
     return CTL_EXIT_FAIL;
+  ctl_unpacked_load(o, &w.unpacked);
   if (o->json)
     w.list = json_array();
   else
@@ -101,6 +116,7 @@ static int run_walk(const struct ctl_opts *o, const char *key, const struct ctl_
   }
   json_decref(w.list);
   ctl_table_free(w.table);
+  ctl_unpacked_free(&w.unpacked);
   return rc;
 }
 
@@ -111,36 +127,83 @@ static int walk_layers(struct walk *w) {
 int ctl_cmd_layers(const struct ctl_opts *o) {
   static const struct ctl_col cols[] = {
       {"DIGEST", false}, {"SIZE", true},         {"MEDIA TYPE", false},
-      {"STATE", false},  {"LAST ACCESS", false},
+      {"STATE", false},  {"LAST ACCESS", false}, {"UNPACKED", false},
   };
   return run_walk(o, "layers", cols, sizeof cols / sizeof cols[0], walk_layers);
 }
 
-static json_t *image_json(const struct index_tag *t, const char *ref,
-                          const struct index_image_size *is, bool stale) {
+/* Unpacked layers reachable from manifest d (child manifests followed one level, as an index
+ * holds manifests), appended to hit. A digest that is no manifest has no refs: one query each. */
+static int collect_unpacked(struct walk *w, const digest_t *d, int depth,
+                            struct ctl_unpacked *hit) {
+  digest_t *refs = NULL;
+  size_t n = 0;
+  int r = index_manifest_refs(w->db, d, &refs, &n, &w->err);
+  for (size_t i = 0; r > 0 && i < n; i++) {
+    if (ctl_unpacked_has(&w->unpacked, &refs[i])) {
+      digest_t *v = realloc(hit->v, (hit->n + 1) * sizeof *v);
+      if (v == NULL)
+        r = ep_error(&w->err, EP_EINTERNAL, "out of memory");
+      else
+        (hit->v = v)[hit->n++] = refs[i];
+    } else if (depth < 1) {
+      int c = collect_unpacked(w, &refs[i], depth + 1, hit);
+      r = c < 0 ? c : r;
+    }
+  }
+  free(refs);
+  return r < 0 ? r : 0;
+}
+
+/* The number of distinct unpacked layers of the image rooted at d. */
+static int count_unpacked(struct walk *w, const digest_t *d, uint64_t *out) {
+  struct ctl_unpacked hit = {0};
+  *out = 0;
+  if (w->unpacked.n == 0)
+    return 0;
+  int r = collect_unpacked(w, d, 0, &hit);
+  if (r == 0 && hit.n > 0) {
+    qsort(hit.v, hit.n, sizeof *hit.v, ctl_digest_cmp);
+    *out = 1;
+    for (size_t i = 1; i < hit.n; i++)
+      *out += strcmp(hit.v[i].hex, hit.v[i - 1].hex) != 0;
+  }
+  ctl_unpacked_free(&hit);
+  return r;
+}
+
+static json_t *image_json(const struct walk *w, const struct index_tag *t, const char *ref,
+                          const struct index_image_size *is, bool stale, uint64_t unpacked) {
   char d[DIGEST_STR_LEN + 1];
   digest_format(&t->digest, d);
-  return json_pack("{s:o, s:o, s:o, s:o, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "reference",
-                   ctl_json_str(ref), "registry", ctl_json_str(t->registry), "repository",
-                   ctl_json_str(t->repository), "tag", ctl_json_str(t->tag), "digest", d,
-                   "media_type", ctl_json_str(t->media_type), "manifest_size", (json_int_t)t->size,
-                   "total_size", (json_int_t)is->bytes, "blobs_complete", (json_int_t)is->complete,
-                   "blobs_referenced", (json_int_t)is->referenced, "updated",
-                   (json_int_t)t->updated, "expires_at", (json_int_t)t->expires_at, "stale", stale);
+  return json_pack("{s:o, s:o, s:o, s:o, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:o}",
+                   "reference", ctl_json_str(ref), "registry", ctl_json_str(t->registry),
+                   "repository", ctl_json_str(t->repository), "tag", ctl_json_str(t->tag), "digest",
+                   d, "media_type", ctl_json_str(t->media_type), "manifest_size",
+                   (json_int_t)t->size, "total_size", (json_int_t)is->bytes, "blobs_complete",
+                   (json_int_t)is->complete, "blobs_referenced", (json_int_t)is->referenced,
+                   "updated", (json_int_t)t->updated, "expires_at", (json_int_t)t->expires_at,
+                   "stale", stale, "layers_unpacked",
+                   w->unpacked.known ? json_integer((json_int_t)unpacked) : json_null());
 }
 
 static int image_row(const struct index_tag *t, void *ud) {
   struct walk *w = ud;
   struct index_image_size is;
+  uint64_t unpacked = 0;
   int r = index_image_size(w->db, &t->digest, &is, &w->err);
+  if (r == 0)
+    r = count_unpacked(w, &t->digest, &unpacked);
   if (r < 0)
     return r;
   char ref[3 * INDEX_NAME_MAX + 4];
   snprintf(ref, sizeof ref, "%s/%s:%s", t->registry, t->repository, t->tag);
   bool stale = t->expires_at <= w->now;
   if (w->list != NULL)
-    return json_array_append_new(w->list, image_json(t, ref, &is, stale)) == 0 ? 0 : -EP_EINTERNAL;
-  char d[DIGEST_STR_LEN + 1], size[32], blobs[48], at[32], dur[16], exp[32];
+    return json_array_append_new(w->list, image_json(w, t, ref, &is, stale, unpacked)) == 0
+               ? 0
+               : -EP_EINTERNAL;
+  char d[DIGEST_STR_LEN + 1], size[32], blobs[48], at[32], dur[16], exp[32], unp[24] = "-";
   ctl_fmt_digest(&t->digest, w->o->no_trunc, d, sizeof d);
   ctl_fmt_size(is.bytes, size, sizeof size);
   snprintf(blobs, sizeof blobs, "%" PRIu64 "/%" PRIu64, is.complete, is.referenced);
@@ -148,7 +211,9 @@ static int image_row(const struct index_tag *t, void *ud) {
   ctl_fmt_duration(stale ? w->now - t->expires_at : t->expires_at - w->now, dur, sizeof dur);
   snprintf(exp, sizeof exp, stale ? "stale %s" : "in %s", dur);
   const char *mt = w->o->no_trunc ? t->media_type : ctl_short_media_type(t->media_type);
-  const char *cells[] = {ref, d, mt[0] != '\0' ? mt : "-", size, blobs, at, exp};
+  if (w->unpacked.known)
+    snprintf(unp, sizeof unp, "%" PRIu64, unpacked);
+  const char *cells[] = {ref, d, mt[0] != '\0' ? mt : "-", size, blobs, at, exp, unp};
   return ctl_table_add(w->table, cells) == 0 ? 0 : -EP_EINTERNAL;
 }
 
@@ -159,7 +224,7 @@ static int walk_images(struct walk *w) {
 int ctl_cmd_images(const struct ctl_opts *o) {
   static const struct ctl_col cols[] = {
       {"IMAGE", false}, {"DIGEST", false},  {"MEDIA TYPE", false}, {"SIZE", true},
-      {"BLOBS", true},  {"UPDATED", false}, {"EXPIRES", false},
+      {"BLOBS", true},  {"UPDATED", false}, {"EXPIRES", false},    {"UNPACKED", true},
   };
   return run_walk(o, "images", cols, sizeof cols / sizeof cols[0], walk_images);
 }

@@ -164,6 +164,34 @@ void ctl_fmt_digest(const digest_t *d, bool full, char *buf, size_t cap) {
   snprintf(buf, cap, "sha256:%.*s", full ? DIGEST_HEX_LEN : 12, d->hex);
 }
 
+int ctl_digest_cmp(const void *a, const void *b) {
+  return strcmp(((const digest_t *)a)->hex, ((const digest_t *)b)->hex);
+}
+
+static bool is_hex64(const char *s) {
+  for (int i = 0; i < DIGEST_HEX_LEN; i++)
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+      return false;
+  return true;
+}
+
+void ctl_short_digests(const char *s, bool full, char *buf, size_t cap) {
+  static const char pre[] = "sha256:";
+  size_t k = 0;
+  if (cap == 0)
+    return;
+  while (*s != '\0' && k + 1 < cap) {
+    if (!full && strncmp(s, pre, sizeof pre - 1) == 0 && is_hex64(s + sizeof pre - 1)) {
+      int n = snprintf(buf + k, cap - k, "%s%.12s", pre, s + sizeof pre - 1);
+      k = n < 0 || (size_t)n >= cap - k ? cap - 1 : k + (size_t)n;
+      s += sizeof pre - 1 + DIGEST_HEX_LEN;
+      continue;
+    }
+    buf[k++] = *s++;
+  }
+  buf[k] = '\0';
+}
+
 const char *ctl_short_media_type(const char *mt) {
   static const char *const names[][2] = {
       {"application/vnd.oci.image.index.v1+json", "oci index"},

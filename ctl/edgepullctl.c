@@ -1,6 +1,6 @@
 /* edgepullctl: the admin CLI. This file only parses the command line and
  * dispatches; the subcommands live in ctl_index.c, ctl_locality.c,
- * ctl_deploy.c and ctl_setup.c. Options may come before
+ * ctl_snapshots.c, ctl_deploy.c and ctl_setup.c. Options may come before
  * or after the subcommand (GNU getopt permutes), so both
  * `edgepullctl --json layers` and `edgepullctl layers --json` work.
  * Exit codes: 0 ok, 1 runtime failure, 2 usage error. */
@@ -22,7 +22,7 @@ static const struct ctl_cmd commands[] = {
     {"layers", ctl_cmd_layers, NULL},     {"images", ctl_cmd_images, NULL},
     {"stat", ctl_cmd_stat, NULL},         {"schema", ctl_cmd_schema, NULL},
     {"nodes", ctl_cmd_nodes, NULL},       {"where", ctl_cmd_where, "DIGEST"},
-    {"topology", ctl_cmd_topology, NULL},
+    {"topology", ctl_cmd_topology, NULL}, {"snapshots", ctl_cmd_snapshots, NULL},
 };
 
 /* Commands that parse the whole command line themselves. */
@@ -42,13 +42,17 @@ static void usage(FILE *out) {
           "while edgepulld runs).\n"
           "\n"
           "Commands:\n"
-          "  layers      one row per blob: digest, size, media type, state, last access\n"
-          "  images      one row per cached tag: image, digest, size, freshness\n"
+          "  layers      one row per blob: digest, size, media type, state, last access,\n"
+          "              unpacked by the snapshotter\n"
+          "  images      one row per cached tag: image, digest, size, freshness, layers\n"
+          "              unpacked\n"
           "  stat        schema version, counts and bytes\n"
           "  schema      print the index schema as SQL (for sqlite3 and operators)\n"
           "  nodes       the locality's nodes: address, state, parent, blobs held, free disk\n"
           "  where DIGEST  the nodes holding that blob complete\n"
           "  topology    the distribution tree, from the gateway down by parent links\n"
+          "  snapshots   the snapshotter's snapshots: name, kind, parent, layer, chain ID,\n"
+          "              size, inodes, created\n"
           "  deploy IMAGE  deploy an image to the locality over MQTT\n"
           "              (see 'edgepullctl deploy --help')\n"
           "  setup containerd|docker|podman  configure the runtime to pull through\n"
@@ -57,6 +61,8 @@ static void usage(FILE *out) {
           "Options:\n"
           "  -d, --state-dir DIR  edgepulld's state directory (default %s);\n"
           "                       the index is DIR/index.db\n"
+          "      --snapshotter-root DIR  the snapshotter's root (default STATE-DIR/snapshots);\n"
+          "                       its database is DIR/snapshots.db\n"
           "  -j, --json           print one JSON document (keys: docs/index.md)\n"
           "      --no-trunc       full digests and media types in tables\n"
           "  -h, --help           show this help\n"
@@ -80,11 +86,15 @@ static int usage_error(const char *fmt, ...) {
 
 /* Returns -1 to go on, or the exit code for --help, --version, bad usage. */
 static int parse_options(int argc, char **argv, struct ctl_opts *o) {
-  enum { OPT_NO_TRUNC = 1000 };
+  enum { OPT_NO_TRUNC = 1000, OPT_SNAP_ROOT };
   static const struct option longopts[] = {
-      {"state-dir", required_argument, NULL, 'd'},   {"json", no_argument, NULL, 'j'},
-      {"no-trunc", no_argument, NULL, OPT_NO_TRUNC}, {"help", no_argument, NULL, 'h'},
-      {"version", no_argument, NULL, 'V'},           {NULL, 0, NULL, 0},
+      {"state-dir", required_argument, NULL, 'd'},
+      {"json", no_argument, NULL, 'j'},
+      {"no-trunc", no_argument, NULL, OPT_NO_TRUNC},
+      {"snapshotter-root", required_argument, NULL, OPT_SNAP_ROOT},
+      {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},
+      {NULL, 0, NULL, 0},
   };
   int c;
   opterr = 0; /* our messages say "edgepullctl:", not the full argv[0] */
@@ -100,6 +110,11 @@ static int parse_options(int argc, char **argv, struct ctl_opts *o) {
       break;
     case OPT_NO_TRUNC:
       o->no_trunc = true;
+      break;
+    case OPT_SNAP_ROOT:
+      if (optarg[0] == '\0')
+        return usage_error("--snapshotter-root: empty directory name");
+      o->snap_root = optarg;
       break;
     case 'h':
       usage(stdout);
@@ -120,12 +135,13 @@ static int parse_options(int argc, char **argv, struct ctl_opts *o) {
 }
 
 /* The command word: the first argument that is neither an option nor the
- * value of -d/--state-dir. */
+ * value of -d/--state-dir or --snapshotter-root. */
 static const char *command_word(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--") == 0)
       return i + 1 < argc ? argv[i + 1] : NULL;
-    if (strcmp(argv[i], "-d") == 0 || strcmp(argv[i], "--state-dir") == 0) {
+    if (strcmp(argv[i], "-d") == 0 || strcmp(argv[i], "--state-dir") == 0 ||
+        strcmp(argv[i], "--snapshotter-root") == 0) {
       i++;
       continue;
     }

@@ -13,7 +13,8 @@ _edgepull_opts() {
 # Completes the argument of option $1; returns 1 when $1 takes none.
 _edgepull_optarg() {
   case "$1" in
-  --config | --*-file | --state-dir | -d | --containerd-address | --docker-socket)
+  --config | --*-file | --state-dir | -d | --snapshotter-root | --containerd-address | \
+    --docker-socket)
     _filedir
     ;;
   --import) mapfile -t COMPREPLY < <(compgen -W 'none containerd docker' -- "$cur") ;;
@@ -34,13 +35,13 @@ _edgepull() {
   if [ "${cmd##*/}" = edgepullctl ]; then
     for ((i = 1; i < cword; i++)); do
       case "${words[i]}" in
-      -d | --state-dir) ((i++)) ;;
+      -d | --state-dir | --snapshotter-root) ((i++)) ;;
       -*) ;;
       *) sub=${words[i]} && break ;;
       esac
     done
     if [ -z "$sub" ] && [[ $cur != -* ]]; then
-      mapfile -t COMPREPLY < <(compgen -W 'layers images stat schema nodes where topology deploy' -- "$cur")
+      mapfile -t COMPREPLY < <(compgen -W 'layers images stat schema nodes where topology snapshots deploy' -- "$cur")
       return
     fi
   fi

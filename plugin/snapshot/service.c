@@ -37,6 +37,34 @@ struct pb_kv {
   char *value;
 };
 
+/* The gRPC codes containerd's errdefs turns back into ErrNotFound, ErrAlreadyExists,
+ * ErrFailedPrecondition, ErrInvalidArgument. */
+int snap_grpc_status(int code) {
+  switch (code) {
+  case EP_OK:
+    return GRPC_OK;
+  case EP_ENOTFOUND:
+    return GRPC_NOT_FOUND;
+  case SNAP_EEXISTS:
+    return GRPC_ALREADY_EXISTS;
+  case SNAP_EPRECOND:
+    return GRPC_FAILED_PRECONDITION;
+  case EP_EINVAL:
+  case EP_ETOOBIG:
+    return GRPC_INVALID_ARGUMENT;
+  case EP_EUNSUPPORTED:
+    return GRPC_UNIMPLEMENTED;
+  case EP_ECANCELED:
+    return GRPC_CANCELLED;
+  case EP_ENOSPC:
+    return GRPC_RESOURCE_EXHAUSTED;
+  case EP_EUNREACH:
+    return GRPC_UNAVAILABLE;
+  default:
+    return GRPC_UNKNOWN;
+  }
+}
+
 static void finish_err(grpc_call *c, const ep_err *err) {
   grpc_call_finish(c, snap_grpc_status(err->code), err->msg);
 }

@@ -10,11 +10,13 @@
  * A rolled-back id may come again; snap.c copes with a stale directory of that name. */
 #include "plugin/snapshot/snap_meta.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum { META_READERS = 4, META_BUSY_MS = 10000 };
 
@@ -141,9 +143,16 @@ static int step_done(struct meta_conn *c, sqlite3_stmt *st, const char *what, ep
   return r;
 }
 
-static int conn_open(struct meta_conn *c, const char *path, bool writer, ep_err *err) {
-  pthread_mutex_init(&c->mu, NULL);
-  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
+/* How a connection opens: the daemon's writer and readers, or a reader of edgepullctl that must
+ * never write (SQLITE_OPEN_READONLY is sqlite's mode=ro: WAL-safe, it reads the -wal and -shm the
+ * daemon keeps). */
+enum conn_mode { CONN_WRITER, CONN_READER, CONN_READONLY };
+
+static int conn_open(struct meta_conn *c, const char *path, enum conn_mode mode, ep_err *err) {
+  bool writer = mode == CONN_WRITER;
+  int flags = SQLITE_OPEN_NOMUTEX |
+              (mode == CONN_READONLY ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
+              (writer ? SQLITE_OPEN_CREATE : 0);
   int rc = sqlite3_open_v2(path, &c->h, flags, NULL);
   if (rc != SQLITE_OK)
     return sql_err(c, rc, err, "opening the database");
@@ -162,18 +171,24 @@ static void conn_close(struct meta_conn *c) {
   pthread_mutex_destroy(&c->mu);
 }
 
+static int read_version(struct meta_conn *c, int *out, ep_err *err) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(c->h, "PRAGMA user_version", -1, &st, NULL);
+  if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+    *out = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  return rc == SQLITE_ROW ? 0 : sql_err(c, rc, err, "reading the schema version");
+}
+
 /* Applies each missing migration in its own transaction that re-reads the version first. */
 static int migrate(struct meta_conn *c, ep_err *err) {
   for (;;) {
     int r = exec(c, "BEGIN IMMEDIATE", "starting a migration", err);
     if (r < 0)
       return r;
-    sqlite3_stmt *st = NULL;
     int version = -1;
-    if (sqlite3_prepare_v2(c->h, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-      version = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
+    if (read_version(c, &version, NULL) < 0)
+      version = -1;
     if (version < 0 || version > snap_meta_schema_version()) {
       exec(c, "ROLLBACK", "rollback", NULL);
       return ep_error(err, EP_EUNSUPPORTED, "snapshot metadata: schema version %d unknown",
@@ -192,16 +207,53 @@ static int migrate(struct meta_conn *c, ep_err *err) {
   }
 }
 
-int snap_meta_open(const char *path, snap_meta **out, ep_err *err) {
+static snap_meta *meta_new(const char *path) {
   snap_meta *m = calloc(1, sizeof *m);
   if (m == NULL)
-    return ep_error(err, EP_EINTERNAL, "out of memory");
+    return NULL;
   snprintf(m->path, sizeof m->path, "%s", path);
-  int r = conn_open(&m->w, path, true, err);
+  pthread_mutex_init(&m->w.mu, NULL);
+  for (int i = 0; i < META_READERS; i++)
+    pthread_mutex_init(&m->r[i].mu, NULL);
+  return m;
+}
+
+int snap_meta_open(const char *path, snap_meta **out, ep_err *err) {
+  snap_meta *m = meta_new(path);
+  if (m == NULL)
+    return ep_error(err, EP_EINTERNAL, "out of memory");
+  int r = conn_open(&m->w, path, CONN_WRITER, err);
   if (r == 0)
     r = migrate(&m->w, err);
   for (int i = 0; r == 0 && i < META_READERS; i++)
-    r = conn_open(&m->r[i], path, false, err);
+    r = conn_open(&m->r[i], path, CONN_READER, err);
+  if (r < 0) {
+    snap_meta_close(m);
+    return r;
+  }
+  *out = m;
+  return 0;
+}
+
+/* Readers only, none of them able to write; the writer connection stays closed, so the
+ * snap_meta_w_* functions must not be called on it. The version check makes a newer schema an error
+ * rather than a misreading, and an older one too (this process never migrates). */
+int snap_meta_open_readonly(const char *path, snap_meta **out, ep_err *err) {
+  struct stat sb;
+  if (stat(path, &sb) < 0)
+    return ep_syserror(err, errno == ENOENT ? EP_ENOTFOUND : EP_EIO, "snapshot metadata %s", path);
+  snap_meta *m = meta_new(path);
+  if (m == NULL)
+    return ep_error(err, EP_EINTERNAL, "out of memory");
+  int r = 0, v = 0;
+  for (int i = 0; r == 0 && i < META_READERS; i++)
+    r = conn_open(&m->r[i], path, CONN_READONLY, err);
+  if (r == 0)
+    r = read_version(&m->r[0], &v, err);
+  if (r == 0 && v != snap_meta_schema_version())
+    r = ep_error(err, v == 0 ? EP_ENOTFOUND : EP_EUNSUPPORTED,
+                 "snapshot metadata %s: schema version %d, this edgepull reads version %d", path, v,
+                 snap_meta_schema_version());
   if (r < 0) {
     snap_meta_close(m);
     return r;
@@ -395,6 +447,24 @@ int snap_meta_page(snap_meta *m, int64_t after, struct snap_row *rows, size_t ca
   }
   *n = k;
   return 0;
+}
+
+int snap_meta_foreach(snap_meta *m, snap_meta_fn fn, void *ud, ep_err *err) {
+  enum { PAGE = 64 };
+  struct snap_row rows[PAGE];
+  int64_t after = 0;
+  for (;;) {
+    size_t n = 0;
+    int r = snap_meta_page(m, after, rows, PAGE, &n, err);
+    for (size_t i = 0; i < n; i++) {
+      if (r == 0)
+        r = fn(&rows[i], ud);
+      snap_row_free(&rows[i]);
+    }
+    if (r != 0 || n < PAGE)
+      return r;
+    after = rows[n - 1].id;
+  }
 }
 
 static int exists_on(struct meta_conn *c, enum meta_stmt id_stmt, int64_t id, bool *out,

@@ -1,4 +1,5 @@
-/* The snapshotter's metastore (internal to plugin/snapshot): the snapshot rows and their labels in
+/* The snapshotter's metastore (internal to plugin/snapshot, and read by edgepullctl through the
+ * ep_snapshot_meta library, so the schema has one home): the snapshot rows and their labels in
  * ROOT/snapshots.db, the equivalent of containerd's snapshots/storage bolt metastore. Reads go
  * through a small pool of connections; writes through one connection that the caller serializes
  * (snap.c holds its writer mutex around every snap_meta_w_* call and transaction). */
@@ -17,6 +18,10 @@ struct snap_row {
 };
 
 int snap_meta_open(const char *path, snap_meta **out, ep_err *err);
+/* For edgepullctl, while the daemon runs: read-only connections (WAL readers, never waiting for
+ * the writer), no migration; -EP_ENOTFOUND when there is no database (or an empty one),
+ * -EP_EUNSUPPORTED for a schema version other than this build's. Only the readers below work. */
+int snap_meta_open_readonly(const char *path, snap_meta **out, ep_err *err);
 void snap_meta_close(snap_meta *m);
 int snap_meta_schema_version(void);
 
@@ -27,6 +32,10 @@ int snap_meta_chain(snap_meta *m, int64_t id, int64_t **out, size_t *n, ep_err *
 /* Up to `cap` rows with id > after, in id order, labels included. */
 int snap_meta_page(snap_meta *m, int64_t after, struct snap_row *rows, size_t cap, size_t *n,
                    ep_err *err);
+/* Calls fn for every row in id order (parents before children), a page per read transaction; a
+ * non-zero return from fn stops the walk and is returned. The row is freed after fn returns. */
+typedef int (*snap_meta_fn)(const struct snap_row *row, void *ud);
+int snap_meta_foreach(snap_meta *m, snap_meta_fn fn, void *ud, ep_err *err);
 int snap_meta_id_exists(snap_meta *m, int64_t id, bool *out, ep_err *err);
 void snap_row_free(struct snap_row *r);
 

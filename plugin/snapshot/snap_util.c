@@ -1,12 +1,9 @@
 /* Small pieces of the snapshotter API: labels (sorted vectors with containerd's bounds), freeing
- * infos and mounts, and the mapping of errors onto the gRPC codes containerd's errdefs turns
- * back into ErrNotFound, ErrAlreadyExists, ErrFailedPrecondition, ErrInvalidArgument. */
+ * infos and mounts. Part of ep_snapshot_meta with snap_meta.c: nothing here knows of gRPC. */
 #include "plugin/snapshot/snap_int.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-#include "plugin/grpc/grpc.h"
 
 const char *snap_labels_get(const struct snap_labels *l, const char *key) {
   for (size_t i = 0; l != NULL && i < l->n; i++)
@@ -116,30 +113,4 @@ int snap_labels_copy(struct snap_labels *dst, const struct snap_labels *src, ep_
       return r;
   }
   return 0;
-}
-
-int snap_grpc_status(int code) {
-  switch (code) {
-  case EP_OK:
-    return GRPC_OK;
-  case EP_ENOTFOUND:
-    return GRPC_NOT_FOUND;
-  case SNAP_EEXISTS:
-    return GRPC_ALREADY_EXISTS;
-  case SNAP_EPRECOND:
-    return GRPC_FAILED_PRECONDITION;
-  case EP_EINVAL:
-  case EP_ETOOBIG:
-    return GRPC_INVALID_ARGUMENT;
-  case EP_EUNSUPPORTED:
-    return GRPC_UNIMPLEMENTED;
-  case EP_ECANCELED:
-    return GRPC_CANCELLED;
-  case EP_ENOSPC:
-    return GRPC_RESOURCE_EXHAUSTED;
-  case EP_EUNREACH:
-    return GRPC_UNAVAILABLE;
-  default:
-    return GRPC_UNKNOWN;
-  }
 }

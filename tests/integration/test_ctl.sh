@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # edgepullctl against a real index file: usage and runtime errors with their
-# exit codes, then layers / images / stat, and the locality commands nodes /
+# exit codes (snapshots included: tests/unit/test_ctl_snapshots.c covers its
+# output), then layers / images / stat, and the locality commands nodes /
 # where / topology (with a parent cycle stored in the index), in human and
 # --json form, and a v1 index without the locality tables.
 #
@@ -51,6 +52,11 @@ expect 2 'where needs an argument: DIGEST' -- where
 expect 2 "where: digest \"sha256:nothex\"" -- where sha256:nothex
 expect 2 'where takes one argument, DIGEST' -- where "sha256:$(printf '%064d' 1)" extra
 expect 1 "index $TMP/missing/index.db does not exist" -- --state-dir "$TMP/missing" layers
+expect 2 'snapshots takes no arguments' -- snapshots extra
+expect 2 "'--snapshotter-root' needs an argument" -- snapshots --snapshotter-root
+expect 1 "no snapshotter state under $TMP/missing/snapshots: is --snapshotter-socket set\\?" -- \
+  --state-dir "$TMP/missing" snapshots
+expect 1 "no snapshotter state under $TMP/nosnap:" -- --snapshotter-root "$TMP/nosnap" snapshots --json
 mkdir "$TMP/junk"
 head -c 8192 /dev/urandom >"$TMP/junk/index.db"
 expect 1 "$TMP/junk/index.db" -- --state-dir "$TMP/junk" stat
@@ -81,8 +87,10 @@ SQL
 out=$("$CTL" --state-dir "$S" layers)
 echo "$out"
 [ "$(wc -l <<<"$out")" -eq 6 ] || fail "layers: want header + 5 rows"
-head -1 <<<"$out" | grep -qE '^DIGEST +SIZE +MEDIA TYPE +STATE +LAST ACCESS$' || fail "layers header"
-grep -qE '^sha256:444444444444 +3\.3 MiB +oci layer gzip +complete +2023-11-14T22:16:40Z$' \
+head -1 <<<"$out" | grep -qE '^DIGEST +SIZE +MEDIA TYPE +STATE +LAST ACCESS +UNPACKED$' ||
+  fail "layers header"
+# No snapshotter state in this state dir: nothing is unpacked.
+grep -qE '^sha256:444444444444 +3\.3 MiB +oci layer gzip +complete +2023-11-14T22:16:40Z +no$' \
   <<<"$out" || fail "layers: layer row"
 grep -qE '^sha256:555555555555 +100 B +- +partial ' <<<"$out" || fail "layers: partial row"
 # Columns are aligned: STATE starts at the same offset on every line.
@@ -97,7 +105,8 @@ j2=$("$CTL" --state-dir "$S" layers --json)
 jq -e '.layers | length == 5' <<<"$j1" >/dev/null || fail "layers --json: count"
 jq -e --arg d "$(d 4)" '.layers[] | select(.digest == $d) |
   .size == 3500000 and .state == "complete" and .last_access == 1700000200 and
-  .created == 1700000000 and .media_type == "application/vnd.oci.image.layer.v1.tar+gzip"' \
+  .created == 1700000000 and .media_type == "application/vnd.oci.image.layer.v1.tar+gzip" and
+  .unpacked == false' \
   <<<"$j1" >/dev/null || fail "layers --json: layer fields"
 jq -e '[.layers[].state] | sort == ["complete","complete","complete","complete","partial"]' \
   <<<"$j1" >/dev/null || fail "layers --json: states"
@@ -106,11 +115,11 @@ ok "layers"
 # images
 out=$("$CTL" --state-dir "$S" images)
 echo "$out"
-head -1 <<<"$out" | grep -qE '^IMAGE +DIGEST +MEDIA TYPE +SIZE +BLOBS +UPDATED +EXPIRES$' ||
+head -1 <<<"$out" | grep -qE '^IMAGE +DIGEST +MEDIA TYPE +SIZE +BLOBS +UPDATED +EXPIRES +UNPACKED$' ||
   fail "images header"
-grep -qE '^docker.io/library/alpine:3.19 +sha256:111111111111 +oci index +3\.3 MiB +4/6 .* in [0-9]+[sm]$' \
+grep -qE '^docker.io/library/alpine:3.19 +sha256:111111111111 +oci index +3\.3 MiB +4/6 .* in [0-9]+[sm] +0$' \
   <<<"$out" || fail "images: alpine row"
-grep -qE '^ghcr.io/org/app:v1 .* stale 60m$' <<<"$out" || fail "images: stale row"
+grep -qE '^ghcr.io/org/app:v1 .* stale 60m +0$' <<<"$out" || fail "images: stale row"
 if grep -q $'\e' <<<"$out"; then fail "images: escape byte reached the terminal"; fi
 grep -q 'ghcr.io/org/evil:x?\[2J' <<<"$out" || fail "images: control byte not replaced"
 j=$("$CTL" --state-dir "$S" images --json)
@@ -118,7 +127,7 @@ jq -e '.images | length == 3' <<<"$j" >/dev/null || fail "images --json: count"
 jq -e --arg d "$(d 1)" '.images[0] | .reference == "docker.io/library/alpine:3.19" and
   .registry == "docker.io" and .repository == "library/alpine" and .tag == "3.19" and
   .digest == $d and .manifest_size == 1638 and .total_size == 3504262 and
-  .blobs_complete == 4 and .blobs_referenced == 6 and .stale == false and
+  .blobs_complete == 4 and .blobs_referenced == 6 and .stale == false and .layers_unpacked == 0 and
   .media_type == "application/vnd.oci.image.index.v1+json"' <<<"$j" >/dev/null ||
   fail "images --json: alpine fields"
 jq -e --argjson now "$NOW" '.images[1] | .stale == true and .expires_at == $now - 3600 and
