@@ -466,33 +466,15 @@ static void test_hand_edited_rows(void **state) {
   index_close(db);
 }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Well under a second in a normal build (~0.1 s); ASan's allocator makes
- * sqlite several times slower, so the bound is looser there. */
-#ifdef __SANITIZE_ADDRESS__
-#define SNAPSHOT_LIMIT_S 3.0
-#else
-#define SNAPSHOT_LIMIT_S 1.0
-#endif
-
 static void test_snapshot_20000(void **state) {
   struct fix *f = *state;
   index_db *db = open_rw(f->path);
   enum { N = 20000 };
-  for (int round = 0; round < 2; round++) {
-    double t0 = now_s();
+  /* Behaviour only: a second snapshot of 20,000 entries replaces the first.
+   * How fast that is belongs in bench/, not in a test that a loaded CI
+   * machine or qemu would fail. */
+  for (int round = 0; round < 2; round++)
     replace_inv(db, "big", (unsigned)round * 10000, N, 1000);
-    double dt = now_s() - t0;
-    printf("snapshot of %d entries (round %d): %.1f ms\n", N, round, dt * 1000);
-    /* under qemu user emulation (scripts/test's cross step) time means nothing */
-    if (getenv("EP_TEST_EMULATED") == NULL)
-      assert_true(dt < SNAPSHOT_LIMIT_S);
-  }
   struct index_node n;
   ep_err e = {0};
   assert_int_equal(index_node_get(db, "big", &n, &e), 1);
