@@ -121,7 +121,7 @@ static const struct cfg_option cfg_options[] = {
     OPT_INT("fetch-budget", G_PEER, fetch_budget_s, 1, 3600, "60", "SECONDS",
             "a fetch that lost its source tries others this long without a byte"),
     OPT_INT("peer-min-rate", G_PEER, peer_min_rate_kbs, 0, 1000000, "16", "KB/S",
-            "drop a peer averaging less over 10 s (0 = only the stall timeout)"),
+            "drop a peer averaging less over 2 stall timeouts (0 = no check)"),
     OPT_INT("max-blob-size", G_PEER, max_blob_mb, 1, 16777216, "16384", "MB",
             "cap on a blob whose size no manifest, index or header gives"),
     OPT_STR("containerd-address", G_PEER, containerd_address, CHK_ABSPATH,

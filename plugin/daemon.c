@@ -98,6 +98,7 @@ int edgepulld_open(struct edgepulld *d, ep_err *err) {
                             .source_wait_ms = d->source_wait_ms,
                             .budget_ms = d->cfg.fetch_budget_s * 1000,
                             .min_rate = (uint64_t)d->cfg.peer_min_rate_kbs * 1024,
+                            .rate_window_ms = d->cfg.peer_stall_timeout_s * 2000,
                             .max_blob = (uint64_t)d->cfg.max_blob_mb << 20,
                             .peer_secret = d->peer_secret[0] != '\0' ? d->peer_secret : NULL};
   if ((r = fetcher_new(&fd, &d->fetch, err)) < 0)

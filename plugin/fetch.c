@@ -21,7 +21,8 @@
  * locality index when known, else from the first answer, capped by
  * max_blob. A source announcing another size, or sending more, is cut and
  * blamed like a digest mismatch (suspect + report); a peer averaging less
- * than min_rate over FETCH_RATE_WINDOW_MS is dropped like a stalled one. A
+ * than min_rate over rate_window_ms is dropped like a stalled one. A body
+ * of unknown length is cut once it hashes to the digest. A
  * partial that already hashes to the digest is committed without a request;
  * one at or past the known size that does not is discarded.
  *
@@ -60,7 +61,7 @@
  * first, and whatever is left when a transfer ends. */
 #define FETCH_PUBLISH_BYTES (64 * 1024)
 #define FETCH_PUBLISH_MS 10
-#define FETCH_RATE_WINDOW_MS 10000
+#define FETCH_RATE_WINDOW_MS 10000 /* default */
 #define FETCH_BACKOFF_MS 250
 #define FETCH_BACKOFF_MAX_MS 2000
 #define FETCH_IDLE_MS 100
@@ -132,6 +133,8 @@ int fetcher_new(const struct fetcher_deps *deps, fetcher **out, ep_err *err) {
     f->deps.budget_ms = FETCH_BUDGET_MS;
   if (f->deps.max_blob == 0)
     f->deps.max_blob = FETCH_MAX_BLOB;
+  if (f->deps.rate_window_ms <= 0)
+    f->deps.rate_window_ms = FETCH_RATE_WINDOW_MS;
   atomic_init(&f->stopping, false);
   atomic_init(&f->upstream_bytes, 0);
   atomic_init(&f->peer_bytes, 0);
@@ -285,7 +288,7 @@ static int check_rate(struct fetch_job *j, size_t len) {
   if (min == 0 || j->src.kind != SRC_PEER)
     return 0;
   int64_t dt = ep_mono_ms() - j->win_ms;
-  if (dt < FETCH_RATE_WINDOW_MS)
+  if (dt < j->f->deps.rate_window_ms)
     return 0;
   uint64_t rate = j->win_bytes * 1000 / (uint64_t)dt;
   if (rate < min)
@@ -312,6 +315,11 @@ static int on_data(void *ud, const void *buf, size_t len) {
     j->lied = true;
     return ep_error(&j->err, EP_EUPSTREAM, "%s sent more than the %llu bytes of the blob",
                     src_name(j), (unsigned long long)j->total);
+  }
+  if (j->total == 0 && store_ingest_offset(j->in) > 0 && store_ingest_complete(j->in)) {
+    j->lied = true; /* no length given, and bytes past the blob */
+    return ep_error(&j->err, EP_EUPSTREAM, "%s sent more than the %llu bytes of the blob",
+                    src_name(j), (unsigned long long)store_ingest_offset(j->in));
   }
   if (store_ingest_offset(j->in) + len > j->f->deps.max_blob)
     return ep_error(&j->err, EP_ETOOBIG, "%s sent more than the %llu bytes a blob may have",

@@ -63,7 +63,8 @@ struct fetcher_deps {
    * after budget_ms without receiving a byte (default 60000); before that,
    * after max_attempts rounds (an offline upstream answers fast). */
   int budget_ms;
-  uint64_t min_rate; /* bytes/s a peer must average over 10 s; 0 = no check */
+  uint64_t min_rate;  /* bytes/s a peer must average over rate_window_ms; 0 = none */
+  int rate_window_ms; /* default 10000 */
   uint64_t max_blob; /* cap when no size is known; 0 = 16 GiB */
 };
 
