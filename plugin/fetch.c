@@ -383,11 +383,13 @@ static void retry_later(struct fetch_job *j, const struct fetch_source *s, int64
     r = &j->retry[j->nretry++];
     *r = (struct fetch_retry){.src = *s};
   }
-  for (size_t k = 0; r == NULL && k < j->nretry; k++) /* full: the soonest due makes room */
-    if (k + 1 == j->nretry || j->retry[k].at <= j->retry[k + 1].at) {
-      r = &j->retry[k];
-      *r = (struct fetch_retry){.src = *s};
-    }
+  if (r == NULL) { /* full: the one due soonest makes room */
+    r = &j->retry[0];
+    for (size_t k = 1; k < j->nretry; k++)
+      if (j->retry[k].at < r->at)
+        r = &j->retry[k];
+    *r = (struct fetch_retry){.src = *s};
+  }
   int64_t wait = FETCH_BACKOFF_MS << (r->fails < 3 ? r->fails : 3);
   r->fails++;
   r->at = now + (wait < FETCH_BACKOFF_MAX_MS ? wait : FETCH_BACKOFF_MAX_MS);
