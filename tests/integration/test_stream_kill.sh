@@ -68,7 +68,7 @@ kill_at() {
   blob=${NODE_STATE[$victim]}/blobs/sha256/${big#sha256:}
   deadline=$((SECONDS + 120))
   while [ "$SECONDS" -lt "$deadline" ]; do
-    have=$(nl_partial_size "$victim" "$big")
+    have=$(nl_partial_size "$victim" "$big" 2>/dev/null || echo 0) # it may be renamed meanwhile
     if [ "$have" -ge $((size * pct / 100)) ] && [ "$have" -gt 0 ]; then
       nl_kill_node "$victim"
       echo "$(nl_ratio "$have" "$size") partial"
@@ -119,13 +119,13 @@ pause_of() {
   local kids=$1 big=$2 t0 id grown s0
   declare -A start=()
   t0=$(date +%s.%N)
-  for id in $kids; do start[$id]=$(nl_partial_size "$id" "$big"); done
+  for id in $kids; do start[$id]=$(nl_partial_size "$id" "$big" 2>/dev/null || echo 0); done
   for ((i = 0; i < 3000; i++)); do
     grown=1
     for id in $kids; do
       [ -f "${NODE_STATE[$id]}/blobs/sha256/${big#sha256:}" ] && continue
       s0=${start[$id]}
-      [ "$(nl_partial_size "$id" "$big")" -gt $((s0 + 65536)) ] || grown=0
+      [ "$(nl_partial_size "$id" "$big" 2>/dev/null || echo 0)" -gt $((s0 + 65536)) ] || grown=0
     done
     [ "$grown" = 0 ] || break
     sleep 0.02
@@ -171,8 +171,9 @@ round() {
   fi
 
   wait "$watcher" || true
-  wait "${NODE_PID[$victim]}" 2>/dev/null || true # reap it here (killed in the watcher)
+  nl_kill_node "$victim" 2>/dev/null || true # reaps it (the watcher's kill is in a subshell)
   kill_r=$(cat "$EP_TMP/kill-$tag")
+  [ -n "$kill_r" ] || kill_r="0 watcher-failed"
   frac=${kill_r% *}
   kill_t=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
   # (measured from the end of the watcher: an upper bound on the pause)
