@@ -59,6 +59,9 @@ struct edgepulld_config {
   char containerd_address[1024]; /* --containerd-address, for deploy --import containerd */
   char docker_socket[1024];      /* --docker-socket, for deploy --import docker */
   int peer_stall_timeout_s;      /* --peer-stall-timeout, default 5, 1..300 */
+  int fetch_budget_s;            /* --fetch-budget, default 60, 1..3600 */
+  int peer_min_rate_kbs;         /* --peer-min-rate, default 16 KB/s, 0 = off */
+  int max_blob_mb;               /* --max-blob-size, default 16384 MB */
   struct config_registry registries[CONFIG_MAX_REGISTRIES];
   size_t nregistries;
 };
