@@ -81,6 +81,8 @@ int edgepulld_open(struct edgepulld *d, ep_err *err) {
                             .sources_ud = d,
                             .node_id = d->cfg.node_id,
                             .source_wait_ms = d->source_wait_ms,
+                            .max_jobs = d->cfg.max_fetches,
+                            .orphan_grace_ms = d->cfg.fetch_orphan_grace_s * 1000,
                             .peer_secret = d->peer_secret[0] != '\0' ? d->peer_secret : NULL};
   if ((r = fetcher_new(&fd, &d->fetch, err)) < 0)
     return r;

@@ -58,6 +58,12 @@ struct fetcher_deps {
   const char *node_id;     /* this node, sent to peers; must outlive the fetcher */
   const char *peer_secret; /* locality secret for peers, NULL = none; idem */
   int source_wait_ms;      /* wait this long for a source to appear; default 3000 */
+  /* Concurrent fetch jobs; a new blob past it fails with EP_ECANCELED (503).
+   * 0 = no cap. */
+  unsigned max_jobs;
+  /* A fetch whose pipe has had no reader (no request, peer or deploy) for
+   * this long is abandoned, its partial kept for resuming. 0 = never. */
+  int orphan_grace_ms;
 };
 
 int fetcher_new(const struct fetcher_deps *deps, fetcher **out, ep_err *err);
