@@ -20,7 +20,16 @@
  *
  * An idle kept-alive connection is thereby closed after the deadline too;
  * HTTP clients reopen one when needed (Go's transport retries a GET on a
- * connection the server closed). */
+ * connection the server closed).
+ *
+ * Shedding: at its connection limit libmicrohttpd accepts and closes every
+ * new connection, so a few hundred slow clients would still lock everyone
+ * else out for a whole deadline (and a local attacker reconnecting for
+ * good: every local client is 127.0.0.1, a per-address limit cannot help
+ * there). So libmicrohttpd's own limit is set a little above ours, and a
+ * connection that takes us past ours sheds the connection that has been
+ * waiting longest for its headers — a slowloris one, never a request being
+ * served; the new one itself when no other waits. */
 #include "plugin/conn_guard.h"
 
 #include <pthread.h>
@@ -51,6 +60,8 @@ struct conn_guard {
   int tick_ms;
   struct guard_conn head; /* list sentinel */
   uint64_t cuts;
+  unsigned max_conns; /* 0 = no shedding */
+  unsigned live;      /* connections not cut */
 };
 
 static void sweep(conn_guard *g, int64_t now) {
@@ -61,6 +72,7 @@ static void sweep(conn_guard *g, int64_t now) {
     shutdown(k->fd, SHUT_RDWR);
     k->cut = true;
     g->cuts++;
+    g->live--;
     ep_log_debug("http: closing a connection whose request headers were not complete within %d s",
                  g->timeout_ms / 1000);
   }
@@ -69,7 +81,7 @@ static void sweep(conn_guard *g, int64_t now) {
 
 static void *sweeper(void *arg) {
   conn_guard *g = arg;
-  int64_t last_tick = ep_mono_ms();
+  int64_t last_tick = ep_mono_ms() - g->tick_ms; /* the first tick at once */
   pthread_mutex_lock(&g->lock);
   while (!g->stop) {
     struct timespec ts;
@@ -91,12 +103,13 @@ static void *sweeper(void *arg) {
   return NULL;
 }
 
-int conn_guard_new(int header_timeout_ms, void (*tick)(void *ud), void *ud, int tick_ms,
-                   conn_guard **out, ep_err *err) {
+int conn_guard_new(int header_timeout_ms, unsigned max_conns, void (*tick)(void *ud), void *ud,
+                   int tick_ms, conn_guard **out, ep_err *err) {
   conn_guard *g = calloc(1, sizeof *g);
   if (g == NULL)
     return ep_error(err, EP_EINTERNAL, "out of memory");
   g->timeout_ms = header_timeout_ms;
+  g->max_conns = max_conns;
   g->tick = tick;
   g->tick_ud = ud;
   g->tick_ms = tick_ms;
@@ -132,6 +145,21 @@ void conn_guard_free(conn_guard *g) {
   free(g);
 }
 
+/* Over the limit: cuts the connection waiting longest for its headers.
+ * Called with the lock held. */
+static void shed_locked(conn_guard *g) {
+  struct guard_conn *oldest = NULL;
+  for (struct guard_conn *k = g->head.next; k != &g->head; k = k->next)
+    if (k->waiting && !k->cut && (oldest == NULL || k->since_ms < oldest->since_ms))
+      oldest = k;
+  if (oldest == NULL)
+    return; /* every connection is being served: libmicrohttpd's margin takes it */
+  shutdown(oldest->fd, SHUT_RDWR);
+  oldest->cut = true;
+  g->cuts++;
+  g->live--;
+}
+
 void conn_guard_notify(void *cls, struct MHD_Connection *c, void **socket_context,
                        enum MHD_ConnectionNotificationCode toe) {
   conn_guard *g = cls;
@@ -152,6 +180,8 @@ void conn_guard_notify(void *cls, struct MHD_Connection *c, void **socket_contex
     k->prev = g->head.prev;
     g->head.prev->next = k;
     g->head.prev = k;
+    if (++g->live > g->max_conns && g->max_conns > 0)
+      shed_locked(g);
     pthread_mutex_unlock(&g->lock);
     *socket_context = k;
     return;
@@ -162,6 +192,8 @@ void conn_guard_notify(void *cls, struct MHD_Connection *c, void **socket_contex
   pthread_mutex_lock(&g->lock);
   k->prev->next = k->next;
   k->next->prev = k->prev;
+  if (!k->cut)
+    g->live--;
   pthread_mutex_unlock(&g->lock);
   free(k);
   *socket_context = NULL;

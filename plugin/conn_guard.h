@@ -10,10 +10,18 @@
 
 typedef struct conn_guard conn_guard;
 
-/* Starts the sweeper thread. tick (may be NULL) is called on it about every
- * tick_ms for housekeeping that belongs to the endpoint. */
-int conn_guard_new(int header_timeout_ms, void (*tick)(void *ud), void *ud, int tick_ms,
-                   conn_guard **out, ep_err *err);
+/* Starts the sweeper thread. Past max_conns live connections (0 = never),
+ * the one waiting longest for its headers is cut: give libmicrohttpd a
+ * higher limit (conn_guard_mhd_limit). tick (may be NULL) is called on the
+ * sweeper about every tick_ms for housekeeping that belongs to the endpoint. */
+int conn_guard_new(int header_timeout_ms, unsigned max_conns, void (*tick)(void *ud), void *ud,
+                   int tick_ms, conn_guard **out, ep_err *err);
+/* libmicrohttpd's connection limit for our max_conns: the margin holds the
+ * connections arriving while shed ones close. */
+static inline unsigned conn_guard_mhd_limit(unsigned max_conns) {
+  unsigned margin = max_conns / 16 > 16 ? max_conns / 16 : 16;
+  return max_conns + margin;
+}
 /* Stops the sweeper; call after MHD_stop_daemon (no connection is left). */
 void conn_guard_free(conn_guard *g);
 

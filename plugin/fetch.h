@@ -2,7 +2,8 @@
  * flight), written into the store while any number of readers follow it
  * through its pipe. The fetch runs on its own thread, independent of the
  * request that started it, so a client hanging up never wastes the bytes
- * already on their way: the blob is finished and kept for the next pull. */
+ * already on their way: the blob is finished and kept for the next pull,
+ * unless no reader at all has followed it for orphan_grace_ms. */
 #ifndef EP_PLUGIN_FETCH_H
 #define EP_PLUGIN_FETCH_H
 

@@ -446,13 +446,13 @@ static void prune_partials(void *ud) {
 
 /* Each connection costs a socket and, while it sends a stored blob, that
  * blob's fd; each fetch job a few more (its source's socket, the partial and
- * its reader fd). The soft RLIMIT_NOFILE (often 1024) is raised to the hard
- * one to fit; when even that is short, the connection limit is lowered to
- * what fits and the log says so, instead of accept() failing at random.
- * Returns the connection limit to use. */
+ * its reader fd, curl's cached connection). The soft RLIMIT_NOFILE (often 1024) is raised to the
+ * hard one to fit; when even that is short, the connection limit is lowered to what fits and the
+ * log says so, instead of accept() failing at random. Returns the connection limit to use. */
 static unsigned fit_fd_limit(const struct edgepulld *d, unsigned want) {
   unsigned endpoints = d->cfg.peer_listen[0] != '\0' ? 2 : 1;
-  rlim_t need = (rlim_t)want * 2 * endpoints + (rlim_t)d->cfg.max_fetches * 4 + 128;
+  rlim_t need =
+      (rlim_t)conn_guard_mhd_limit(want) * 2 * endpoints + (rlim_t)d->cfg.max_fetches * 6 + 128;
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
     return want;
@@ -463,10 +463,10 @@ static unsigned fit_fd_limit(const struct edgepulld *d, unsigned want) {
   }
   if (rl.rlim_cur >= need)
     return want;
-  rlim_t spare = rl.rlim_cur > (rlim_t)d->cfg.max_fetches * 4 + 128
-                     ? rl.rlim_cur - (rlim_t)d->cfg.max_fetches * 4 - 128
+  rlim_t spare = rl.rlim_cur > (rlim_t)d->cfg.max_fetches * 6 + 128
+                     ? rl.rlim_cur - (rlim_t)d->cfg.max_fetches * 6 - 128
                      : 0;
-  unsigned fit = (unsigned)(spare / (2 * endpoints));
+  unsigned fit = (unsigned)(spare / (2 * endpoints)) * 16 / 17; /* conn_guard's margin */
   fit = fit < 16 ? 16 : fit;
   ep_log_warn("--max-connections %u needs %llu open files but RLIMIT_NOFILE allows %llu: "
               "serving at most %u connections per endpoint (raise LimitNOFILE)",
@@ -491,8 +491,9 @@ int server_start_mode(struct edgepulld *d, int listen_fd, enum server_mode mode,
     ep_log_warn("the peer endpoint is unauthenticated: set --peer-secret-file on every node of "
                 "the locality");
   int header_ms = d->cfg.header_timeout_s > 0 ? d->cfg.header_timeout_s * 1000 : 15000;
-  int r = conn_guard_new(header_ms, mode == SERVER_LOCAL ? prune_partials : NULL, s, 60 * 1000,
-                         &s->guard, err);
+  unsigned limit = fit_fd_limit(d, (unsigned)d->cfg.max_connections);
+  int r = conn_guard_new(header_ms, limit, mode == SERVER_LOCAL ? prune_partials : NULL, s,
+                         60 * 1000, &s->guard, err);
   if (r < 0) {
     close(listen_fd);
     free(s);
@@ -502,16 +503,15 @@ int server_start_mode(struct edgepulld *d, int listen_fd, enum server_mode mode,
    * which made every connection past about a thousand fail. */
   unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD |
                    MHD_USE_ERROR_LOG | MHD_USE_ITC;
-  unsigned limit = fit_fd_limit(d, (unsigned)d->cfg.max_connections);
   int per_ip = mode == SERVER_PEER ? d->cfg.peer_max_per_ip : d->cfg.local_max_per_ip;
-  s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, handle, s, MHD_OPTION_LISTEN_SOCKET, listen_fd,
-                            MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-                            (unsigned)(per_ip > 0 ? per_ip : 0), MHD_OPTION_NOTIFY_CONNECTION,
-                            conn_guard_notify, s->guard, MHD_OPTION_NOTIFY_COMPLETED,
-                            request_completed, s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                            (size_t)SERVER_POOL_SIZE, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
-                            MHD_OPTION_THREAD_STACK_SIZE, (size_t)SERVER_STACK_SIZE,
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+  s->mhd = MHD_start_daemon(
+      flags, 0, NULL, NULL, handle, s, MHD_OPTION_LISTEN_SOCKET, listen_fd,
+      MHD_OPTION_CONNECTION_LIMIT, conn_guard_mhd_limit(limit), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+      (unsigned)(per_ip > 0 ? per_ip : 0), MHD_OPTION_NOTIFY_CONNECTION, conn_guard_notify,
+      s->guard, MHD_OPTION_NOTIFY_COMPLETED, request_completed, s,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVER_POOL_SIZE, MHD_OPTION_CONNECTION_TIMEOUT,
+      (unsigned)300, MHD_OPTION_THREAD_STACK_SIZE, (size_t)SERVER_STACK_SIZE,
+      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
   if (s->mhd == NULL) {
     close(listen_fd);
     conn_guard_free(s->guard);
