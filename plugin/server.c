@@ -214,9 +214,9 @@ static enum MHD_Result serve_streamed_blob(struct server *s, struct MHD_Connecti
    * (507, 503...) instead of a 200 whose body is then cut at once. A
    * failure later cuts the connection short of Content-Length: the last
    * byte is only published once verified, so a client never mistakes a cut
-   * body for a whole one. */
+   * body for a whole one. A HEAD sends no body: it answers at once. */
   uint64_t avail = 0;
-  if (len > 0 && (st = pipe_wait(p, first, &avail, SERVER_WAIT_MS)) < 0) {
+  if (!head && len > 0 && (st = pipe_wait(p, first, &avail, SERVER_WAIT_MS)) < 0) {
     pipe_unref(p);
     return fetch_failed(s, c, &t->digest, st);
   }
