@@ -38,11 +38,11 @@
 
 #include <microhttpd.h>
 #include <stdarg.h>
-#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -445,10 +445,11 @@ static void prune_partials(void *ud) {
 }
 
 /* Each connection costs a socket and, while it sends a stored blob, that
- * blob's fd; each fetch job a few more (its source's socket, the partial and
- * its reader fd, curl's cached connection). The soft RLIMIT_NOFILE (often 1024) is raised to the
- * hard one to fit; when even that is short, the connection limit is lowered to what fits and the
- * log says so, instead of accept() failing at random. Returns the connection limit to use. */
+ * blob's fd; each fetch job a few more (its source's socket, the partial,
+ * its reader fd, curl's cached connection). The soft RLIMIT_NOFILE (often
+ * 1024) is raised to the hard one to fit; when even that is short, the
+ * connection limit is lowered to what fits and the log says so, instead of
+ * accept() failing at random. Returns the connection limit to use. */
 static unsigned fit_fd_limit(const struct edgepulld *d, unsigned want) {
   unsigned endpoints = d->cfg.peer_listen[0] != '\0' ? 2 : 1;
   rlim_t need =
