@@ -211,6 +211,13 @@ void pipe_ref(blob_pipe *p) {
   pthread_mutex_unlock(&p->t->lock);
 }
 
+unsigned pipe_refs(blob_pipe *p) {
+  pthread_mutex_lock(&p->t->lock);
+  unsigned n = p->refs;
+  pthread_mutex_unlock(&p->t->lock);
+  return n;
+}
+
 void pipe_unref(blob_pipe *p) {
   if (p == NULL)
     return;

@@ -46,6 +46,9 @@ void pipe_table_cancel_all(pipe_table *t);
 void pipe_ref(blob_pipe *p);
 void pipe_unref(blob_pipe *p);
 const digest_t *pipe_digest(const blob_pipe *p);
+/* References held now (the writer's and every reader's): the fetch uses it
+ * to notice that every reader has hung up. */
+unsigned pipe_refs(blob_pipe *p);
 
 /* Writer side. The fd is owned by the pipe from then on and closed when the
  * last reference goes. */

@@ -131,6 +131,8 @@ static int open_fetcher(struct edgepulld *d, const struct edgepulld_options *opt
                             .min_rate = (uint64_t)d->cfg.peer_min_rate_kbs * 1024,
                             .rate_window_ms = d->cfg.peer_stall_timeout_s * 2000,
                             .max_blob = (uint64_t)d->cfg.max_blob_mb << 20,
+                            .max_jobs = (unsigned)d->cfg.max_fetches,
+                            .orphan_grace_ms = d->cfg.fetch_orphan_grace_s * 1000,
                             .peer_secret = d->peer_secret[0] != '\0' ? d->peer_secret : NULL};
   return fetcher_new(&fd, &d->fetch, err);
 }
@@ -213,7 +215,13 @@ int edgepulld_serve(struct edgepulld *d, int listen_fd, enum server_mode mode, e
                            .src = d->src,
                            .peer_secret = d->peer_secret,
                            .default_registry = d->cfg.default_registry,
-                           .max_connections = (unsigned)d->cfg.max_connections};
+                           .max_connections = (unsigned)d->cfg.max_connections,
+                           .header_timeout_s = d->cfg.header_timeout_s,
+                           .local_max_per_ip = (unsigned)d->cfg.local_max_per_ip,
+                           .peer_max_per_ip = (unsigned)d->cfg.peer_max_per_ip,
+                           .endpoints = d->cfg.peer_listen[0] != '\0' ? 2 : 1,
+                           .max_fetches = (unsigned)d->cfg.max_fetches,
+                           .partial_max_age_s = d->cfg.partial_max_age_s};
   return server_start_mode(&sd, listen_fd, mode, mode == SERVER_PEER ? &d->peer : &d->local, err);
 }
 

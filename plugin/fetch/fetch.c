@@ -115,6 +115,8 @@ struct fetch_job {
   bool lied;      /* the current source broke the size bound: blame it */
   int64_t win_ms; /* the current transfer's rate window */
   uint64_t win_bytes;
+  int64_t orphan_checked_ms; /* last look at the pipe's readers */
+  int64_t orphan_since_ms;   /* when the last reader left; 0 = has readers */
   ep_err err;
 };
 
@@ -299,10 +301,33 @@ static int check_rate(struct fetch_job *j, size_t len) {
   return 0;
 }
 
+/* A fetch nobody follows any more (no request, child peer or deploy holds
+ * its pipe: only our own reference is left) is abandoned once that has
+ * lasted orphan_grace_ms: the locality gains nothing from finishing it, and
+ * hang-ups would otherwise pile up fetch threads, fds and disk. Looked at
+ * about once a second. Returns true when the fetch should stop. */
+static bool orphaned(struct fetch_job *j) {
+  int grace = j->f->deps.orphan_grace_ms;
+  int64_t now = ep_mono_ms();
+  if (grace <= 0 || now - j->orphan_checked_ms < 1000)
+    return false;
+  j->orphan_checked_ms = now;
+  if (pipe_refs(j->pipe) > 1) {
+    j->orphan_since_ms = 0;
+    return false;
+  }
+  if (j->orphan_since_ms == 0)
+    j->orphan_since_ms = now;
+  return now - j->orphan_since_ms >= grace;
+}
+
 static int on_data(void *ud, const void *buf, size_t len) {
   struct fetch_job *j = ud;
   if (atomic_load(&j->f->stopping))
     return ep_error(&j->err, EP_ECANCELED, "shutting down");
+  if (orphaned(j))
+    return ep_error(&j->err, EP_ECANCELED, "every reader left %d s ago: fetch abandoned",
+                    j->f->deps.orphan_grace_ms / 1000);
   if (j->skip > 0) {
     size_t n = len < j->skip ? len : (size_t)j->skip;
     j->skip -= n;
@@ -447,8 +472,9 @@ static int try_source(struct fetch_job *j, const struct fetch_source *s, ep_err 
 
 /* Whether e ends the fetch rather than moving on to the next source. */
 static bool fatal(const struct fetch_job *j, const struct fetch_source *s, const ep_err *e) {
-  return atomic_load(&j->f->stopping) || e->code == EP_ENOSPC || e->code == EP_ETOOBIG ||
-         e->code == EP_EDIGEST || (s->kind == SRC_UPSTREAM && !retryable(e->code));
+  return atomic_load(&j->f->stopping) || e->code == EP_ECANCELED || e->code == EP_ENOSPC ||
+         e->code == EP_ETOOBIG || e->code == EP_EDIGEST ||
+         (s->kind == SRC_UPSTREAM && !retryable(e->code));
 }
 
 /* No source to ask now. Returns <0 (j->err set) when the fetch gives up:
@@ -668,9 +694,19 @@ static int start_job(fetcher *f, blob_pipe *p, const char *host, const char *rep
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   pthread_attr_setstacksize(&attr, 256 * 1024);
   pthread_mutex_lock(&f->lock);
-  f->running++;
-  f->started++;
+  bool full = f->deps.max_jobs > 0 && f->running >= f->deps.max_jobs;
+  if (!full) {
+    f->running++;
+    f->started++;
+  }
   pthread_mutex_unlock(&f->lock);
+  if (full) {
+    pthread_attr_destroy(&attr);
+    pipe_unref(p);
+    free(j);
+    return ep_error(err, EP_ECANCELED, "too many fetches in flight (%u, --max-fetches)",
+                    f->deps.max_jobs);
+  }
   pthread_t tid;
   int rc = pthread_create(&tid, &attr, fetch_thread, j);
   pthread_attr_destroy(&attr);
@@ -714,6 +750,8 @@ int fetcher_open_req(fetcher *f, const char *host, const char *repo, const diges
     }
     int r = start_job(f, p, host, repo, d, rq, err);
     if (r < 0) {
+      if (err != NULL) /* requests that joined meanwhile answer the same */
+        record_failure(f, d, err);
       pipe_finish(p, false);
       pipe_unref(p);
       return r;

@@ -2,7 +2,8 @@
  * flight), written into the store while any number of readers follow it
  * through its pipe. The fetch runs on its own thread, independent of the
  * request that started it, so a client hanging up never wastes the bytes
- * already on their way: the blob is finished and kept for the next pull. */
+ * already on their way: the blob is finished and kept for the next pull,
+ * unless no reader at all has followed it for orphan_grace_ms. */
 #ifndef EP_PLUGIN_FETCH_H
 #define EP_PLUGIN_FETCH_H
 
@@ -66,6 +67,12 @@ struct fetcher_deps {
   uint64_t min_rate;  /* bytes/s a peer must average over rate_window_ms; 0 = none */
   int rate_window_ms; /* default 10000 */
   uint64_t max_blob;  /* cap when no size is known; 0 = 16 GiB */
+  /* Concurrent fetch jobs; a new blob past it fails with EP_ECANCELED (503).
+   * 0 = no cap. */
+  unsigned max_jobs;
+  /* A fetch whose pipe has had no reader (no request, peer or deploy) for
+   * this long is abandoned, its partial kept for resuming. 0 = never. */
+  int orphan_grace_ms;
 };
 
 int fetcher_new(const struct fetcher_deps *deps, fetcher **out, ep_err *err);
