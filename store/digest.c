@@ -181,6 +181,17 @@ void digest_ctx_final(digest_ctx *c, digest_t *out) {
   digest_ctx_reset(c);
 }
 
+void digest_ctx_peek(const digest_ctx *c, digest_t *out) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_MD_CTX *copy = EVP_MD_CTX_new();
+  if (c->broken || copy == NULL || EVP_MD_CTX_copy_ex(copy, c->md) != 1 ||
+      EVP_DigestFinal_ex(copy, md, &len) != 1 || len != DIGEST_HEX_LEN / 2)
+    len = 0; /* all zeros: matches nothing */
+  EVP_MD_CTX_free(copy);
+  to_hex(md, len, out);
+}
+
 void digest_ctx_free(digest_ctx *c) {
   if (c == NULL)
     return;

@@ -32,6 +32,8 @@ digest_ctx *digest_ctx_new(void); /* NULL on allocation failure */
 void digest_ctx_reset(digest_ctx *c);
 void digest_ctx_update(digest_ctx *c, const void *buf, size_t len);
 void digest_ctx_final(digest_ctx *c, digest_t *out); /* ctx may be reset after */
+/* The digest of what was hashed so far, leaving c to go on hashing. */
+void digest_ctx_peek(const digest_ctx *c, digest_t *out);
 void digest_ctx_free(digest_ctx *c);
 
 void digest_buffer(const void *buf, size_t len, digest_t *out);

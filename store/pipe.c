@@ -25,7 +25,13 @@
  * terminal state wins: a pipe failed by pipe_table_cancel_all() stays
  * failed even if its writer later reports success. Cancelled pipes stay in
  * the table until their writer finishes, so no second writer starts on the
- * same partial while the first is still inside it. */
+ * same partial while the first is still inside it.
+ *
+ * Verified before durable: pipe_complete() ends a pipe with success as soon
+ * as the writer has verified the digest, while the pipe stays in the table;
+ * readers finish from the partial's fd (the same inode once renamed) and a
+ * join meanwhile gets the complete pipe instead of a second writer. The
+ * writer's pipe_finish() after fsync/rename/index only unlinks it. */
 #include "store/pipe.h"
 
 #include <errno.h>
@@ -55,6 +61,8 @@ struct blob_pipe {
   uint64_t size;
   uint64_t avail;
   enum pipe_state state;
+  int error;     /* the writer's EP_E* code once failed (0: none given) */
+  bool finished; /* the writer called pipe_finish: done with the store */
 };
 
 struct pipe_table {
@@ -203,6 +211,13 @@ void pipe_ref(blob_pipe *p) {
   pthread_mutex_unlock(&p->t->lock);
 }
 
+unsigned pipe_refs(blob_pipe *p) {
+  pthread_mutex_lock(&p->t->lock);
+  unsigned n = p->refs;
+  pthread_mutex_unlock(&p->t->lock);
+  return n;
+}
+
 void pipe_unref(blob_pipe *p) {
   if (p == NULL)
     return;
@@ -266,6 +281,7 @@ void pipe_finish(blob_pipe *p, bool ok) {
   pthread_mutex_unlock(&p->t->lock);
 
   pthread_mutex_lock(&p->lock);
+  p->finished = true;
   if (p->state == PIPE_RUNNING) {
     if (ok && p->avail > 0 && atomic_load(&p->fd) < 0) {
       ep_log_err("pipe sha256:%s finished with data but no read fd", p->d.hex);
@@ -279,6 +295,33 @@ void pipe_finish(blob_pipe *p, bool ok) {
   }
   pthread_cond_broadcast(&p->cond);
   pthread_mutex_unlock(&p->lock);
+}
+
+void pipe_complete(blob_pipe *p, uint64_t size) {
+  pthread_mutex_lock(&p->lock);
+  if (p->state == PIPE_RUNNING && atomic_load(&p->fd) >= 0) {
+    p->avail = size > p->avail ? size : p->avail;
+    p->size_known = true;
+    p->size = p->avail;
+    p->state = PIPE_ENDED_OK;
+  }
+  pthread_cond_broadcast(&p->cond);
+  pthread_mutex_unlock(&p->lock);
+}
+
+void pipe_fail(blob_pipe *p, int code) {
+  pthread_mutex_lock(&p->lock);
+  if (p->state == PIPE_RUNNING)
+    p->error = code;
+  pthread_mutex_unlock(&p->lock);
+  pipe_finish(p, false);
+}
+
+int pipe_error(blob_pipe *p) {
+  pthread_mutex_lock(&p->lock);
+  int e = p->state == PIPE_ENDED_FAILED ? p->error : 0;
+  pthread_mutex_unlock(&p->lock);
+  return e;
 }
 
 static void deadline_after(int timeout_ms, struct timespec *ts) {
@@ -355,6 +398,19 @@ int pipe_wait(blob_pipe *p, uint64_t have, uint64_t *avail, int timeout_ms) {
     }
     break;
   }
+  pthread_mutex_unlock(&p->lock);
+  return r;
+}
+
+int pipe_wait_finished(blob_pipe *p, int timeout_ms) {
+  struct timespec deadline;
+  if (timeout_ms > 0)
+    deadline_after(timeout_ms, &deadline);
+  bool waiting = true;
+  pthread_mutex_lock(&p->lock);
+  while (!p->finished && waiting)
+    waiting = sleep_locked(p, timeout_ms, &deadline);
+  int r = p->finished ? 0 : PIPE_TIMEOUT;
   pthread_mutex_unlock(&p->lock);
   return r;
 }

@@ -25,7 +25,7 @@ typedef struct blob_pipe blob_pipe;
 
 enum pipe_status {
   PIPE_MORE = 0,    /* *avail grew beyond what the reader had */
-  PIPE_DONE = 1,    /* writer committed: *avail is the full, verified size */
+  PIPE_DONE = 1,    /* writer verified: *avail is the full size (maybe not yet durable) */
   PIPE_FAILED = -1, /* writer failed: abort the reader's connection */
   PIPE_TIMEOUT = -2,
 };
@@ -46,6 +46,9 @@ void pipe_table_cancel_all(pipe_table *t);
 void pipe_ref(blob_pipe *p);
 void pipe_unref(blob_pipe *p);
 const digest_t *pipe_digest(const blob_pipe *p);
+/* References held now (the writer's and every reader's): the fetch uses it
+ * to notice that every reader has hung up. */
+unsigned pipe_refs(blob_pipe *p);
 
 /* Writer side. The fd is owned by the pipe from then on and closed when the
  * last reference goes. */
@@ -54,6 +57,16 @@ void pipe_set_size(blob_pipe *p, uint64_t total);
 void pipe_publish(blob_pipe *p, uint64_t avail);
 /* ok=true: committed and verified. Removes the pipe from its table. */
 void pipe_finish(blob_pipe *p, bool ok);
+/* Verified, complete in the partial file (size bytes): readers get the last
+ * byte and PIPE_DONE at once; the pipe stays in the table (joins get it)
+ * until pipe_finish once the blob is durable. Needs the read fd. */
+void pipe_complete(blob_pipe *p, uint64_t size);
+/* pipe_finish(p, false) with the reason (an EP_E* code, e.g. EP_ENOSPC),
+ * which readers get from pipe_error. */
+void pipe_fail(blob_pipe *p, int code);
+/* The failed writer's EP_E* code; 0 while running, after success, or when
+ * none was given. */
+int pipe_error(blob_pipe *p);
 
 /* Reader side. Wait until the size is known (or the pipe ended).
  * Returns PIPE_MORE with *size set, PIPE_DONE, PIPE_FAILED or PIPE_TIMEOUT. */
@@ -61,6 +74,10 @@ int pipe_wait_size(blob_pipe *p, uint64_t *size, int timeout_ms);
 /* Wait until more than `have` bytes are available or the pipe ended.
  * timeout_ms < 0 waits without limit. */
 int pipe_wait(blob_pipe *p, uint64_t have, uint64_t *avail, int timeout_ms);
+/* Waits until the writer is done with the store (pipe_finish: after a
+ * complete pipe, the blob is durable or its commit failed). 0, or
+ * PIPE_TIMEOUT. */
+int pipe_wait_finished(blob_pipe *p, int timeout_ms);
 /* The read fd (valid once pipe_wait/pipe_wait_size returned MORE or DONE). */
 int pipe_fd(const blob_pipe *p);
 /* Reads up to len bytes at off, waiting for them to arrive. Returns the byte

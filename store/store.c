@@ -65,6 +65,7 @@ struct store_ingest {
   int fd;
   digest_ctx *ctx;
   uint64_t off;
+  bool verified; /* store_ingest_verify passed: commit only makes it durable */
   char name[DIGEST_HEX_LEN + sizeof STORE_PARTIAL_SUFFIX];
 };
 
@@ -398,6 +399,8 @@ uint64_t store_ingest_offset(const store_ingest *in) {
 int store_ingest_write(store_ingest *in, const void *buf, size_t len, ep_err *err) {
   if (len == 0)
     return 0;
+  if (in->verified)
+    return ep_error(err, EP_EINTERNAL, "store: sha256:%s is verified, no more bytes", in->d.hex);
   if ((uint64_t)len > (uint64_t)INT64_MAX - in->off)
     return ep_error(err, EP_ETOOBIG, "store: blob sha256:%s would exceed the largest file size",
                     in->d.hex);
@@ -420,6 +423,7 @@ int store_ingest_reset(store_ingest *in, ep_err *err) {
     return ep_syserror(err, EP_EIO, "store: truncate %s/ingest/%s", in->s->root, in->name);
   digest_ctx_reset(in->ctx);
   in->off = 0;
+  in->verified = false;
   return 0;
 }
 
@@ -456,10 +460,35 @@ static int publish_partial(store_ingest *in, ep_err *err) {
   return r;
 }
 
-int store_ingest_commit(store_ingest *in, ep_err *err) {
-  store *s = in->s;
+bool store_ingest_complete(const store_ingest *in) {
+  if (in->verified)
+    return true;
+  digest_t got;
+  digest_ctx_peek(in->ctx, &got);
+  return digest_equal(&got, &in->d);
+}
+
+int store_ingest_verify(store_ingest *in, ep_err *err) {
+  if (in->verified)
+    return 0;
   digest_t got;
   digest_ctx_final(in->ctx, &got);
+  if (!digest_equal(&got, &in->d)) {
+    unlinkat(in->s->ingest_fd, in->name, 0);
+    return ep_error(err, EP_EDIGEST,
+                    "digest mismatch: expected sha256:%s, got sha256:%s over %llu bytes; "
+                    "partial discarded",
+                    in->d.hex, got.hex, (unsigned long long)in->off);
+  }
+  in->verified = true;
+  return 0;
+}
+
+int store_ingest_commit(store_ingest *in, ep_err *err) {
+  store *s = in->s;
+  digest_t got = in->d;
+  if (!in->verified)
+    digest_ctx_final(in->ctx, &got);
   int r = 0;
   if (!digest_equal(&got, &in->d)) {
     unlinkat(s->ingest_fd, in->name, 0);
@@ -477,6 +506,8 @@ int store_ingest_commit(store_ingest *in, ep_err *err) {
     r = 0;
   } else if (r == 0) {
     r = publish_partial(in, err);
+    if (r < 0 && err != NULL && err->code == EP_ENOSPC) /* do not keep the disk full */
+      unlinkat(s->ingest_fd, in->name, 0);
   }
   ingest_free(in);
   return r;
@@ -490,20 +521,73 @@ void store_ingest_abort(store_ingest *in, bool keep_partial) {
   ingest_free(in);
 }
 
-int store_foreach_blob(store *s, int (*cb)(const digest_t *d, uint64_t size, void *ud), void *ud,
-                       ep_err *err) {
-  /* A fresh open file description: a dup() would share the position with
-   * s->blobs_fd and with every other iteration running at the same time. */
-  int fd = openat(s->blobs_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+/* One partial found at startup: committed when it holds the whole blob. */
+static int recover_one(store *s, const char *name,
+                       int (*cb)(const digest_t *d, uint64_t size, void *ud), void *ud) {
+  digest_t d;
+  size_t n = strlen(name);
+  if (n != DIGEST_HEX_LEN + strlen(STORE_PARTIAL_SUFFIX) ||
+      strcmp(name + DIGEST_HEX_LEN, STORE_PARTIAL_SUFFIX) != 0)
+    return 0;
+  char hex[DIGEST_HEX_LEN + 1];
+  memcpy(hex, name, DIGEST_HEX_LEN);
+  hex[DIGEST_HEX_LEN] = '\0';
+  if (digest_parse_hex(hex, &d, NULL) < 0)
+    return 0;
+  store_ingest *in = NULL;
+  ep_err e = {0};
+  if (store_ingest_begin(s, &d, &in, &e) < 0) {
+    ep_log_warn("store: recovering %s: %s", name, e.msg);
+    return 0;
+  }
+  if (!store_ingest_complete(in)) {
+    store_ingest_abort(in, true); /* a real partial: the next fetch resumes it */
+    return 0;
+  }
+  uint64_t size = in->off;
+  if (store_ingest_commit(in, &e) < 0) {
+    ep_log_warn("store: committing the complete partial %s: %s", name, e.msg);
+    return 0;
+  }
+  ep_log_info("store: committed sha256:%s (%llu bytes), complete in ingest/", d.hex,
+              (unsigned long long)size);
+  return cb != NULL ? cb(&d, size, ud) : 0;
+}
+
+/* A fresh open file description: a dup() would share the position with
+ * dirfd and with every other iteration running at the same time. */
+static int open_listing(store *s, int dirfd, const char *what, DIR **out, ep_err *err) {
+  int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
-    return ep_syserror(err, EP_EIO, "store: open %s/blobs/sha256", s->root);
-  DIR *dir = fdopendir(fd);
-  if (dir == NULL) {
-    int r = ep_syserror(err, EP_EIO, "store: list %s/blobs/sha256", s->root);
+    return ep_syserror(err, EP_EIO, "store: open %s/%s", s->root, what);
+  *out = fdopendir(fd);
+  if (*out == NULL) {
+    int r = ep_syserror(err, EP_EIO, "store: list %s/%s", s->root, what);
     close(fd);
     return r;
   }
-  int r = 0;
+  return 0;
+}
+
+int store_recover_partials(store *s, int (*cb)(const digest_t *d, uint64_t size, void *ud),
+                           void *ud, ep_err *err) {
+  DIR *dir = NULL;
+  int r = open_listing(s, s->ingest_fd, "ingest", &dir, err);
+  if (r < 0)
+    return r;
+  struct dirent *de;
+  while (r == 0 && (de = readdir(dir)) != NULL)
+    r = recover_one(s, de->d_name, cb, ud);
+  closedir(dir);
+  return 0;
+}
+
+int store_foreach_blob(store *s, int (*cb)(const digest_t *d, uint64_t size, void *ud), void *ud,
+                       ep_err *err) {
+  DIR *dir = NULL;
+  int r = open_listing(s, s->blobs_fd, "blobs/sha256", &dir, err);
+  if (r < 0)
+    return r;
   for (;;) {
     errno = 0;
     struct dirent *de = readdir(dir);

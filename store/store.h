@@ -52,12 +52,26 @@ int store_ingest_reset(store_ingest *in, ep_err *err);
 /* A new O_RDONLY fd on the partial file for readers following the write.
  * It stays valid after commit (same inode, renamed). */
 int store_ingest_open_reader(store_ingest *in, ep_err *err);
-/* Verifies the digest, fsyncs, renames into blobs/, fsyncs directories and
- * frees the ingest. On mismatch the partial is deleted and EP_EDIGEST is
- * returned (the ingest is freed in every case). */
+/* Whether the bytes so far hash to the digest (the partial holds the whole
+ * blob: commit it, no request needed). Costs a copy of the hash state. */
+bool store_ingest_complete(const store_ingest *in);
+/* Checks the digest over every byte written, without touching the disk: on
+ * a match the blob may be served (from the reader fd) before it is durable,
+ * and no more bytes are accepted; on a mismatch the partial is deleted and
+ * EP_EDIGEST returned (the ingest stays to be aborted). */
+int store_ingest_verify(store_ingest *in, ep_err *err);
+/* Verifies the digest (unless store_ingest_verify did), fsyncs, renames into
+ * blobs/, fsyncs directories and frees the ingest. On mismatch the partial is deleted and
+ * EP_EDIGEST is returned (the ingest is freed in every case). */
 int store_ingest_commit(store_ingest *in, ep_err *err);
 /* Frees the ingest; keep_partial=false deletes the partial file. */
 void store_ingest_abort(store_ingest *in, bool keep_partial);
+
+/* At startup: every ingest/<hex>.partial that holds its whole blob (a crash
+ * after the last byte, before or during the commit) is verified and
+ * committed; cb (may be NULL) is called for each. Others stay for resuming. */
+int store_recover_partials(store *s, int (*cb)(const digest_t *d, uint64_t size, void *ud),
+                           void *ud, ep_err *err);
 
 /* Visit complete blobs (used by index rebuild and GC). cb returns non-zero
  * to stop. */

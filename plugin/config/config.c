@@ -81,6 +81,7 @@ struct cfg_option {
 static const char G_LOCAL[] = "Local endpoint and store";
 static const char G_PEER[] = "Peers and locality";
 static const char G_UP[] = "Upstream registries";
+static const char G_BOUND[] = "Connection and fetch bounds";
 static const char G_GEN[] = "General";
 
 static const struct cfg_option cfg_options[] = {
@@ -88,8 +89,20 @@ static const struct cfg_option cfg_options[] = {
             "blob store and index.db (absolute path)"),
     OPT_STR("listen", G_LOCAL, listen, CHK_ADDR, "127.0.0.1:5050", "ADDR:PORT",
             "mirror endpoint for the local runtime (loopback)"),
-    OPT_INT("max-connections", G_LOCAL, max_connections, 1, 65535, "256", "N",
-            "concurrent connections per endpoint"),
+    OPT_INT("max-connections", G_LOCAL, max_connections, 1, 16384, "256", "N",
+            "concurrent connections per endpoint (raises RLIMIT_NOFILE to fit)"),
+    OPT_INT("header-timeout", G_BOUND, header_timeout_s, 1, 300, "15", "SECONDS",
+            "a request's headers must be complete this long after it may start"),
+    OPT_INT("local-max-per-ip", G_BOUND, local_max_per_ip, 0, 16384, "0", "N",
+            "connections per client address on --listen; 0 = --max-connections"),
+    OPT_INT("peer-max-per-ip", G_BOUND, peer_max_per_ip, 0, 16384, "32", "N",
+            "connections per client address on --peer-listen; 0 = --max-connections"),
+    OPT_INT("max-fetches", G_BOUND, max_fetches, 1, 4096, "64", "N",
+            "concurrent fetch jobs; past it a new blob answers 503"),
+    OPT_INT("fetch-orphan-grace", G_BOUND, fetch_orphan_grace_s, 1, 3600, "30", "SECONDS",
+            "abandon a fetch every reader left this long ago (partial kept)"),
+    OPT_INT("partial-max-age", G_BOUND, partial_max_age_s, 60, 2592000, "86400", "SECONDS",
+            "drop partials not written for this long (and beyond 2 x --max-fetches)"),
     OPT_STR("peer-listen", G_PEER, peer_listen, CHK_ADDR_OR_EMPTY, NULL, "ADDR:PORT",
             "peer endpoint other nodes pull from; empty = off"),
     OPT_BOOL("gateway", G_PEER, gateway, "this node is the locality's gateway (uplink, tags)"),
@@ -118,6 +131,12 @@ static const struct cfg_option cfg_options[] = {
             "locality secret the peer endpoint requires and peer requests send"),
     OPT_INT("peer-stall-timeout", G_PEER, peer_stall_timeout_s, 1, 300, "5", "SECONDS",
             "abandon a peer that sends nothing for this long (and its connect)"),
+    OPT_INT("fetch-budget", G_PEER, fetch_budget_s, 1, 3600, "60", "SECONDS",
+            "a fetch that lost its source tries others this long without a byte"),
+    OPT_INT("peer-min-rate", G_PEER, peer_min_rate_kbs, 0, 1000000, "16", "KB/S",
+            "drop a peer averaging less over 2 stall timeouts (0 = no check)"),
+    OPT_INT("max-blob-size", G_PEER, max_blob_mb, 1, 16777216, "16384", "MB",
+            "cap on a blob whose size no manifest, index or header gives"),
     OPT_STR("containerd-address", G_PEER, containerd_address, CHK_ABSPATH,
             "/run/containerd/containerd.sock", "SOCKET",
             "containerd's socket, for deploys with --import containerd"),

@@ -44,8 +44,15 @@ struct edgepulld_config {
   char default_registry[256]; /* --default-registry, default docker.io */
   char ca_file[1024];         /* --ca-file, extra CA bundle for upstreams */
   int tag_ttl_s;              /* --tag-ttl, default 300, 0..604800 */
-  int max_connections;        /* --max-connections, default 256, 1..65535 */
+  int max_connections;        /* --max-connections, default 256, 1..16384 */
   int connect_timeout_s;      /* --connect-timeout, default 10 */
+  /* bounds on connections and fetch jobs (issue 11); see docs/design.md */
+  int header_timeout_s;     /* --header-timeout, default 15: whole request headers */
+  int local_max_per_ip;     /* --local-max-per-ip, default 0 = --max-connections */
+  int peer_max_per_ip;      /* --peer-max-per-ip, default 32 */
+  int max_fetches;          /* --max-fetches, default 64 concurrent fetch jobs */
+  int fetch_orphan_grace_s; /* --fetch-orphan-grace, default 30 */
+  int partial_max_age_s;    /* --partial-max-age, default 86400 */
   /* locality coordination (the node agent) */
   char broker_username[128];       /* --broker-username, "" = anonymous */
   char broker_password_file[1024]; /* --broker-password-file, read by the agent at start */
@@ -59,6 +66,9 @@ struct edgepulld_config {
   char containerd_address[1024]; /* --containerd-address, for deploy --import containerd */
   char docker_socket[1024];      /* --docker-socket, for deploy --import docker */
   int peer_stall_timeout_s;      /* --peer-stall-timeout, default 5, 1..300 */
+  int fetch_budget_s;            /* --fetch-budget, default 60, 1..3600 */
+  int peer_min_rate_kbs;         /* --peer-min-rate, default 16 KB/s, 0 = off */
+  int max_blob_mb;               /* --max-blob-size, default 16384 MB */
   struct config_registry registries[CONFIG_MAX_REGISTRIES];
   size_t nregistries;
 };

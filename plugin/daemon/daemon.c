@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "plugin/agent/agent.h"
@@ -40,6 +41,17 @@ static int open_upstream(struct edgepulld *d, ep_err *err) {
         (r = upstream_set_credentials(d->up, reg->host, reg->username, reg->password, err)) < 0)
       return ep_wrap(err, "registry %s", reg->host);
   }
+  return 0;
+}
+
+/* At start: a partial found complete was committed; the index records it. */
+static int record_recovered(const digest_t *dg, uint64_t size, void *ud) {
+  struct edgepulld *d = ud;
+  struct index_blob b = {.digest = *dg, .size = size, .state = INDEX_BLOB_COMPLETE};
+  b.created = b.last_access = (int64_t)time(NULL);
+  ep_err e = {0};
+  if (index_blob_put(d->idx, &b, &e) < 0)
+    ep_log_warn("index: recording blob %s: %s", dg->hex, e.msg);
   return 0;
 }
 
@@ -115,6 +127,12 @@ static int open_fetcher(struct edgepulld *d, const struct edgepulld_options *opt
                             .sources_ud = d->src,
                             .node_id = d->cfg.node_id,
                             .source_wait_ms = opt != NULL ? opt->source_wait_ms : 0,
+                            .budget_ms = d->cfg.fetch_budget_s * 1000,
+                            .min_rate = (uint64_t)d->cfg.peer_min_rate_kbs * 1024,
+                            .rate_window_ms = d->cfg.peer_stall_timeout_s * 2000,
+                            .max_blob = (uint64_t)d->cfg.max_blob_mb << 20,
+                            .max_jobs = (unsigned)d->cfg.max_fetches,
+                            .orphan_grace_ms = d->cfg.fetch_orphan_grace_s * 1000,
                             .peer_secret = d->peer_secret[0] != '\0' ? d->peer_secret : NULL};
   return fetcher_new(&fd, &d->fetch, err);
 }
@@ -162,6 +180,9 @@ int edgepulld_open(struct edgepulld *d, const struct edgepulld_options *opt, ep_
   snprintf(path, sizeof path, "%s/index.db", d->cfg.state_dir);
   if ((r = index_open(path, &d->idx, err)) < 0)
     return ep_wrap(err, "opening the index %s", path);
+  ep_err re = {0}; /* complete partials left by a crash: commit, no request needed */
+  if (store_recover_partials(d->st, record_recovered, d, &re) < 0)
+    ep_log_warn("store: recovering partials: %s", re.msg);
   if ((r = open_upstream(d, err)) < 0)
     return r;
   if (d->cfg.peer_secret_file[0] != '\0' &&
@@ -194,7 +215,13 @@ int edgepulld_serve(struct edgepulld *d, int listen_fd, enum server_mode mode, e
                            .src = d->src,
                            .peer_secret = d->peer_secret,
                            .default_registry = d->cfg.default_registry,
-                           .max_connections = (unsigned)d->cfg.max_connections};
+                           .max_connections = (unsigned)d->cfg.max_connections,
+                           .header_timeout_s = d->cfg.header_timeout_s,
+                           .local_max_per_ip = (unsigned)d->cfg.local_max_per_ip,
+                           .peer_max_per_ip = (unsigned)d->cfg.peer_max_per_ip,
+                           .endpoints = d->cfg.peer_listen[0] != '\0' ? 2 : 1,
+                           .max_fetches = (unsigned)d->cfg.max_fetches,
+                           .partial_max_age_s = d->cfg.partial_max_age_s};
   return server_start_mode(&sd, listen_fd, mode, mode == SERVER_PEER ? &d->peer : &d->local, err);
 }
 

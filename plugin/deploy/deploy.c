@@ -143,10 +143,17 @@ static int fetch_one(struct deploy_job *j, const struct deploy_blob *b, char *bu
     return 0;
   }
   blob_pipe *p = NULL;
-  int r = fetcher_open(w->d.fetch, j->ref.registry, j->ref.repo, &b->digest, &p, err);
+  struct fetch_request rq = {.size = b->size}; /* the descriptor bounds the transfer */
+  int r = fetcher_open_req(w->d.fetch, j->ref.registry, j->ref.repo, &b->digest, &rq, &p, err);
   if (r < 0)
     return ep_wrap(err, "blob %.19s", ds);
   r = read_to_end(j, p, &b->digest, buf, err);
+  /* done means stored: wait for the commit that follows verification */
+  while (r == 0 && pipe_wait_finished(p, DEPLOY_PIPE_WAIT_MS) == PIPE_TIMEOUT)
+    if (atomic_load(&w->stopping))
+      r = ep_error(err, EP_ECANCELED, "edgepulld is stopping");
+  if (r == 0 && store_has(w->d.st, &b->digest, NULL, NULL) != 1)
+    r = ep_error(err, EP_EIO, "verified but not stored");
   pipe_unref(p);
   return r < 0 ? ep_wrap(err, "blob %.19s", ds) : 0;
 }

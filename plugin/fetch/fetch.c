@@ -9,9 +9,22 @@
  *   -> GET from the first one at the current offset (Range), each chunk
  *      written, hashed and published to the pipe as it arrives
  *   -> on a transfer error, the next source, resuming from the new offset;
- *      once every source failed, re-pick (the parent may have changed), back
- *      off, and give up after max_attempts rounds that made no progress
- *   -> store_ingest_commit verifies the digest; pipe_finish(ok) wakes readers.
+ *      the failed source waits a backoff (250 ms doubling to 2 s) while any
+ *      other one (a new parent, the gateway, a holder) is taken at once;
+ *      the fetch gives up only after budget_ms without a byte (max_attempts
+ *      quick rounds while it is upstream-only and holds nothing)
+ *   -> store_ingest_verify checks the digest and pipe_complete releases the
+ *      last byte to readers at once; fsync, rename and the index follow
+ *      (store_ingest_commit), then pipe_finish drops the pipe from the table.
+ *
+ * Bounds: the size is taken from the request (a manifest descriptor) or the
+ * locality index when known, else from the first answer, capped by
+ * max_blob. A source announcing another size, or sending more, is cut and
+ * blamed like a digest mismatch (suspect + report); a peer averaging less
+ * than min_rate over rate_window_ms is dropped like a stalled one. A body
+ * of unknown length is cut once it hashes to the digest. A
+ * partial that already hashes to the digest is committed without a request;
+ * one at or past the known size that does not is discarded.
  *
  * The pipe never restarts: readers (the runtime, child peers) keep
  * following it while the source changes underneath. A digest mismatch is
@@ -48,6 +61,19 @@
  * first, and whatever is left when a transfer ends. */
 #define FETCH_PUBLISH_BYTES (64 * 1024)
 #define FETCH_PUBLISH_MS 10
+#define FETCH_RATE_WINDOW_MS 10000 /* default */
+#define FETCH_BACKOFF_MS 250
+#define FETCH_BACKOFF_MAX_MS 2000
+#define FETCH_IDLE_MS 100
+#define FETCH_BUDGET_MS 60000
+#define FETCH_MAX_BLOB (16ull << 30)
+
+/* A source that failed, and when it may be asked again. */
+struct fetch_retry {
+  struct fetch_source src;
+  int64_t at;
+  unsigned fails;
+};
 
 struct fetch_failure {
   digest_t digest;
@@ -75,8 +101,8 @@ struct fetch_job {
   char exclude[64];
   unsigned hops;
   struct fetch_source src; /* the source being read */
-  struct fetch_source tried[FETCH_SOURCES_MAX];
-  size_t ntried;                     /* failed sources this round */
+  struct fetch_retry retry[FETCH_SOURCES_MAX];
+  size_t nretry;                     /* failed sources, waiting their backoff */
   char blame[FETCH_SOURCES_MAX][64]; /* peers that gave us bytes */
   size_t nblame;
   store_ingest *in;
@@ -85,6 +111,12 @@ struct fetch_job {
   uint64_t committed; /* size of the blob once committed */
   uint64_t published; /* what readers were last told they may read */
   int64_t published_ms;
+  uint64_t known; /* trusted size (descriptor, locality index); 0 = unknown */
+  bool lied;      /* the current source broke the size bound: blame it */
+  int64_t win_ms; /* the current transfer's rate window */
+  uint64_t win_bytes;
+  int64_t orphan_checked_ms; /* last look at the pipe's readers */
+  int64_t orphan_since_ms;   /* when the last reader left; 0 = has readers */
   ep_err err;
 };
 
@@ -99,6 +131,12 @@ int fetcher_new(const struct fetcher_deps *deps, fetcher **out, ep_err *err) {
   pthread_cond_init(&f->idle, NULL);
   if (f->deps.source_wait_ms <= 0)
     f->deps.source_wait_ms = 3000;
+  if (f->deps.budget_ms <= 0)
+    f->deps.budget_ms = FETCH_BUDGET_MS;
+  if (f->deps.max_blob == 0)
+    f->deps.max_blob = FETCH_MAX_BLOB;
+  if (f->deps.rate_window_ms <= 0)
+    f->deps.rate_window_ms = FETCH_RATE_WINDOW_MS;
   atomic_init(&f->stopping, false);
   atomic_init(&f->upstream_bytes, 0);
   atomic_init(&f->peer_bytes, 0);
@@ -188,6 +226,17 @@ static int on_start(void *ud, uint64_t offset, uint64_t total) {
   if (offset > have)
     return ep_error(&j->err, EP_EUPSTREAM, "upstream resumed at %llu, we hold %llu",
                     (unsigned long long)offset, (unsigned long long)have);
+  if (total > 0 && j->known > 0 && total != j->known) {
+    j->lied = true;
+    return ep_error(&j->err, EP_EUPSTREAM, "%s announced %llu bytes, the blob is %llu", src_name(j),
+                    (unsigned long long)total, (unsigned long long)j->known);
+  }
+  if (total > j->f->deps.max_blob) {
+    j->lied = true;
+    return ep_error(&j->err, EP_EUPSTREAM, "%s announced %llu bytes, over the %llu allowed",
+                    src_name(j), (unsigned long long)total,
+                    (unsigned long long)j->f->deps.max_blob);
+  }
   if (total > 0 && j->total > 0 && total != j->total)
     return ep_error(&j->err, EP_EUPSTREAM, "upstream size changed from %llu to %llu",
                     (unsigned long long)j->total, (unsigned long long)total);
@@ -232,10 +281,53 @@ static void publish(struct fetch_job *j, bool force) {
   j->published_ms = now;
 }
 
+/* A peer that keeps the connection alive with a trickle (which the stall
+ * timeout never catches) is dropped once its average over a window falls
+ * below min_rate; the fetch resumes elsewhere, or from it again later. */
+static int check_rate(struct fetch_job *j, size_t len) {
+  uint64_t min = j->f->deps.min_rate;
+  j->win_bytes += len;
+  if (min == 0 || j->src.kind != SRC_PEER)
+    return 0;
+  int64_t dt = ep_mono_ms() - j->win_ms;
+  if (dt < j->f->deps.rate_window_ms)
+    return 0;
+  uint64_t rate = j->win_bytes * 1000 / (uint64_t)dt;
+  if (rate < min)
+    return ep_error(&j->err, EP_EUNREACH, "%s sent %llu B/s over %lld ms, below %llu B/s",
+                    src_name(j), (unsigned long long)rate, (long long)dt, (unsigned long long)min);
+  j->win_ms += dt;
+  j->win_bytes = 0;
+  return 0;
+}
+
+/* A fetch nobody follows any more (no request, child peer or deploy holds
+ * its pipe: only our own reference is left) is abandoned once that has
+ * lasted orphan_grace_ms: the locality gains nothing from finishing it, and
+ * hang-ups would otherwise pile up fetch threads, fds and disk. Looked at
+ * about once a second. Returns true when the fetch should stop. */
+static bool orphaned(struct fetch_job *j) {
+  int grace = j->f->deps.orphan_grace_ms;
+  int64_t now = ep_mono_ms();
+  if (grace <= 0 || now - j->orphan_checked_ms < 1000)
+    return false;
+  j->orphan_checked_ms = now;
+  if (pipe_refs(j->pipe) > 1) {
+    j->orphan_since_ms = 0;
+    return false;
+  }
+  if (j->orphan_since_ms == 0)
+    j->orphan_since_ms = now;
+  return now - j->orphan_since_ms >= grace;
+}
+
 static int on_data(void *ud, const void *buf, size_t len) {
   struct fetch_job *j = ud;
   if (atomic_load(&j->f->stopping))
     return ep_error(&j->err, EP_ECANCELED, "shutting down");
+  if (orphaned(j))
+    return ep_error(&j->err, EP_ECANCELED, "every reader left %d s ago: fetch abandoned",
+                    j->f->deps.orphan_grace_ms / 1000);
   if (j->skip > 0) {
     size_t n = len < j->skip ? len : (size_t)j->skip;
     j->skip -= n;
@@ -244,15 +336,25 @@ static int on_data(void *ud, const void *buf, size_t len) {
     if (len == 0)
       return 0;
   }
-  if (j->total > 0 && store_ingest_offset(j->in) + len > j->total)
-    return ep_error(&j->err, EP_EUPSTREAM, "upstream sent more than the %llu bytes announced",
-                    (unsigned long long)j->total);
+  if (j->total > 0 && store_ingest_offset(j->in) + len > j->total) {
+    j->lied = true;
+    return ep_error(&j->err, EP_EUPSTREAM, "%s sent more than the %llu bytes of the blob",
+                    src_name(j), (unsigned long long)j->total);
+  }
+  if (j->total == 0 && store_ingest_offset(j->in) > 0 && store_ingest_complete(j->in)) {
+    j->lied = true; /* no length given, and bytes past the blob */
+    return ep_error(&j->err, EP_EUPSTREAM, "%s sent more than the %llu bytes of the blob",
+                    src_name(j), (unsigned long long)store_ingest_offset(j->in));
+  }
+  if (store_ingest_offset(j->in) + len > j->f->deps.max_blob)
+    return ep_error(&j->err, EP_ETOOBIG, "%s sent more than the %llu bytes a blob may have",
+                    src_name(j), (unsigned long long)j->f->deps.max_blob);
   if (store_ingest_write(j->in, buf, len, &j->err) < 0)
     return -1;
   blame_add(j);
   atomic_fetch_add(j->src.kind == SRC_PEER ? &j->f->peer_bytes : &j->f->upstream_bytes, len);
   publish(j, false);
-  return 0;
+  return check_rate(j, len);
 }
 
 static bool retryable(int code) {
@@ -283,17 +385,57 @@ static bool same_source(const struct fetch_source *a, const struct fetch_source 
   return a->kind == b->kind && strcmp(a->node, b->node) == 0;
 }
 
-/* The first source of list not yet tried this round, NULL when none. */
-static const struct fetch_source *next_source(const struct fetch_job *j,
-                                              const struct fetch_source *list, size_t n) {
+/* The first source of list not waiting out a backoff, NULL when none. */
+static const struct fetch_source *
+next_source(const struct fetch_job *j, const struct fetch_source *list, size_t n, int64_t now) {
   for (size_t i = 0; i < n; i++) {
-    bool seen = false;
-    for (size_t k = 0; k < j->ntried && !seen; k++)
-      seen = same_source(&list[i], &j->tried[k]);
-    if (!seen)
+    bool waiting = false;
+    for (size_t k = 0; k < j->nretry && !waiting; k++)
+      waiting = same_source(&list[i], &j->retry[k].src) && j->retry[k].at > now;
+    if (!waiting)
       return &list[i];
   }
   return NULL;
+}
+
+/* s failed: not asked again before a backoff that doubles per failure. */
+static void retry_later(struct fetch_job *j, const struct fetch_source *s, int64_t now) {
+  struct fetch_retry *r = NULL;
+  for (size_t k = 0; k < j->nretry && r == NULL; k++)
+    if (same_source(s, &j->retry[k].src))
+      r = &j->retry[k];
+  if (r == NULL && j->nretry < FETCH_SOURCES_MAX) {
+    r = &j->retry[j->nretry++];
+    *r = (struct fetch_retry){.src = *s};
+  }
+  if (r == NULL) { /* full: the one due soonest makes room */
+    r = &j->retry[0];
+    for (size_t k = 1; k < j->nretry; k++)
+      if (j->retry[k].at < r->at)
+        r = &j->retry[k];
+    *r = (struct fetch_retry){.src = *s};
+  }
+  int64_t wait = FETCH_BACKOFF_MS << (r->fails < 3 ? r->fails : 3);
+  r->fails++;
+  r->at = now + (wait < FETCH_BACKOFF_MAX_MS ? wait : FETCH_BACKOFF_MAX_MS);
+}
+
+/* A source broke the size bound: as for a digest mismatch, a peer is marked
+ * suspect and reported (the upstream cannot be avoided, only logged). */
+static void blame_source(struct fetch_job *j, const struct fetch_source *s, const char *why) {
+  j->lied = false;
+  ep_log_err("fetch %s: %s: %s; dropping it", j->digest.hex, src_name(j), why);
+  if (s->kind == SRC_PEER && j->f->deps.on_bad_source != NULL)
+    j->f->deps.on_bad_source(j->f->deps.sources_ud, s->node, &j->digest, why);
+}
+
+/* The partial holds the whole blob: at the known size, or (size unknown)
+ * already hashing to the digest. Commit verifies either way. */
+static bool holds_all(struct fetch_job *j) {
+  uint64_t have = store_ingest_offset(j->in);
+  if (j->total > 0)
+    return have == j->total;
+  return have > 0 && store_ingest_complete(j->in);
 }
 
 static int transfer_from(struct fetch_job *j, const struct fetch_source *s, ep_err *e) {
@@ -301,6 +443,9 @@ static int transfer_from(struct fetch_job *j, const struct fetch_source *s, ep_e
   struct upstream_blob_sink sink = {.on_start = on_start, .on_data = on_data, .ud = j};
   uint64_t off = store_ingest_offset(j->in);
   j->src = *s;
+  j->lied = false;
+  j->win_ms = ep_mono_ms();
+  j->win_bytes = 0;
   ep_err_clear(&j->err);
   if (s->kind == SRC_UPSTREAM)
     return upstream_blob_get(f->deps.up, j->host, j->repo, &j->digest, off, &sink, e);
@@ -314,7 +459,7 @@ static int try_source(struct fetch_job *j, const struct fetch_source *s, ep_err 
   uint64_t off = store_ingest_offset(j->in);
   int r = transfer_from(j, s, e);
   if (r == -EP_ERANGE && off > 0)
-    return 0; /* the partial already holds the whole blob: commit verifies */
+    return 0; /* the source has nothing past our bytes: verify what we hold */
   if (r == 0 && (j->total == 0 || store_ingest_offset(j->in) == j->total))
     return 0;
   if (r == 0)
@@ -325,45 +470,79 @@ static int try_source(struct fetch_job *j, const struct fetch_source *s, ep_err 
   return -e->code;
 }
 
+/* Whether e ends the fetch rather than moving on to the next source. */
+static bool fatal(const struct fetch_job *j, const struct fetch_source *s, const ep_err *e) {
+  return atomic_load(&j->f->stopping) || e->code == EP_ECANCELED || e->code == EP_ENOSPC ||
+         e->code == EP_ETOOBIG || e->code == EP_EDIGEST ||
+         (s->kind == SRC_UPSTREAM && !retryable(e->code));
+}
+
+/* No source to ask now. Returns <0 (j->err set) when the fetch gives up:
+ * after budget_ms without a byte once it has bytes or a peer to wait for,
+ * else (upstream only, nothing held: an offline registry should answer
+ * fast) after max_attempts rounds with a growing backoff. */
+static int wait_for_source(struct fetch_job *j, bool budget, int64_t progress_ms, int *rounds,
+                           const ep_err *last) {
+  fetcher *f = j->f;
+  int64_t now = ep_mono_ms();
+  bool over = budget ? now - progress_ms >= f->deps.budget_ms : ++*rounds >= f->deps.max_attempts;
+  if (atomic_load(&f->stopping) || over) {
+    j->err = *last;
+    return -last->code;
+  }
+  long ms = budget ? FETCH_IDLE_MS : FETCH_BACKOFF_MS * *rounds;
+  if (!budget)
+    j->nretry = 0; /* a new round: everyone again */
+  nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L}, NULL);
+  return 0;
+}
+
 /* Transfers until the ingest holds the whole blob. */
 static int fetch_transfer(struct fetch_job *j) {
-  fetcher *f = j->f;
   struct fetch_source list[FETCH_SOURCES_MAX];
   ep_err last = {0};
   int rounds = 0;
-  uint64_t round_start = store_ingest_offset(j->in);
+  bool peers = false;
+  int64_t progress_ms = ep_mono_ms();
+  uint64_t progress_at = store_ingest_offset(j->in);
   for (;;) {
-    if (j->total > 0 && store_ingest_offset(j->in) == j->total)
+    if (holds_all(j))
       return 0;
     size_t n = pick(j, list);
+    for (size_t i = 0; i < n; i++)
+      peers |= list[i].kind == SRC_PEER;
     if (n == 0 && last.code == 0)
       ep_error(&last, EP_EUNREACH,
                "no source: no parent, no peer holding the blob, and the upstream not allowed");
-    const struct fetch_source *s = n > 0 ? next_source(j, list, n) : NULL;
-    if (s == NULL) { /* every source failed this round */
-      rounds = store_ingest_offset(j->in) > round_start ? 1 : rounds + 1;
-      if (atomic_load(&f->stopping) || rounds >= f->deps.max_attempts) {
-        j->err = last;
-        return -last.code;
-      }
-      round_start = store_ingest_offset(j->in);
-      j->ntried = 0;
-      nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = 250000000L * rounds}, NULL);
+    int64_t now = ep_mono_ms();
+    const struct fetch_source *s = n > 0 ? next_source(j, list, n, now) : NULL;
+    if (s == NULL) {
+      bool budget = peers || store_ingest_offset(j->in) > 0;
+      if (wait_for_source(j, budget, progress_ms, &rounds, &last) < 0)
+        return -j->err.code;
       continue;
     }
+    struct fetch_source src = *s; /* list is re-picked below */
     ep_err e = {0};
-    int tr = try_source(j, s, &e);
+    int tr = try_source(j, &src, &e);
     publish(j, true);
+    if (store_ingest_offset(j->in) > progress_at) {
+      progress_at = store_ingest_offset(j->in);
+      progress_ms = ep_mono_ms();
+      rounds = 0;
+      j->nretry = 0;
+    }
     if (tr == 0)
       return 0;
     last = e;
-    if (atomic_load(&f->stopping) || (s->kind == SRC_UPSTREAM && !retryable(e.code))) {
+    if (j->lied)
+      blame_source(j, &src, e.msg);
+    if (fatal(j, &src, &e)) {
       j->err = e;
       return -e.code;
     }
     ep_log_warn("fetch %s from %s: %s; trying the next source", j->digest.hex, src_name(j), e.msg);
-    if (j->ntried < FETCH_SOURCES_MAX)
-      j->tried[j->ntried++] = *s;
+    retry_later(j, &src, ep_mono_ms());
   }
 }
 
@@ -384,18 +563,61 @@ static int fetch_commit(struct fetch_job *j) {
   return 0;
 }
 
+static int size_cb(const struct index_node *n, uint64_t size, void *ud) {
+  (void)n;
+  *(uint64_t *)ud = size;
+  return size > 0;
+}
+
+/* The blob's size from the locality index (a node announced it complete). */
+static uint64_t indexed_size(fetcher *f, const digest_t *d) {
+  uint64_t size = 0;
+  ep_err e = {0};
+  if (f->deps.idx != NULL && index_where(f->deps.idx, d, size_cb, &size, &e) < 0)
+    return 0;
+  return size;
+}
+
+/* A partial at or past the known size that does not hash to the digest can
+ * never become the blob: start over (nothing was published yet). */
+static int check_partial(struct fetch_job *j) {
+  uint64_t have = store_ingest_offset(j->in);
+  if (j->known == 0 || have < j->known || store_ingest_complete(j->in))
+    return 0;
+  ep_log_warn("fetch %s: the partial holds %llu bytes of %llu and is wrong; discarding it",
+              j->digest.hex, (unsigned long long)have, (unsigned long long)j->known);
+  return store_ingest_reset(j->in, &j->err);
+}
+
 static int fetch_run(struct fetch_job *j) {
   fetcher *f = j->f;
   if (store_ingest_begin(f->deps.st, &j->digest, &j->in, &j->err) < 0)
+    return -j->err.code;
+  if (j->known == 0)
+    j->known = indexed_size(f, &j->digest);
+  if (j->known > f->deps.max_blob)
+    return ep_error(&j->err, EP_ETOOBIG, "blob of %llu bytes, over the %llu allowed",
+                    (unsigned long long)j->known, (unsigned long long)f->deps.max_blob);
+  if (check_partial(j) < 0)
     return -j->err.code;
   int fd = store_ingest_open_reader(j->in, &j->err);
   if (fd < 0)
     return fd;
   pipe_attach_fd(j->pipe, fd);
+  if (j->known > 0) {
+    j->total = j->known;
+    pipe_set_size(j->pipe, j->known);
+  }
   publish(j, true);
   int r = fetch_transfer(j);
   if (r < 0)
     return r;
+  /* Verified is enough to forward: readers and children get the last byte
+   * now, from the partial's fd; durability follows off their path. */
+  if (store_ingest_verify(j->in, &j->err) < 0)
+    return -j->err.code;
+  j->committed = store_ingest_offset(j->in);
+  pipe_complete(j->pipe, j->committed);
   return fetch_commit(j);
 }
 
@@ -418,7 +640,8 @@ static void *fetch_thread(void *arg) {
   fetcher *f = j->f;
   int r = fetch_run(j);
   if (r < 0) {
-    bool keep = j->err.code != EP_EDIGEST;
+    /* a wrong, oversized or disk-filling partial is dropped; others resume */
+    bool keep = j->err.code != EP_EDIGEST && j->err.code != EP_ETOOBIG && j->err.code != EP_ENOSPC;
     if (j->in != NULL)
       store_ingest_abort(j->in, keep);
     if (j->err.code == EP_EDIGEST)
@@ -433,7 +656,10 @@ static void *fetch_thread(void *arg) {
   }
   if (r == 0)
     pipe_publish(j->pipe, j->committed); /* verified: now the last byte too */
-  pipe_finish(j->pipe, r == 0);
+  if (r == 0)
+    pipe_finish(j->pipe, true);
+  else
+    pipe_fail(j->pipe, j->err.code); /* a verified pipe stays complete */
   pipe_unref(j->pipe);
   free(j);
   pthread_mutex_lock(&f->lock);
@@ -460,6 +686,7 @@ static int start_job(fetcher *f, blob_pipe *p, const char *host, const char *rep
   if (rq != NULL && rq->exclude_node != NULL)
     snprintf(j->exclude, sizeof j->exclude, "%s", rq->exclude_node);
   j->hops = rq != NULL ? rq->hops : 0;
+  j->known = rq != NULL ? rq->size : 0;
   pipe_ref(p); /* the writer's reference, dropped by the thread */
 
   pthread_attr_t attr;
@@ -467,9 +694,19 @@ static int start_job(fetcher *f, blob_pipe *p, const char *host, const char *rep
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   pthread_attr_setstacksize(&attr, 256 * 1024);
   pthread_mutex_lock(&f->lock);
-  f->running++;
-  f->started++;
+  bool full = f->deps.max_jobs > 0 && f->running >= f->deps.max_jobs;
+  if (!full) {
+    f->running++;
+    f->started++;
+  }
   pthread_mutex_unlock(&f->lock);
+  if (full) {
+    pthread_attr_destroy(&attr);
+    pipe_unref(p);
+    free(j);
+    return ep_error(err, EP_ECANCELED, "too many fetches in flight (%u, --max-fetches)",
+                    f->deps.max_jobs);
+  }
   pthread_t tid;
   int rc = pthread_create(&tid, &attr, fetch_thread, j);
   pthread_attr_destroy(&attr);
@@ -513,6 +750,8 @@ int fetcher_open_req(fetcher *f, const char *host, const char *repo, const diges
     }
     int r = start_job(f, p, host, repo, d, rq, err);
     if (r < 0) {
+      if (err != NULL) /* requests that joined meanwhile answer the same */
+        record_failure(f, d, err);
       pipe_finish(p, false);
       pipe_unref(p);
       return r;

@@ -2,7 +2,8 @@
  * flight), written into the store while any number of readers follow it
  * through its pipe. The fetch runs on its own thread, independent of the
  * request that started it, so a client hanging up never wastes the bytes
- * already on their way: the blob is finished and kept for the next pull. */
+ * already on their way: the blob is finished and kept for the next pull,
+ * unless no reader at all has followed it for orphan_grace_ms. */
 #ifndef EP_PLUGIN_FETCH_H
 #define EP_PLUGIN_FETCH_H
 
@@ -35,6 +36,7 @@ struct fetch_stats {
 struct fetch_request {
   const char *exclude_node; /* never take the blob from this node; NULL = none */
   unsigned hops;            /* X-Edgepull-Hops of the request (0 = local) */
+  uint64_t size;            /* the blob's size from its descriptor; 0 = unknown */
 };
 
 struct fetcher_deps {
@@ -58,6 +60,19 @@ struct fetcher_deps {
   const char *node_id;     /* this node, sent to peers; must outlive the fetcher */
   const char *peer_secret; /* locality secret for peers, NULL = none; idem */
   int source_wait_ms;      /* wait this long for a source to appear; default 3000 */
+  /* Once a fetch has a peer among its sources or holds bytes, it fails only
+   * after budget_ms without receiving a byte (default 60000); before that,
+   * after max_attempts rounds (an offline upstream answers fast). */
+  int budget_ms;
+  uint64_t min_rate;  /* bytes/s a peer must average over rate_window_ms; 0 = none */
+  int rate_window_ms; /* default 10000 */
+  uint64_t max_blob;  /* cap when no size is known; 0 = 16 GiB */
+  /* Concurrent fetch jobs; a new blob past it fails with EP_ECANCELED (503).
+   * 0 = no cap. */
+  unsigned max_jobs;
+  /* A fetch whose pipe has had no reader (no request, peer or deploy) for
+   * this long is abandoned, its partial kept for resuming. 0 = never. */
+  int orphan_grace_ms;
 };
 
 int fetcher_new(const struct fetcher_deps *deps, fetcher **out, ep_err *err);

@@ -48,6 +48,9 @@ int listen_parse(const char *spec, struct sockaddr_storage *ss, socklen_t *len, 
   return 0;
 }
 
+/* The backlog is SOMAXCONN (the kernel caps it at net.core.somaxconn): a
+ * burst of connections waits in it instead of having its SYNs dropped and
+ * retried seconds later. */
 int listen_open(const char *spec, int *fd_out, ep_err *err) {
   struct sockaddr_storage ss;
   socklen_t len = 0;
@@ -61,7 +64,7 @@ int listen_open(const char *spec, int *fd_out, ep_err *err) {
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (ss.ss_family == AF_INET6)
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 128) < 0) {
+  if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, SOMAXCONN) < 0) {
     r = ep_syserror(err, EP_EIO, "listen on %s", spec);
     close(fd);
     return r;

@@ -8,6 +8,18 @@
  * with blob sizes. Complete blobs are answered from their file descriptor,
  * which MHD sends with sendfile().
  *
+ * Bounds (issue 11): a thread per connection makes every idle or slow
+ * connection cost a thread, so connections are bounded three ways:
+ * --max-connections per endpoint (with poll(), not select(), so it holds
+ * past FD_SETSIZE, and RLIMIT_NOFILE raised to fit), a connection limit per
+ * client address (--peer-max-per-ip on the peer endpoint; off on the local
+ * one, where every client is 127.0.0.1), and a deadline for the request
+ * headers that no trickle of bytes resets (conn_guard.c). So a peer that
+ * has not authenticated holds a thread for at most --header-timeout, and
+ * one address at most --peer-max-per-ip of them. A streamed answer sends
+ * its status line only once the first byte is there, so a fetch that fails
+ * first (disk full: 507) is answered with its own status.
+ *
  * Every answer carries Docker-Distribution-API-Version; every error is the
  * OCI error JSON. The runtime is never answered 401: on any error status
  * containerd moves on to the next host (the upstream), and a 401 would make
@@ -30,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,9 +51,11 @@
 
 #include "common/log.h"
 #include "plugin/fetch/sources.h"
+#include "plugin/http/conn_guard.h"
 #include "plugin/http/http.h"
 #include "plugin/mirror/mirror.h"
 #include "plugin/ref/ref.h"
+#include "store/prune.h"
 
 #define SERVER_STACK_SIZE (512 * 1024)
 #define SERVER_POOL_SIZE (128 * 1024)
@@ -53,6 +68,7 @@ struct server {
   struct server_deps d;
   struct MHD_Daemon *mhd;
   enum server_mode mode;
+  conn_guard *guard; /* the request-header deadline */
 };
 
 /* What a request is, beyond its URL: who asks (peer mode). */
@@ -192,6 +208,17 @@ static enum MHD_Result serve_streamed_blob(struct server *s, struct MHD_Connecti
   if (!choose_range(c, size, &first, &len, &status, &queued)) {
     pipe_unref(p);
     return queued;
+  }
+  /* The status line waits for the first byte of the range: a fetch that
+   * fails before it (disk full, no source) is answered with its own status
+   * (507, 503...) instead of a 200 whose body is then cut at once. A
+   * failure later cuts the connection short of Content-Length: the last
+   * byte is only published once verified, so a client never mistakes a cut
+   * body for a whole one. A HEAD sends no body: it answers at once. */
+  uint64_t avail = 0;
+  if (!head && len > 0 && (st = pipe_wait(p, first, &avail, SERVER_WAIT_MS)) < 0) {
+    pipe_unref(p);
+    return fetch_failed(s, c, &t->digest, st);
   }
   struct pipe_reader *r = calloc(1, sizeof *r);
   if (r == NULL) {
@@ -352,6 +379,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                               size_t *upload_size, void **req_cls) {
   struct server *s = cls;
   static const int headers_seen = 1;
+  if (*req_cls == NULL) /* the first call: the headers are complete */
+    conn_guard_headers_done(s->guard, c);
   bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
   if (!head && strcmp(method, MHD_HTTP_METHOD_GET) != 0)
     return http_method_not_allowed(c); /* at once: the body is never read */
@@ -394,6 +423,58 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
   ep_log_debug("http: %s", msg);
 }
 
+static void request_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                              enum MHD_RequestTerminationCode toe) {
+  struct server *s = cls;
+  (void)req_cls;
+  (void)toe;
+  conn_guard_request_done(s->guard, c);
+}
+
+/* Housekeeping on the local endpoint's sweeper, once a minute: partials
+ * left by failed or abandoned fetches are kept for resuming, within an age
+ * and a count bound (store/prune.c). */
+static void prune_partials(void *ud) {
+  struct server *s = ud;
+  unsigned keep = 2 * s->d.max_fetches, gone = 0;
+  ep_err e = {0};
+  if (store_prune_partials(s->d.st, s->d.partial_max_age_s, keep, &gone, &e) < 0)
+    ep_log_warn("pruning partials: %s", e.msg);
+  else if (gone > 0)
+    ep_log_info("dropped %u stale partials", gone);
+}
+
+/* Each connection costs a socket and, while it sends a stored blob, that
+ * blob's fd; each fetch job a few more (its source's socket, the partial,
+ * its reader fd, curl's cached connection). The soft RLIMIT_NOFILE (often
+ * 1024) is raised to the hard one to fit; when even that is short, the
+ * connection limit is lowered to what fits and the log says so, instead of
+ * accept() failing at random. Returns the connection limit to use. */
+static unsigned fit_fd_limit(const struct server_deps *d, unsigned want) {
+  unsigned endpoints = d->endpoints > 1 ? d->endpoints : 1;
+  rlim_t need =
+      (rlim_t)conn_guard_mhd_limit(want) * 2 * endpoints + (rlim_t)d->max_fetches * 6 + 128;
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+    return want;
+  if (rl.rlim_cur < need && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+      getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (rl.rlim_cur >= need)
+    return want;
+  rlim_t spare = rl.rlim_cur > (rlim_t)d->max_fetches * 6 + 128
+                     ? rl.rlim_cur - (rlim_t)d->max_fetches * 6 - 128
+                     : 0;
+  unsigned fit = (unsigned)(spare / (2 * endpoints)) * 16 / 17; /* conn_guard's margin */
+  fit = fit < 16 ? 16 : fit;
+  ep_log_warn("--max-connections %u needs %llu open files but RLIMIT_NOFILE allows %llu: "
+              "serving at most %u connections per endpoint (raise LimitNOFILE)",
+              want, (unsigned long long)need, (unsigned long long)rl.rlim_cur, fit);
+  return fit;
+}
+
 int server_start(const struct server_deps *d, int listen_fd, struct server **out, ep_err *err) {
   return server_start_mode(d, listen_fd, SERVER_LOCAL, out, err);
 }
@@ -410,16 +491,31 @@ int server_start_mode(const struct server_deps *d, int listen_fd, enum server_mo
   if (mode == SERVER_PEER && d->peer_secret[0] == '\0')
     ep_log_warn("the peer endpoint is unauthenticated: set --peer-secret-file on every node of "
                 "the locality");
-  unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+  int header_ms = d->header_timeout_s > 0 ? d->header_timeout_s * 1000 : 15000;
+  unsigned limit = fit_fd_limit(d, d->max_connections);
+  int r = conn_guard_new(header_ms, limit, mode == SERVER_LOCAL ? prune_partials : NULL, s,
+                         60 * 1000, &s->guard, err);
+  if (r < 0) {
+    close(listen_fd);
+    free(s);
+    return r;
+  }
+  /* poll(), not select(): select cannot watch an fd >= FD_SETSIZE (1024),
+   * which made every connection past about a thousand fail. */
+  unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD |
                    MHD_USE_ERROR_LOG | MHD_USE_ITC;
-  s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, handle, s, MHD_OPTION_LISTEN_SOCKET, listen_fd,
-                            MHD_OPTION_CONNECTION_LIMIT, d->max_connections,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVER_POOL_SIZE,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
-                            MHD_OPTION_THREAD_STACK_SIZE, (size_t)SERVER_STACK_SIZE,
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+  unsigned per_ip = mode == SERVER_PEER ? d->peer_max_per_ip : d->local_max_per_ip;
+  s->mhd = MHD_start_daemon(
+      flags, 0, NULL, NULL, handle, s, MHD_OPTION_LISTEN_SOCKET, listen_fd,
+      MHD_OPTION_CONNECTION_LIMIT, conn_guard_mhd_limit(limit), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+      per_ip, MHD_OPTION_NOTIFY_CONNECTION, conn_guard_notify, s->guard,
+      MHD_OPTION_NOTIFY_COMPLETED, request_completed, s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+      (size_t)SERVER_POOL_SIZE, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
+      MHD_OPTION_THREAD_STACK_SIZE, (size_t)SERVER_STACK_SIZE, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+      NULL, MHD_OPTION_END);
   if (s->mhd == NULL) {
     close(listen_fd);
+    conn_guard_free(s->guard);
     free(s);
     return ep_error(err, EP_EINTERNAL, "cannot start the HTTP server");
   }
@@ -440,5 +536,6 @@ void server_stop(struct server *s) {
     return;
   if (s->mhd != NULL)
     MHD_stop_daemon(s->mhd);
+  conn_guard_free(s->guard);
   free(s);
 }

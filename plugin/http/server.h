@@ -24,6 +24,13 @@ struct server_deps {
   const char *peer_secret;      /* the locality secret, "" = none */
   const char *default_registry; /* for names without a registry */
   unsigned max_connections;
+  /* Bounds (issue 11; docs/design.md). */
+  int header_timeout_s;      /* whole request headers within; 0 = 15 */
+  unsigned local_max_per_ip; /* connections per client address, local mode; 0 = no limit */
+  unsigned peer_max_per_ip;  /* idem, peer mode */
+  unsigned endpoints;        /* endpoints sharing RLIMIT_NOFILE (local, peer): 1 or 2 */
+  unsigned max_fetches;      /* fetch jobs: their fds, and 2x the partials kept */
+  int partial_max_age_s;     /* the local endpoint prunes partials older than this */
 };
 
 enum server_mode {

@@ -189,6 +189,9 @@ int upstream_blob_get(upstream *u, const char *host, const char *repo, const dig
                       uint64_t offset, const struct upstream_blob_sink *sink, ep_err *err) {
   struct upstream_xfer *x = NULL;
   int rc = blob_request(u, host, repo, d, false, offset, sink, &x, err);
+  /* a 416 is "nothing past offset", even when its body was cut short */
+  if (x != NULL && !x->streaming && x->status == 416)
+    rc = 0;
   if (rc == 0 && !x->streaming) {
     if (x->status == 416)
       rc = ep_error(err, EP_ERANGE, "%s: range from byte %" PRIu64 " not satisfiable (416)",

@@ -32,7 +32,9 @@ REF=$REGISTRY_HOST/stream/up:v1
 
 nl_start_broker
 nl_start_coordinator tree:2
-nl_start_all
+# A fetch waits --fetch-budget (60 s) for its source to come back; here the
+# point is the failure report, so the budget is short.
+nl_start_all --fetch-budget 15
 nl_wait_topology 60
 
 # --- a. the cut ------------------------------------------------------------------------

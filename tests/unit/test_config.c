@@ -106,7 +106,7 @@ static void test_cli_flags(void **state) {
                   "--upstream-fallback=yes",
                   "--tag-ttl",
                   "5",
-                  "--max-connections=65535",
+                  "--max-connections=16384",
                   "--connect-timeout",
                   "1",
                   "--registry",
@@ -131,7 +131,7 @@ static void test_cli_flags(void **state) {
   assert_true(c.gateway);
   assert_true(c.upstream_fallback);
   assert_int_equal(c.tag_ttl_s, 5);
-  assert_int_equal(c.max_connections, 65535);
+  assert_int_equal(c.max_connections, 16384);
   assert_int_equal(c.connect_timeout_s, 1);
   assert_string_equal(c.broker, "127.0.0.1:1883");
   assert_string_equal(c.locality, "loc-1");

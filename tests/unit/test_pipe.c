@@ -439,6 +439,50 @@ static void test_wait_and_timeouts(void **state) {
   pipe_unref(NULL);
 }
 
+/* Verified is enough: pipe_complete gives readers the last byte and DONE
+ * while the pipe stays in the table (a join gets it, no second writer);
+ * pipe_finish afterwards only unlinks it and wakes pipe_wait_finished. A
+ * failure reason given with pipe_fail reaches readers through pipe_error. */
+static void test_complete_before_durable(void **state) {
+  struct fx *f = *state;
+  bool created = false;
+  blob_pipe *p = pipe_table_join(f->t, &f->d, &created);
+  assert_true(created);
+  int fd = open(f->path, O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  assert_true(fd >= 0);
+  assert_int_equal(pwrite(fd, f->blob, f->len, 0), (ssize_t)f->len);
+  pipe_attach_fd(p, fd);
+  pipe_set_size(p, f->len);
+  pipe_publish(p, f->len - 1);
+  assert_int_equal(pipe_wait_finished(p, 0), PIPE_TIMEOUT);
+  pipe_complete(p, f->len);
+  uint64_t avail = 0;
+  assert_int_equal(pipe_wait(p, 0, &avail, 0), PIPE_DONE);
+  assert_int_equal(avail, f->len);
+  blob_pipe *again = pipe_table_join(f->t, &f->d, &created);
+  assert_false(created);
+  assert_ptr_equal(again, p);
+  unsigned char last = 0;
+  assert_int_equal(pipe_read(again, f->len - 1, &last, 1, 0), 1);
+  assert_int_equal(last, f->blob[f->len - 1]);
+  pipe_unref(again);
+  assert_int_equal(pipe_table_count(f->t), 1);
+  pipe_fail(p, EP_EIO); /* the commit failed afterwards: readers keep DONE */
+  assert_int_equal(pipe_wait_finished(p, 0), 0);
+  assert_int_equal(pipe_table_count(f->t), 0);
+  assert_int_equal(pipe_wait(p, 0, &avail, 0), PIPE_DONE);
+  assert_int_equal(pipe_error(p), 0);
+  pipe_unref(p);
+
+  p = pipe_table_join(f->t, &f->d, &created);
+  assert_true(created);
+  assert_int_equal(pipe_error(p), 0);
+  pipe_fail(p, EP_ENOSPC);
+  assert_int_equal(pipe_wait(p, 0, &avail, 0), PIPE_FAILED);
+  assert_int_equal(pipe_error(p), EP_ENOSPC);
+  pipe_unref(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_readers_follow_writer, setup, teardown),
@@ -447,6 +491,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_single_flight, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cancel_all, setup, teardown),
       cmocka_unit_test_setup_teardown(test_wait_and_timeouts, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_complete_before_durable, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -660,6 +660,110 @@ static void test_readonly_partial_unprivileged(void **state) {
   assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* verify before commit: complete() says whether the bytes so far are the
+ * blob, verify() checks without touching the disk and refuses more bytes,
+ * commit() then only makes it durable. A mismatch drops the partial. */
+static void test_verify_then_commit(void **state) {
+  struct fx *f = *state;
+  digest_t d;
+  size_t len = 100 * 1024 + 7;
+  unsigned char *b = make_data(31, len, &d);
+  store_ingest *in = NULL;
+  ep_err e = {0};
+  assert_int_equal(store_ingest_begin(f->s, &d, &in, &e), 0);
+  assert_int_equal(store_ingest_write(in, b, len - 1, &e), 0);
+  assert_false(store_ingest_complete(in));
+  assert_int_equal(store_ingest_write(in, b + len - 1, 1, &e), 0);
+  assert_true(store_ingest_complete(in));
+  assert_int_equal(store_ingest_verify(in, &e), 0);
+  assert_true(store_ingest_write(in, b, 1, &e) < 0); /* nothing after verification */
+  assert_int_equal(store_has(f->s, &d, NULL, &e), 0);
+  assert_int_equal(store_ingest_commit(in, &e), 0);
+  assert_blob_content(f, &d, b, len);
+
+  digest_t d2;
+  unsigned char *b2 = make_data(32, len, &d2);
+  assert_int_equal(store_ingest_begin(f->s, &d2, &in, &e), 0);
+  assert_int_equal(store_ingest_write(in, b, len, &e), 0); /* the wrong bytes */
+  assert_int_equal(store_ingest_verify(in, &e), -EP_EDIGEST);
+  store_ingest_abort(in, false);
+  assert_false(partial_exists(f, &d2, NULL));
+  free(b);
+  free(b2);
+}
+
+static int count_cb(const digest_t *d, uint64_t size, void *ud) {
+  (void)d;
+  (void)size;
+  (*(int *)ud)++;
+  return 0;
+}
+
+/* A crash after the last byte (or during the commit) leaves a complete
+ * partial: at start it is committed without a request; a real partial
+ * stays for resuming. */
+static void test_recover_partials(void **state) {
+  struct fx *f = *state;
+  digest_t full, half;
+  size_t len = 64 * 1024 + 5;
+  unsigned char *a = make_data(41, len, &full);
+  unsigned char *h = make_data(42, len, &half);
+  store_ingest *in = NULL;
+  ep_err e = {0};
+  assert_int_equal(store_ingest_begin(f->s, &full, &in, &e), 0);
+  assert_int_equal(store_ingest_write(in, a, len, &e), 0);
+  store_ingest_abort(in, true);
+  assert_int_equal(store_ingest_begin(f->s, &half, &in, &e), 0);
+  assert_int_equal(store_ingest_write(in, h, len / 2, &e), 0);
+  store_ingest_abort(in, true);
+  int n = 0;
+  assert_int_equal(store_recover_partials(f->s, count_cb, &n, &e), 0);
+  assert_int_equal(n, 1);
+  assert_blob_content(f, &full, a, len);
+  assert_false(partial_exists(f, &full, NULL));
+  off_t size = 0;
+  assert_true(partial_exists(f, &half, &size));
+  assert_int_equal(size, (off_t)(len / 2));
+  assert_int_equal(store_has(f->s, &half, NULL, &e), 0);
+  free(a);
+  free(h);
+}
+
+/* Disk full on a 256 KiB tmpfs: the write fails with EP_ENOSPC, dropping
+ * the partial frees the space, and the store keeps working. */
+static void test_disk_full(void **state) {
+  struct fx *f = *state;
+  (void)f;
+  char dir[64] = "/tmp/ep-test-full-XXXXXX", cmd[256];
+  assert_non_null(mkdtemp(dir));
+  snprintf(cmd, sizeof cmd, "mount -t tmpfs -o size=256k edgepull-test %s 2>/dev/null", dir);
+  if (system(cmd) != 0) {
+    rmdir(dir);
+    skip(); /* needs root */
+  }
+  store *s = NULL;
+  ep_err e = {0};
+  assert_int_equal(store_open(dir, &s, &e), 0);
+  digest_t d, small;
+  size_t len = 1024 * 1024;
+  unsigned char *b = make_data(51, len, &d);
+  unsigned char *sb = make_data(52, 1000, &small);
+  store_ingest *in = NULL;
+  assert_int_equal(store_ingest_begin(s, &d, &in, &e), 0);
+  int r = 0;
+  for (size_t off = 0; off < len && r == 0; off += 64 * 1024)
+    r = store_ingest_write(in, b + off, 64 * 1024, &e);
+  assert_int_equal(r, -EP_ENOSPC);
+  store_ingest_abort(in, false);
+  assert_int_equal(store_put(s, &small, sb, 1000, &e), 0);
+  assert_int_equal(store_has(s, &small, NULL, &e), 1);
+  store_close(s);
+  free(b);
+  free(sb);
+  snprintf(cmd, sizeof cmd, "umount %s && rmdir %s", dir, dir);
+  assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_open_layout, setup, teardown),
@@ -668,6 +772,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_mismatch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_resume, setup, teardown),
       cmocka_unit_test_setup_teardown(test_abort_and_reset, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_verify_then_commit, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_recover_partials, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
       cmocka_unit_test_setup_teardown(test_put_and_read_all, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reader_survives_commit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_double_ingest, setup, teardown),
