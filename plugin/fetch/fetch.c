@@ -64,6 +64,7 @@ struct fetcher {
   struct fetch_failure failures[FETCH_FAILURES];
   unsigned next_failure;
   atomic_uint_least64_t upstream_bytes, peer_bytes, served_peer_bytes;
+  struct fetch_job *jobs; /* in flight, for fetcher_health (under lock) */
 };
 
 struct fetch_job {
@@ -86,7 +87,13 @@ struct fetch_job {
   uint64_t published; /* what readers were last told they may read */
   int64_t published_ms;
   ep_err err;
+  struct fetch_job *next_job;   /* fetcher->jobs */
+  atomic_int_least64_t beat_ms; /* last sign of progress (fetcher_health) */
 };
+
+static void beat(struct fetch_job *j) {
+  atomic_store(&j->beat_ms, ep_mono_ms());
+}
 
 int fetcher_new(const struct fetcher_deps *deps, fetcher **out, ep_err *err) {
   fetcher *f = calloc(1, sizeof *f);
@@ -99,6 +106,8 @@ int fetcher_new(const struct fetcher_deps *deps, fetcher **out, ep_err *err) {
   pthread_cond_init(&f->idle, NULL);
   if (f->deps.source_wait_ms <= 0)
     f->deps.source_wait_ms = 3000;
+  if (f->deps.stall_ms <= 0)
+    f->deps.stall_ms = FETCH_STALL_MS_DEFAULT;
   atomic_init(&f->stopping, false);
   atomic_init(&f->upstream_bytes, 0);
   atomic_init(&f->peer_bytes, 0);
@@ -185,6 +194,7 @@ static void blame_add(struct fetch_job *j) {
 static int on_start(void *ud, uint64_t offset, uint64_t total) {
   struct fetch_job *j = ud;
   uint64_t have = store_ingest_offset(j->in);
+  beat(j);
   if (offset > have)
     return ep_error(&j->err, EP_EUPSTREAM, "upstream resumed at %llu, we hold %llu",
                     (unsigned long long)offset, (unsigned long long)have);
@@ -234,6 +244,7 @@ static void publish(struct fetch_job *j, bool force) {
 
 static int on_data(void *ud, const void *buf, size_t len) {
   struct fetch_job *j = ud;
+  beat(j);
   if (atomic_load(&j->f->stopping))
     return ep_error(&j->err, EP_ECANCELED, "shutting down");
   if (j->skip > 0) {
@@ -269,6 +280,7 @@ static size_t pick(struct fetch_job *j, struct fetch_source *list) {
     return 1;
   }
   for (int waited = 0;; waited += 200) {
+    beat(j);
     int n = f->deps.pick_sources(f->deps.sources_ud, &j->digest, j->exclude[0] ? j->exclude : NULL,
                                  list, FETCH_SOURCES_MAX);
     if (n > 0)
@@ -333,6 +345,7 @@ static int fetch_transfer(struct fetch_job *j) {
   int rounds = 0;
   uint64_t round_start = store_ingest_offset(j->in);
   for (;;) {
+    beat(j);
     if (j->total > 0 && store_ingest_offset(j->in) == j->total)
       return 0;
     size_t n = pick(j, list);
@@ -413,6 +426,14 @@ static void report_bad_sources(struct fetch_job *j) {
   }
 }
 
+static void jobs_remove(fetcher *f, struct fetch_job *j) {
+  for (struct fetch_job **p = &f->jobs; *p != NULL; p = &(*p)->next_job)
+    if (*p == j) {
+      *p = j->next_job;
+      return;
+    }
+}
+
 static void *fetch_thread(void *arg) {
   struct fetch_job *j = arg;
   fetcher *f = j->f;
@@ -435,8 +456,9 @@ static void *fetch_thread(void *arg) {
     pipe_publish(j->pipe, j->committed); /* verified: now the last byte too */
   pipe_finish(j->pipe, r == 0);
   pipe_unref(j->pipe);
-  free(j);
   pthread_mutex_lock(&f->lock);
+  jobs_remove(f, j);
+  free(j);
   if (--f->running == 0)
     pthread_cond_broadcast(&f->idle);
   pthread_mutex_unlock(&f->lock);
@@ -466,15 +488,19 @@ static int start_job(fetcher *f, blob_pipe *p, const char *host, const char *rep
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   pthread_attr_setstacksize(&attr, 256 * 1024);
+  atomic_init(&j->beat_ms, ep_mono_ms());
   pthread_mutex_lock(&f->lock);
   f->running++;
   f->started++;
+  j->next_job = f->jobs;
+  f->jobs = j;
   pthread_mutex_unlock(&f->lock);
   pthread_t tid;
   int rc = pthread_create(&tid, &attr, fetch_thread, j);
   pthread_attr_destroy(&attr);
   if (rc != 0) {
     pthread_mutex_lock(&f->lock);
+    jobs_remove(f, j);
     if (--f->running == 0)
       pthread_cond_broadcast(&f->idle);
     pthread_mutex_unlock(&f->lock);
@@ -520,4 +546,21 @@ int fetcher_open_req(fetcher *f, const char *host, const char *repo, const diges
   }
   *out = p;
   return 0;
+}
+
+/* The watchdog's view: every fetch in flight must have shown progress (a
+ * chunk, a (re)start, a source pick, a retry round) within stall_ms. Each
+ * of those steps is bounded by a libcurl timeout or a short sleep, so a
+ * longer silence means a thread blocked where nothing bounds it. */
+int fetcher_health(fetcher *f, int64_t now_ms, ep_err *why) {
+  int r = 0;
+  pthread_mutex_lock(&f->lock);
+  for (struct fetch_job *j = f->jobs; j != NULL && r == 0; j = j->next_job) {
+    int64_t idle = now_ms - atomic_load(&j->beat_ms);
+    if (idle > f->deps.stall_ms)
+      r = ep_error(why, EP_EINTERNAL, "fetch of %.12s from %s/%s made no progress for %lld ms",
+                   j->digest.hex, j->host, j->repo, (long long)idle);
+  }
+  pthread_mutex_unlock(&f->lock);
+  return r;
 }

@@ -442,3 +442,12 @@ void server_stop(struct server *s) {
     MHD_stop_daemon(s->mhd);
   free(s);
 }
+
+int server_probe(struct server *s, int timeout_ms, ep_err *err) {
+  if (s == NULL || s->mhd == NULL)
+    return 0;
+  const union MHD_DaemonInfo *i = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_LISTEN_FD);
+  if (i == NULL || i->listen_fd == MHD_INVALID_SOCKET)
+    return 0; /* quiesced: shutting down */
+  return http_probe(i->listen_fd, timeout_ms, err);
+}
