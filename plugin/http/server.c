@@ -449,5 +449,11 @@ int server_probe(struct server *s, int timeout_ms, ep_err *err) {
   const union MHD_DaemonInfo *i = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_LISTEN_FD);
   if (i == NULL || i->listen_fd == MHD_INVALID_SOCKET)
     return 0; /* quiesced: shutting down */
-  return http_probe(i->listen_fd, timeout_ms, err);
+  int fd = i->listen_fd;
+  /* Every slot taken by clients (each bounded by the connection timeout)
+   * is busy, not wedged: the probe would only wait in the backlog. */
+  i = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+  if (i != NULL && s->d.max_connections > 0 && i->num_connections >= s->d.max_connections)
+    return 0;
+  return http_probe(fd, timeout_ms, err);
 }
