@@ -25,8 +25,9 @@
  *
  * Threads: the job struct belongs to its fetch thread. The fetcher's mutex
  * guards the thread count (fetcher_free waits on `idle` for it to reach 0)
- * and the small ring of recent failures. `stopping` and the byte counters
- * are atomic so data callbacks never take the lock. */
+ * the small ring of recent failures, and the list of jobs in flight that
+ * fetcher_health walks. `stopping`, the byte counters and each job's
+ * heartbeat are atomic so data callbacks never take the lock. */
 #include "plugin/fetch/fetch.h"
 
 #include <pthread.h>
