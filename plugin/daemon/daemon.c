@@ -133,6 +133,7 @@ static int open_fetcher(struct edgepulld *d, const struct edgepulld_options *opt
                             .max_blob = (uint64_t)d->cfg.max_blob_mb << 20,
                             .max_jobs = (unsigned)d->cfg.max_fetches,
                             .orphan_grace_ms = d->cfg.fetch_orphan_grace_s * 1000,
+                            .stall_ms = opt != NULL ? opt->fetch_stall_ms : 0,
                             .peer_secret = d->peer_secret[0] != '\0' ? d->peer_secret : NULL};
   return fetcher_new(&fd, &d->fetch, err);
 }
@@ -225,7 +226,34 @@ int edgepulld_serve(struct edgepulld *d, int listen_fd, enum server_mode mode, e
   return server_start_mode(&sd, listen_fd, mode, mode == SERVER_PEER ? &d->peer : &d->local, err);
 }
 
+/* Watchdog thread: no fetch stuck. */
+static int fetch_check(void *ud, int64_t now_ms, int timeout_ms, ep_err *why) {
+  struct edgepulld *d = ud;
+  (void)timeout_ms;
+  return d->fetch != NULL ? fetcher_health(d->fetch, now_ms, why) : 0;
+}
+
+/* Watchdog thread: the runtime's endpoint answers (the peer one may want
+ * credentials and shares the same code and process). */
+static int http_check(void *ud, int64_t now_ms, int timeout_ms, ep_err *why) {
+  struct edgepulld *d = ud;
+  (void)now_ms;
+  return server_probe(d->local, timeout_ms, why);
+}
+
+int edgepulld_watch(struct edgepulld *d, const char *status, ep_err *err) {
+  struct watchdog_deps wd = {
+      .checks = {{.failing = "fetch engine stuck", .check = fetch_check, .ud = d},
+                 {.failing = "HTTP server not answering", .check = http_check, .ud = d}},
+      .nchecks = 2,
+  };
+  snprintf(wd.status_ok, sizeof wd.status_ok, "%s", status);
+  return watchdog_start(&wd, &d->wd, err);
+}
+
 void edgepulld_stop(struct edgepulld *d) {
+  watchdog_stop(d->wd); /* its checks use what is stopped below */
+  d->wd = NULL;
   server_quiesce(d->local);
   server_quiesce(d->peer);
   if (d->fetch != NULL)

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 
 #include "plugin/config/config.h"
+#include "plugin/daemon/watchdog.h"
 #include "plugin/deploy/deploy.h"
 #include "plugin/fetch/fetch.h"
 #include "plugin/fetch/sources.h"
@@ -33,6 +34,7 @@ struct agent;
 /* What the configuration does not say (the tests set these). */
 struct edgepulld_options {
   int source_wait_ms; /* fetcher: wait for a source to appear; 0 = its default */
+  int fetch_stall_ms; /* fetcher: a fetch this long without progress is stuck; 0 = default */
 };
 
 struct edgepulld {
@@ -57,6 +59,7 @@ struct edgepulld {
   pthread_mutex_t deploy_mu;
   deployer *deploy; /* the deploy worker; NULL when standalone */
   bool mu_ready;    /* agent_mu and deploy_mu initialized */
+  watchdog *wd;     /* the systemd watchdog; NULL when systemd asks for none */
 };
 
 /* Opens the store, index and upstream client from d->cfg, the fetcher, and
@@ -69,7 +72,11 @@ int edgepulld_serve(struct edgepulld *d, int listen_fd, enum server_mode mode, e
 /* The deploy worker's view of the daemon (the fetcher, store, index and
  * mirror). */
 void edgepulld_deploy_deps(struct edgepulld *d, struct deploy_deps *out);
-/* Stops serving: both endpoints stop accepting, fetches stop (waking every
+/* Starts the systemd watchdog when WATCHDOG_USEC asks for it: pings while
+ * the fetch engine makes progress and the local endpoint answers; status
+ * is the STATUS= line for healthy. A no-op (0) without WATCHDOG_USEC. */
+int edgepulld_watch(struct edgepulld *d, const char *status, ep_err *err);
+/* Stops the watchdog, then serving: both endpoints stop accepting, fetches stop (waking every
  * reader), then the endpoints' connection threads are joined. Idempotent. */
 void edgepulld_stop(struct edgepulld *d);
 /* edgepulld_stop, then stops the deploy worker and the agent (the locality

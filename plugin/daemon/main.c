@@ -105,7 +105,13 @@ static int run(struct edgepulld *d) {
   if (d->peer != NULL)
     ep_log_info("peer endpoint on %s%s", pwhere,
                 d->peer_secret[0] != '\0' ? " (locality secret required)" : "");
-  sd_notifyf(0, "READY=1\nSTATUS=serving on %s", where);
+  char status[WATCHDOG_STATUS_MAX];
+  snprintf(status, sizeof status, "serving on %s", where);
+  sd_notifyf(0, "READY=1\nSTATUS=%s", status);
+  if (edgepulld_watch(d, status, &e) < 0) {
+    ep_log_err("%s", e.msg);
+    return 1;
+  }
   wait_for_stop();
   sd_notify(0, "STOPPING=1");
   edgepulld_stop(d);

@@ -38,8 +38,9 @@
  *
  * Threads: the job struct belongs to its fetch thread. The fetcher's mutex
  * guards the thread count (fetcher_free waits on `idle` for it to reach 0)
- * and the small ring of recent failures. `stopping` and the byte counters
- * are atomic so data callbacks never take the lock. */
+ * the small ring of recent failures, and the list of jobs in flight that
+ * fetcher_health walks. `stopping`, the byte counters and each job's
+ * heartbeat are atomic so data callbacks never take the lock. */
 #include "plugin/fetch/fetch.h"
 
 #include <pthread.h>
@@ -90,6 +91,7 @@ struct fetcher {
   struct fetch_failure failures[FETCH_FAILURES];
   unsigned next_failure;
   atomic_uint_least64_t upstream_bytes, peer_bytes, served_peer_bytes;
+  struct fetch_job *jobs; /* in flight, for fetcher_health (under lock) */
 };
 
 struct fetch_job {
@@ -118,7 +120,13 @@ struct fetch_job {
   int64_t orphan_checked_ms; /* last look at the pipe's readers */
   int64_t orphan_since_ms;   /* when the last reader left; 0 = has readers */
   ep_err err;
+  struct fetch_job *next_job;   /* fetcher->jobs */
+  atomic_int_least64_t beat_ms; /* last sign of progress (fetcher_health) */
 };
+
+static void beat(struct fetch_job *j) {
+  atomic_store(&j->beat_ms, ep_mono_ms());
+}
 
 int fetcher_new(const struct fetcher_deps *deps, fetcher **out, ep_err *err) {
   fetcher *f = calloc(1, sizeof *f);
@@ -137,6 +145,8 @@ int fetcher_new(const struct fetcher_deps *deps, fetcher **out, ep_err *err) {
     f->deps.max_blob = FETCH_MAX_BLOB;
   if (f->deps.rate_window_ms <= 0)
     f->deps.rate_window_ms = FETCH_RATE_WINDOW_MS;
+  if (f->deps.stall_ms <= 0)
+    f->deps.stall_ms = FETCH_STALL_MS_DEFAULT;
   atomic_init(&f->stopping, false);
   atomic_init(&f->upstream_bytes, 0);
   atomic_init(&f->peer_bytes, 0);
@@ -223,6 +233,7 @@ static void blame_add(struct fetch_job *j) {
 static int on_start(void *ud, uint64_t offset, uint64_t total) {
   struct fetch_job *j = ud;
   uint64_t have = store_ingest_offset(j->in);
+  beat(j);
   if (offset > have)
     return ep_error(&j->err, EP_EUPSTREAM, "upstream resumed at %llu, we hold %llu",
                     (unsigned long long)offset, (unsigned long long)have);
@@ -323,6 +334,7 @@ static bool orphaned(struct fetch_job *j) {
 
 static int on_data(void *ud, const void *buf, size_t len) {
   struct fetch_job *j = ud;
+  beat(j);
   if (atomic_load(&j->f->stopping))
     return ep_error(&j->err, EP_ECANCELED, "shutting down");
   if (orphaned(j))
@@ -371,6 +383,7 @@ static size_t pick(struct fetch_job *j, struct fetch_source *list) {
     return 1;
   }
   for (int waited = 0;; waited += 200) {
+    beat(j);
     int n = f->deps.pick_sources(f->deps.sources_ud, &j->digest, j->exclude[0] ? j->exclude : NULL,
                                  list, FETCH_SOURCES_MAX);
     if (n > 0)
@@ -506,6 +519,7 @@ static int fetch_transfer(struct fetch_job *j) {
   int64_t progress_ms = ep_mono_ms();
   uint64_t progress_at = store_ingest_offset(j->in);
   for (;;) {
+    beat(j);
     if (holds_all(j))
       return 0;
     size_t n = pick(j, list);
@@ -635,6 +649,14 @@ static void report_bad_sources(struct fetch_job *j) {
   }
 }
 
+static void jobs_remove(fetcher *f, struct fetch_job *j) {
+  for (struct fetch_job **p = &f->jobs; *p != NULL; p = &(*p)->next_job)
+    if (*p == j) {
+      *p = j->next_job;
+      return;
+    }
+}
+
 static void *fetch_thread(void *arg) {
   struct fetch_job *j = arg;
   fetcher *f = j->f;
@@ -661,8 +683,9 @@ static void *fetch_thread(void *arg) {
   else
     pipe_fail(j->pipe, j->err.code); /* a verified pipe stays complete */
   pipe_unref(j->pipe);
-  free(j);
   pthread_mutex_lock(&f->lock);
+  jobs_remove(f, j);
+  free(j);
   if (--f->running == 0)
     pthread_cond_broadcast(&f->idle);
   pthread_mutex_unlock(&f->lock);
@@ -693,11 +716,14 @@ static int start_job(fetcher *f, blob_pipe *p, const char *host, const char *rep
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   pthread_attr_setstacksize(&attr, 256 * 1024);
+  atomic_init(&j->beat_ms, ep_mono_ms());
   pthread_mutex_lock(&f->lock);
   bool full = f->deps.max_jobs > 0 && f->running >= f->deps.max_jobs;
   if (!full) {
     f->running++;
     f->started++;
+    j->next_job = f->jobs;
+    f->jobs = j;
   }
   pthread_mutex_unlock(&f->lock);
   if (full) {
@@ -712,6 +738,7 @@ static int start_job(fetcher *f, blob_pipe *p, const char *host, const char *rep
   pthread_attr_destroy(&attr);
   if (rc != 0) {
     pthread_mutex_lock(&f->lock);
+    jobs_remove(f, j);
     if (--f->running == 0)
       pthread_cond_broadcast(&f->idle);
     pthread_mutex_unlock(&f->lock);
@@ -759,4 +786,21 @@ int fetcher_open_req(fetcher *f, const char *host, const char *repo, const diges
   }
   *out = p;
   return 0;
+}
+
+/* The watchdog's view: every fetch in flight must have shown progress (a
+ * chunk, a (re)start, a source pick, a retry round) within stall_ms. Each
+ * of those steps is bounded by a libcurl timeout or a short sleep, so a
+ * longer silence means a thread blocked where nothing bounds it. */
+int fetcher_health(fetcher *f, int64_t now_ms, ep_err *why) {
+  int r = 0;
+  pthread_mutex_lock(&f->lock);
+  for (struct fetch_job *j = f->jobs; j != NULL && r == 0; j = j->next_job) {
+    int64_t idle = now_ms - atomic_load(&j->beat_ms);
+    if (idle > f->deps.stall_ms)
+      r = ep_error(why, EP_EINTERNAL, "fetch of %.12s from %s/%s made no progress for %lld ms",
+                   j->digest.hex, j->host, j->repo, (long long)idle);
+  }
+  pthread_mutex_unlock(&f->lock);
+  return r;
 }

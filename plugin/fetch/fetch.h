@@ -73,7 +73,17 @@ struct fetcher_deps {
   /* A fetch whose pipe has had no reader (no request, peer or deploy) for
    * this long is abandoned, its partial kept for resuming. 0 = never. */
   int orphan_grace_ms;
+  /* A fetch with no sign of progress for this long is stuck (see
+   * fetcher_health); default FETCH_STALL_MS_DEFAULT. Must exceed the
+   * silences a healthy fetch has: libcurl's timeouts, the 200 ms source
+   * wait, back-offs of 250 ms x max_attempts. */
+  int stall_ms;
 };
+
+/* Longer than any silence a healthy fetch can have: each step is bounded
+ * by libcurl's connect and low-speed timeouts (30 s by default; a blob GET
+ * may take a token request and a redirect first), or a sub-second sleep. */
+#define FETCH_STALL_MS_DEFAULT (300 * 1000)
 
 int fetcher_new(const struct fetcher_deps *deps, fetcher **out, ep_err *err);
 /* Stops taking work, cancels readers and in-flight fetches, waits for the
@@ -101,5 +111,8 @@ void fetcher_count_served(fetcher *f, uint64_t n);
 int fetcher_last_error(fetcher *f, const digest_t *d, ep_err *out);
 /* Fetches in flight and in total (for stats and tests). */
 void fetcher_counts(fetcher *f, unsigned *in_flight, unsigned long *started);
+/* 0 while every fetch in flight made progress within stall_ms; else <0
+ * with why naming the stuck fetch (for the systemd watchdog). */
+int fetcher_health(fetcher *f, int64_t now_ms, ep_err *why);
 
 #endif

@@ -35,5 +35,9 @@ void http_common_headers(struct MHD_Response *r);
 void http_join_header(struct MHD_Connection *c, const char *name, char *buf, size_t len);
 /* True when one header value or all headers together exceed the bounds. */
 bool http_headers_too_large(struct MHD_Connection *c);
+/* GET /v2/ on the address listen_fd is bound to (a wildcard address
+ * becomes loopback) over a plain socket, answered 200 within timeout_ms:
+ * 0, else <0 with err (probe.c). */
+int http_probe(int listen_fd, int timeout_ms, ep_err *err);
 
 #endif

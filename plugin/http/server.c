@@ -539,3 +539,18 @@ void server_stop(struct server *s) {
   conn_guard_free(s->guard);
   free(s);
 }
+
+int server_probe(struct server *s, int timeout_ms, ep_err *err) {
+  if (s == NULL || s->mhd == NULL)
+    return 0;
+  const union MHD_DaemonInfo *i = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_LISTEN_FD);
+  if (i == NULL || i->listen_fd == MHD_INVALID_SOCKET)
+    return 0; /* quiesced: shutting down */
+  int fd = i->listen_fd;
+  /* Every slot taken by clients (each bounded by the connection timeout)
+   * is busy, not wedged: the probe would only wait in the backlog. */
+  i = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+  if (i != NULL && s->d.max_connections > 0 && i->num_connections >= s->d.max_connections)
+    return 0;
+  return http_probe(fd, timeout_ms, err);
+}

@@ -51,5 +51,10 @@ void server_quiesce(struct server *s);
 /* Waits for the connection threads (their readers must have been woken,
  * see fetcher_stop) and frees. */
 void server_stop(struct server *s);
+/* Liveness for the watchdog: a GET /v2/ over loopback to the endpoint's
+ * own listening socket must be answered 200 within timeout_ms. 0 when it
+ * is (or s is NULL, quiesced, or at max_connections), else <0 with err
+ * saying what failed. */
+int server_probe(struct server *s, int timeout_ms, ep_err *err);
 
 #endif

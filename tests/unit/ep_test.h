@@ -3,10 +3,22 @@
 #ifndef EP_TESTS_EP_TEST_H
 #define EP_TESTS_EP_TEST_H
 
+#include <arpa/inet.h>
 #include <ftw.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+/* The port an IPv4 socket is bound to (0 on error). */
+static inline uint16_t ep_test_fd_port(int fd) {
+  struct sockaddr_in sa;
+  socklen_t sl = sizeof sa;
+  if (getsockname(fd, (struct sockaddr *)&sa, &sl) < 0)
+    return 0;
+  return ntohs(sa.sin_port);
+}
 
 /* A small deterministic PRNG: reproducible data and chunk sizes. */
 static inline uint64_t ep_test_xorshift(uint64_t *s) {

@@ -274,20 +274,12 @@ struct e2e {
   digest_t blob_digest;
 };
 
-static uint16_t fd_port(int fd) {
-  struct sockaddr_in sa;
-  socklen_t sl = sizeof sa;
-  if (getsockname(fd, (struct sockaddr *)&sa, &sl) < 0)
-    return 0;
-  return ntohs(sa.sin_port);
-}
-
 static int start_server(struct e2e_node *n, enum server_mode mode, uint16_t *port) {
   int fd = -1;
   ep_err e = {0};
   if (listen_open("127.0.0.1:0", &fd, &e) < 0)
     return -1;
-  *port = fd_port(fd);
+  *port = ep_test_fd_port(fd);
   return edgepulld_serve(&n->d, fd, mode, &e);
 }
 
