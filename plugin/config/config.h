@@ -59,6 +59,8 @@ struct edgepulld_config {
   char containerd_address[1024]; /* --containerd-address, for deploy --import containerd */
   char docker_socket[1024];      /* --docker-socket, for deploy --import docker */
   int peer_stall_timeout_s;      /* --peer-stall-timeout, default 5, 1..300 */
+  char snapshotter_socket[108];  /* --snapshotter-socket (unix), "" = off */
+  char snapshotter_root[1024];   /* --snapshotter-root, "" = <state-dir>/snapshots */
   struct config_registry registries[CONFIG_MAX_REGISTRIES];
   size_t nregistries;
 };

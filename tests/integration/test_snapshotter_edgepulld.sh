@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# containerd's own snapshotter test suite (snapshots/testsuite, through containerd's proxy
+# snapshotter client) against the snapshotter edgepulld itself serves: edgepulld with its default
+# flags plus --snapshotter-socket, the snapshot store under its state dir.
+#   1. -isolation prefix: 20 passed, 0 failed (Rename is skipped upstream);
+#   2. -isolation exclusive against a fresh edgepulld: the same, with server-side List filters.
+# The socket is mode 0600, removed when edgepulld exits; edgepulld stops cleanly.
+# shellcheck source=../lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+
+ep_init test_snapshotter_edgepulld 500
+ep_require_root
+
+CONF=
+for d in "${EP_CONFORMANCE_DIR:-}" "$EP_SOURCE_DIR/../shared/tools/containerd-conformance" \
+  /work/shared/tools/containerd-conformance; do
+  if [ -n "$d" ] && [ -x "$d/run-suite" ]; then
+    CONF=$d
+    break
+  fi
+done
+if [ -z "$CONF" ]; then
+  echo "test_snapshotter_edgepulld needs the containerd-conformance tool (EP_CONFORMANCE_DIR)" >&2
+  exit 77
+fi
+if ! ep__overlay_works "$EP_TMP"; then
+  echo "test_snapshotter_edgepulld needs overlayfs mounts" >&2
+  exit 77
+fi
+
+# run NAME FLAGS...: a fresh edgepulld (own state dir and port), run-suite FLAGS against its
+# snapshotter socket, then a clean stop.
+run() {
+  local name=$1 sock=$EP_TMP/$1.sock out summary
+  shift
+  EP_STATE= EP_PORT=
+  ep_start_edgepulld --snapshotter-socket "$sock"
+  ep_assert_eq 600 "$(stat -c %a "$sock")" "$name: socket mode 0600"
+  ep_assert_eq 700 "$(stat -c %a "$EP_STATE/snapshots")" "$name: snapshot root under the state dir"
+  out=$EP_TMP/$name-suite.log
+  EP_LOGS+=("$out")
+  ep_timeout 400 "$CONF/run-suite" "$sock" "$@" >"$out" 2>&1 || true
+  summary=$(grep -E '^conformance: ' "$out" | tail -n 1)
+  ep_log "$name: $summary"
+  ep_assert_match '^conformance: 20 passed, 0 failed, ' "$summary" "$name: containerd's suite"
+  if [[ ! $summary =~ \ 0\ failed ]]; then
+    grep -E -- '--- FAIL|Error|error' "$out" | head -n 40
+  fi
+  ep__umount_under /tmp/snapshot-suite- 2>/dev/null || true
+  ep_stop_edgepulld
+  ep_assert_eq "" "$(ls "$sock" 2>/dev/null)" "$name: socket removed on exit"
+}
+
+run prefix
+run exclusive -isolation exclusive
+ep_assert_eq "" "$(ls "$EP_STATE/snapshots/snapshots")" \
+  "exclusive: every directory removed with its snapshot"
+
+ep_finish
