@@ -22,7 +22,7 @@ set -u
 SRC=${EP_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 # The executables the package must ship; edgepull-coordinator joins here.
 EP_BINARIES="edgepulld edgepullctl edgepull-coordinator"
-EP_UNITS="edgepulld.service edgepulld.socket edgepulld-peer.socket edgepull-coordinator.service"
+EP_UNITS="edgepulld.service edgepulld.socket edgepulld-peer.socket edgepulld-snapshotter.socket edgepull-coordinator.service"
 EMU=()
 [ -z "${EP_EMULATOR:-}" ] || EMU=("$EP_EMULATOR")
 
@@ -113,6 +113,8 @@ ns_main() {
       test -L /etc/systemd/system/multi-user.target.wants/edgepulld.service
     check "edgepulld-peer.socket not enabled" \
       test ! -e /etc/systemd/system/sockets.target.wants/edgepulld-peer.socket
+    check "edgepulld-snapshotter.socket not enabled" \
+      test ! -e /etc/systemd/system/sockets.target.wants/edgepulld-snapshotter.socket
     check "edgepull-coordinator.service not enabled" \
       test ! -e /etc/systemd/system/multi-user.target.wants/edgepull-coordinator.service
   fi
@@ -415,6 +417,9 @@ check "edgepull-coordinator(8) covers its --help" \
   man_covers edgepull-coordinator man8/edgepull-coordinator.8
 check "peer socket is named peer" \
   grep -qx FileDescriptorName=peer "$X/lib/systemd/system/edgepulld-peer.socket"
+check "snapshotter socket is named snapshotter, mode 0600" \
+  sh -c 'grep -qx FileDescriptorName=snapshotter "$1" && grep -qx SocketMode=0600 "$1"' \
+  - "$X/lib/systemd/system/edgepulld-snapshotter.socket"
 
 # --- dpkg install / upgrade / remove / purge in a throw-away root ------------------
 can_overlay() {
