@@ -61,7 +61,7 @@ mk_layer() {
 # mk_image LAYOUT: the three layers, config, manifest, tagged 1.
 mk_image() {
   local layout=$1 w=$EP_TMP/img a
-  LAYERS= DIFFS=
+  LAYERS='' DIFFS=''
   ep__layout_init "$layout"
   mkdir -p "$w/l1/bin" "$w/l1/opq" "$w/l1/etc/data" "$w/l2/opq" "$w/l2/etc/data" "$w/l3/srv"
   cp /bin/busybox "$w/l1/bin/busybox"
