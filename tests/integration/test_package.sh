@@ -342,7 +342,8 @@ run_daemon shipped "$X/etc/edgepull/edgepulld.conf"
 check "edgepulld starts with the shipped edgepulld.conf, GET /v2/ is 200" test "$v2" = 200
 check "edgepulld exits 0 on SIGTERM" test "$rc" -eq 0
 # Every commented-out example in it must be valid too, once uncommented
-# (locality networking switched off from the command line, which wins).
+# (locality networking and the snapshotter socket, whose /run/edgepull the
+# socket unit makes, switched off from the command line, which wins).
 echo secret >"$WORK/pw"
 chmod 0600 "$WORK/pw"
 : >"$WORK/ca.pem"
@@ -350,7 +351,7 @@ sed -E 's/^;([a-z-]+ = .*)$/\1/; s/^;(\[registry .*\])$/\1/' \
   "$X/etc/edgepull/edgepulld.conf" |
   sed "s|/etc/edgepull/example.password|$WORK/pw|; s|/etc/edgepull/ca.pem|$WORK/ca.pem|" \
     >"$WORK/full.conf"
-run_daemon full "$WORK/full.conf" --peer-listen "" --broker ""
+run_daemon full "$WORK/full.conf" --peer-listen "" --broker "" --snapshotter-socket ""
 check "edgepulld accepts every example of edgepulld.conf uncommented" \
   sh -c '[ "$1" = 200 ] && [ "$2" -eq 0 ]' - "$v2" "$rc"
 # Socket activation as the packaged edgepulld.socket does it: a listening fd
