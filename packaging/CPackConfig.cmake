@@ -18,6 +18,7 @@ set(EDGEPULL_DEFAULTDIR "/etc/default" CACHE PATH
 install(FILES ${CMAKE_CURRENT_LIST_DIR}/systemd/edgepulld.service
               ${CMAKE_CURRENT_LIST_DIR}/systemd/edgepulld.socket
               ${CMAKE_CURRENT_LIST_DIR}/systemd/edgepulld-peer.socket
+              ${CMAKE_CURRENT_LIST_DIR}/systemd/edgepulld-snapshotter.socket
               ${CMAKE_CURRENT_LIST_DIR}/systemd/edgepull-coordinator.service
         DESTINATION ${EDGEPULL_SYSTEMD_UNITDIR})
 install(FILES ${CMAKE_CURRENT_LIST_DIR}/edgepulld.conf DESTINATION ${EDGEPULL_CONFDIR})

@@ -12,9 +12,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "plugin/agent/agent.h"
+#include "plugin/ref/ref.h"
+#include "plugin/snapshot/remote.h"
+#include "plugin/snapshot/service.h"
 
 static int make_state_dir(const char *dir, ep_err *err) {
   if (dir[0] != '/')
@@ -95,6 +99,78 @@ static void deploy_progress(void *ud, const struct proto_progress *p, bool final
   pthread_mutex_lock(&d->agent_mu);
   agent_publish_progress(d->agent, p, final);
   pthread_mutex_unlock(&d->agent_mu);
+}
+
+/* Snapshotter thread: containerd Prepared a layer of image host/repo. The blob is named as a
+ * containerd mirror request with ?ns=<host> would name it (same validation, same Docker Hub
+ * normalization), then taken from the fetch engine: store, in flight, parent, peers, upstream. */
+static int snap_open_layer(void *ud, const char *host, const char *repo, const digest_t *layer,
+                           blob_pipe **out, ep_err *err) {
+  struct edgepulld *d = ud;
+  char dg[DIGEST_STR_LEN + 1], path[REF_NAME_MAX + DIGEST_STR_LEN + 16];
+  digest_format(layer, dg);
+  snprintf(path, sizeof path, "/v2/%s/blobs/%s", repo, dg);
+  struct ref_target t;
+  int r = ref_parse_request(path, host, d->cfg.default_registry, &t, err);
+  if (r < 0)
+    return ep_wrap(err, "layer of %s/%s", host, repo);
+  return fetcher_open(d->fetch, t.registry, t.name, &t.digest, out, err);
+}
+
+static void snap_log_stats(struct edgepulld *d) {
+  struct snap_remote_stats st;
+  snap_remote_stats_get(d->snap_remote, &st);
+  ep_log_info("snapshotter: remote unpacked %llu, existed %llu, joined %llu, unknown %llu, "
+              "fallbacks %llu, compressed bytes %llu",
+              (unsigned long long)st.unpacked, (unsigned long long)st.existed,
+              (unsigned long long)st.joined, (unsigned long long)st.unknown,
+              (unsigned long long)st.fallbacks, (unsigned long long)st.compressed);
+}
+
+int edgepulld_serve_snapshots(struct edgepulld *d, int listen_fd, const char *unlink_path,
+                              ep_err *err) {
+  struct snap_remote_deps deps = {.open_layer = snap_open_layer, .ud = d};
+  int r = snap_remote_new(&deps, NULL, &d->snap_remote, err);
+  if (r < 0) {
+    close(listen_fd);
+    return ep_wrap(err, "snapshotter");
+  }
+  d->snap_fd = listen_fd; /* from here on snap_free closes it */
+  snprintf(d->snap_unlink, sizeof d->snap_unlink, "%s", unlink_path != NULL ? unlink_path : "");
+  char root[sizeof d->cfg.state_dir + 16];
+  if (d->cfg.snapshotter_root[0] != '\0')
+    snprintf(root, sizeof root, "%s", d->cfg.snapshotter_root);
+  else
+    snprintf(root, sizeof root, "%s/snapshots", d->cfg.state_dir);
+  struct snapshot_service_opts o = {.root = root,
+                                    .listen_fd = listen_fd,
+                                    .remote = snap_remote_prepare,
+                                    .remote_ud = d->snap_remote};
+  if ((r = snapshot_service_start(&o, &d->snaps, err)) < 0) {
+    d->snaps = NULL;
+    return ep_wrap(err, "snapshotter in %s", root);
+  }
+  return 0;
+}
+
+/* After fetcher_stop, so that a remote unpack waiting for bytes fails at once (containerd then
+ * fetches that layer itself) instead of holding the shutdown for its stall timeout. */
+static void snap_stop(struct edgepulld *d) {
+  snapshot_service_stop(d->snaps);
+  d->snaps = NULL;
+}
+
+static void snap_free(struct edgepulld *d) {
+  snap_stop(d);
+  if (d->snap_remote == NULL)
+    return; /* never served */
+  snap_log_stats(d);
+  snap_remote_free(d->snap_remote);
+  d->snap_remote = NULL;
+  close(d->snap_fd);
+  if (d->snap_unlink[0] != '\0')
+    unlink(d->snap_unlink);
+  d->snap_unlink[0] = '\0';
 }
 
 void edgepulld_deploy_deps(struct edgepulld *d, struct deploy_deps *out) {
@@ -258,6 +334,7 @@ void edgepulld_stop(struct edgepulld *d) {
   server_quiesce(d->peer);
   if (d->fetch != NULL)
     fetcher_stop(d->fetch);
+  snap_stop(d);
   server_stop(d->local);
   server_stop(d->peer);
   d->local = d->peer = NULL;
@@ -277,6 +354,7 @@ void edgepulld_close(struct edgepulld *d) {
     pthread_mutex_unlock(&d->agent_mu);
     agent_stop(a);
   }
+  snap_free(d);
   fetcher_free(d->fetch); /* waits for fetch threads: after it nothing writes */
   d->fetch = NULL;
   if (d->pipes != NULL)

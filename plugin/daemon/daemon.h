@@ -28,6 +28,8 @@
 #include "store/store.h"
 
 struct agent;
+struct snapshot_service;
+struct snap_remote;
 
 #define EDGEPULLD_SECRET_MAX 4096
 
@@ -60,6 +62,11 @@ struct edgepulld {
   deployer *deploy; /* the deploy worker; NULL when standalone */
   bool mu_ready;    /* agent_mu and deploy_mu initialized */
   watchdog *wd;     /* the systemd watchdog; NULL when systemd asks for none */
+  /* containerd's snapshotter (--snapshotter-socket), NULL when off */
+  struct snapshot_service *snaps;
+  struct snap_remote *snap_remote; /* its layer source: the fetch engine */
+  int snap_fd;                     /* its listening socket, when snap_remote != NULL */
+  char snap_unlink[108];           /* the socket path to remove at close, "" = none (systemd's) */
 };
 
 /* Opens the store, index and upstream client from d->cfg, the fetcher, and
@@ -69,6 +76,11 @@ int edgepulld_open(struct edgepulld *d, const struct edgepulld_options *opt, ep_
 /* Serves mode's endpoint on listen_fd (owned from then on, also on
  * failure): d->local for SERVER_LOCAL, d->peer for SERVER_PEER. */
 int edgepulld_serve(struct edgepulld *d, int listen_fd, enum server_mode mode, ep_err *err);
+/* Serves containerd's snapshotter API on listen_fd (owned from then on, also
+ * on failure), layers fetched through the fetch engine. unlink_path: the
+ * socket file to remove at close (NULL for systemd's). */
+int edgepulld_serve_snapshots(struct edgepulld *d, int listen_fd, const char *unlink_path,
+                              ep_err *err);
 /* The deploy worker's view of the daemon (the fetcher, store, index and
  * mirror). */
 void edgepulld_deploy_deps(struct edgepulld *d, struct deploy_deps *out);
@@ -76,8 +88,10 @@ void edgepulld_deploy_deps(struct edgepulld *d, struct deploy_deps *out);
  * the fetch engine makes progress and the local endpoint answers; status
  * is the STATUS= line for healthy. A no-op (0) without WATCHDOG_USEC. */
 int edgepulld_watch(struct edgepulld *d, const char *status, ep_err *err);
-/* Stops the watchdog, then serving: both endpoints stop accepting, fetches stop (waking every
- * reader), then the endpoints' connection threads are joined. Idempotent. */
+/* Stops the watchdog, then serving: both endpoints stop accepting, fetches
+ * stop (waking every reader, the snapshotter's remote unpacks too), the
+ * snapshotter stops, then the endpoints' connection threads are joined.
+ * Idempotent. */
 void edgepulld_stop(struct edgepulld *d);
 /* edgepulld_stop, then stops the deploy worker and the agent (the locality
  * sees this node offline at once), then fetches and readers; frees

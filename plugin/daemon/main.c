@@ -20,9 +20,10 @@
 #include "plugin/http/listen.h"
 
 /* The local socket and, when configured or passed by systemd, the peer
- * one (*peer -1 when off). */
-static int open_sockets(const struct edgepulld_config *cfg, int *fd, int *peer, ep_err *err) {
-  int n = listen_from_systemd(fd, peer, err);
+ * one (*peer -1 when off); *snap: systemd's snapshotter socket or -1. */
+static int open_sockets(const struct edgepulld_config *cfg, int *fd, int *peer, int *snap,
+                        ep_err *err) {
+  int n = listen_from_systemd(fd, peer, snap, err);
   if (n < 0)
     return n;
   if (*peer < 0 && cfg->peer_listen[0] != '\0' && listen_open(cfg->peer_listen, peer, err) < 0)
@@ -57,6 +58,22 @@ static void local_address(int fd, char *buf, size_t len) {
   }
 }
 
+/* containerd's snapshotter: systemd's "snapshotter" socket (sfd), else --snapshotter-socket
+ * bound here (and removed at exit), else off. */
+static int serve_snapshots(struct edgepulld *d, int sfd, ep_err *err) {
+  const char *path = d->cfg.snapshotter_socket;
+  if (sfd >= 0) {
+    ep_log_info("snapshotter on the socket passed by systemd");
+    return edgepulld_serve_snapshots(d, sfd, NULL, err);
+  }
+  if (path[0] == '\0')
+    return 0;
+  if (listen_unix(path, &sfd, err) < 0)
+    return ep_wrap(err, "snapshotter-socket");
+  ep_log_info("snapshotter on %s", path);
+  return edgepulld_serve_snapshots(d, sfd, path, err);
+}
+
 static void wait_for_stop(void) {
   sigset_t set;
   sigemptyset(&set);
@@ -82,10 +99,12 @@ static int run(struct edgepulld *d) {
     ep_log_err("%s", e.msg);
     return 1;
   }
-  int fd = -1, pfd = -1;
-  if (open_sockets(&d->cfg, &fd, &pfd, &e) < 0) {
+  int fd = -1, pfd = -1, sfd = -1;
+  if (open_sockets(&d->cfg, &fd, &pfd, &sfd, &e) < 0) {
     if (pfd >= 0)
       close(pfd);
+    if (sfd >= 0)
+      close(sfd);
     ep_log_err("%s", e.msg);
     return 1;
   }
@@ -94,9 +113,12 @@ static int run(struct edgepulld *d) {
   if (pfd >= 0)
     local_address(pfd, pwhere, sizeof pwhere);
   if (edgepulld_serve(d, fd, SERVER_LOCAL, &e) < 0 ||
-      (pfd >= 0 && edgepulld_serve(d, ep_steal_fd(pfd), SERVER_PEER, &e) < 0)) {
+      (pfd >= 0 && edgepulld_serve(d, ep_steal_fd(pfd), SERVER_PEER, &e) < 0) ||
+      serve_snapshots(d, ep_steal_fd(sfd), &e) < 0) {
     if (pfd >= 0)
       close(pfd);
+    if (sfd >= 0)
+      close(sfd);
     ep_log_err("%s", e.msg);
     return 1; /* main's edgepulld_close stops what was started */
   }

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -73,8 +75,8 @@ int listen_open(const char *spec, int *fd_out, ep_err *err) {
   return 0;
 }
 
-int listen_from_systemd(int *local_fd, int *peer_fd, ep_err *err) {
-  *local_fd = *peer_fd = -1;
+int listen_from_systemd(int *local_fd, int *peer_fd, int *snap_fd, ep_err *err) {
+  *local_fd = *peer_fd = *snap_fd = -1;
   char **names = NULL;
   int n = sd_listen_fds_with_names(1, &names);
   if (n < 0)
@@ -84,6 +86,8 @@ int listen_from_systemd(int *local_fd, int *peer_fd, ep_err *err) {
     const char *name = names != NULL ? names[i] : "unknown";
     if (strcmp(name, "peer") == 0 && *peer_fd < 0)
       *peer_fd = fd;
+    else if (strcmp(name, "snapshotter") == 0 && *snap_fd < 0)
+      *snap_fd = fd;
     else if (*local_fd < 0 && (strcmp(name, "local") == 0 || strcmp(name, "unknown") == 0 ||
                                strcmp(name, "edgepulld.socket") == 0))
       *local_fd = fd;
@@ -96,4 +100,40 @@ int listen_from_systemd(int *local_fd, int *peer_fd, ep_err *err) {
     free(names);
   }
   return n;
+}
+
+/* Only a stale socket is removed: a regular file or directory at path is an error, never deleted.
+ */
+static int unlink_stale_socket(const char *path, ep_err *err) {
+  struct stat st;
+  if (lstat(path, &st) < 0)
+    return errno == ENOENT ? 0 : ep_syserror(err, EP_EIO, "stat %s", path);
+  if (!S_ISSOCK(st.st_mode))
+    return ep_error(err, EP_EINVAL, "%s exists and is not a socket", path);
+  if (unlink(path) < 0)
+    return ep_syserror(err, EP_EIO, "removing stale socket %s", path);
+  return 0;
+}
+
+int listen_unix(const char *path, int *fd_out, ep_err *err) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (path[0] != '/' || strlen(path) >= sizeof sa.sun_path)
+    return ep_error(err, EP_EINVAL, "socket path '%s' is not absolute or too long", path);
+  strcpy(sa.sun_path, path);
+  int r = unlink_stale_socket(path, err);
+  if (r < 0)
+    return r;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return ep_syserror(err, EP_EIO, "socket");
+  mode_t old = umask(0177); /* 0600 from the start: never a moment it is wider */
+  r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+  umask(old);
+  if (r < 0 || listen(fd, 128) < 0) {
+    r = ep_syserror(err, EP_EIO, "listen on %s", path);
+    close(fd);
+    return r;
+  }
+  *fd_out = fd;
+  return 0;
 }

@@ -7,46 +7,20 @@
  * With --layers-from, the remote path is on: Prepares with layer labels fetch the layer from that
  * one registry (standalone_src.c) and unpack it while it streams in.
  *
- * Binds the unix socket with mode 0600 (umask around bind, so there is no moment it is wider),
+ * Binds the unix socket with mode 0600 (listen_unix: umask around bind, no moment it is wider),
  * serves until SIGINT or SIGTERM, then stops and removes the socket. */
-#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/log.h"
+#include "plugin/http/listen.h"
 #include "plugin/snapshot/remote.h"
 #include "plugin/snapshot/service.h"
 #include "plugin/snapshot/standalone_src.h"
-
-static int bind_unix(const char *path, ep_err *err) {
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  if (strlen(path) >= sizeof sa.sun_path)
-    return ep_error(err, EP_EINVAL, "socket path too long: %s", path);
-  strcpy(sa.sun_path, path);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    return ep_syserror(err, EP_EIO, "socket");
-  if (unlink(path) < 0 && errno != ENOENT) {
-    close(fd);
-    return ep_syserror(err, EP_EIO, "removing stale socket %s", path);
-  }
-  mode_t old = umask(0177);
-  int r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
-  umask(old);
-  if (r < 0 || listen(fd, 64) < 0) {
-    r = ep_syserror(err, EP_EIO, "binding %s", path);
-    close(fd);
-    return r;
-  }
-  return fd;
-}
 
 int main(int argc, char **argv) {
   const char *root = NULL, *sock = NULL, *layers = NULL;
@@ -85,9 +59,9 @@ int main(int argc, char **argv) {
     http_src_free(src);
     return 1;
   }
-  int fd = bind_unix(sock, &err);
+  int fd = -1;
   snapshot_service *svc = NULL;
-  if (fd >= 0) {
+  if (listen_unix(sock, &fd, &err) == 0) {
     struct snapshot_service_opts o = {.root = root,
                                       .listen_fd = fd,
                                       .remote = rm != NULL ? snap_remote_prepare : NULL,

@@ -22,7 +22,7 @@ set -u
 SRC=${EP_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 # The executables the package must ship; edgepull-coordinator joins here.
 EP_BINARIES="edgepulld edgepullctl edgepull-coordinator"
-EP_UNITS="edgepulld.service edgepulld.socket edgepulld-peer.socket edgepull-coordinator.service"
+EP_UNITS="edgepulld.service edgepulld.socket edgepulld-peer.socket edgepulld-snapshotter.socket edgepull-coordinator.service"
 EMU=()
 [ -z "${EP_EMULATOR:-}" ] || EMU=("$EP_EMULATOR")
 
@@ -113,6 +113,8 @@ ns_main() {
       test -L /etc/systemd/system/multi-user.target.wants/edgepulld.service
     check "edgepulld-peer.socket not enabled" \
       test ! -e /etc/systemd/system/sockets.target.wants/edgepulld-peer.socket
+    check "edgepulld-snapshotter.socket not enabled" \
+      test ! -e /etc/systemd/system/sockets.target.wants/edgepulld-snapshotter.socket
     check "edgepull-coordinator.service not enabled" \
       test ! -e /etc/systemd/system/multi-user.target.wants/edgepull-coordinator.service
   fi
@@ -340,7 +342,8 @@ run_daemon shipped "$X/etc/edgepull/edgepulld.conf"
 check "edgepulld starts with the shipped edgepulld.conf, GET /v2/ is 200" test "$v2" = 200
 check "edgepulld exits 0 on SIGTERM" test "$rc" -eq 0
 # Every commented-out example in it must be valid too, once uncommented
-# (locality networking switched off from the command line, which wins).
+# (locality networking and the snapshotter socket, whose /run/edgepull the
+# socket unit makes, switched off from the command line, which wins).
 echo secret >"$WORK/pw"
 chmod 0600 "$WORK/pw"
 : >"$WORK/ca.pem"
@@ -348,7 +351,7 @@ sed -E 's/^;([a-z-]+ = .*)$/\1/; s/^;(\[registry .*\])$/\1/' \
   "$X/etc/edgepull/edgepulld.conf" |
   sed "s|/etc/edgepull/example.password|$WORK/pw|; s|/etc/edgepull/ca.pem|$WORK/ca.pem|" \
     >"$WORK/full.conf"
-run_daemon full "$WORK/full.conf" --peer-listen "" --broker ""
+run_daemon full "$WORK/full.conf" --peer-listen "" --broker "" --snapshotter-socket ""
 check "edgepulld accepts every example of edgepulld.conf uncommented" \
   sh -c '[ "$1" = 200 ] && [ "$2" -eq 0 ]' - "$v2" "$rc"
 # Socket activation as the packaged edgepulld.socket does it: a listening fd
@@ -415,6 +418,9 @@ check "edgepull-coordinator(8) covers its --help" \
   man_covers edgepull-coordinator man8/edgepull-coordinator.8
 check "peer socket is named peer" \
   grep -qx FileDescriptorName=peer "$X/lib/systemd/system/edgepulld-peer.socket"
+check "snapshotter socket is named snapshotter, mode 0600" \
+  sh -c 'grep -qx FileDescriptorName=snapshotter "$1" && grep -qx SocketMode=0600 "$1"' \
+  - "$X/lib/systemd/system/edgepulld-snapshotter.socket"
 
 # --- dpkg install / upgrade / remove / purge in a throw-away root ------------------
 can_overlay() {
