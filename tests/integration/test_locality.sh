@@ -15,7 +15,7 @@
 . "$(dirname "$0")/../lib/common.sh"
 . "$EP_SOURCE_DIR/tests/lib/mkimage.sh"
 . "$EP_SOURCE_DIR/tests/lib/locality.sh"
-ep_init test_locality 175
+ep_init test_locality 420
 ep_loc_require
 ep_require_cmd docker-registry skopeo
 
