@@ -32,7 +32,7 @@
 #define REASON_MAX 200
 
 int coord_new(const struct coord_config *cfg, coord **out, ep_err *err) {
-  if (cfg->locality == NULL || !proto_id_valid(cfg->locality))
+  if (cfg->locality == NULL || !names_locality_valid(cfg->locality))
     return ep_error(err, EP_EINVAL, "invalid locality name");
   if (cfg->publish == NULL)
     return ep_error(err, EP_EINVAL, "no publish callback");

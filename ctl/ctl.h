@@ -68,9 +68,6 @@ void ctl_table_print(const ctl_table *t, FILE *out);
 size_t ctl_table_rows(const ctl_table *t);
 void ctl_table_free(ctl_table *t);
 
-/* Replaces control and non-ASCII bytes of s with '?', in place. */
-void ctl_sanitize(char *s);
-
 /* "512 B", "1.5 KiB", "3.2 GiB". */
 void ctl_fmt_size(uint64_t n, char *buf, size_t cap);
 /* "2024-05-01T12:00:00Z", "-" for 0. */

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/escape.h"
 #include "common/log.h"
 #include "plugin/agent/agent_int.h"
 #include "plugin/ref/ref.h"
@@ -61,7 +62,7 @@ static bool wildcard_host(const char *h) {
 int agent_params_from_config(const struct edgepulld_config *c, struct agent_params *out,
                              ep_err *err) {
   memset(out, 0, sizeof *out);
-  if (!proto_id_valid(c->locality) || !proto_id_valid(c->node_id))
+  if (!names_locality_valid(c->locality) || !names_node_id_valid(c->node_id))
     return ep_error(err, EP_EINVAL, "--locality and --node-id must be 1-%d of [A-Za-z0-9._-]",
                     PROTO_ID_MAX);
   snprintf(out->locality, sizeof out->locality, "%s", c->locality);
@@ -109,7 +110,7 @@ static uint64_t random_gen(void) {
 
 int agent_create(const struct agent_params *p, index_db *idx, struct agent **out, ep_err *err) {
   *out = NULL;
-  if (!proto_id_valid(p->locality) || !proto_id_valid(p->node))
+  if (!names_locality_valid(p->locality) || !names_node_id_valid(p->node))
     return ep_error(err, EP_EINVAL, "invalid locality or node id");
   struct agent *a = calloc(1, sizeof *a);
   if (a == NULL)
@@ -316,7 +317,7 @@ size_t agent_take_delta(struct agent *a, struct proto_inventory *inv) {
 
 static int drop(const char *topic, const char *why) {
   char q[PROTO_TOPIC_MAX + 64];
-  ref_quote(q, sizeof q, topic, strnlen(topic, PROTO_TOPIC_MAX + 1));
+  ep_escape(q, sizeof q, topic, strnlen(topic, PROTO_TOPIC_MAX + 1), EP_ESCAPE_QUOTE);
   ep_log_warn("agent: dropping message on \"%s\": %s", q, why);
   return -EP_EINVAL;
 }
@@ -447,13 +448,13 @@ int agent_report_payload(struct agent *a, const char *node, const digest_t *d, c
                          char **out, size_t *len, ep_err *err) {
   struct proto_report rp;
   memset(&rp, 0, sizeof rp);
-  if (node == NULL || d == NULL || !proto_id_valid(node))
+  if (node == NULL || d == NULL || !names_node_id_valid(node))
     return ep_error(err, EP_EINVAL, "report: invalid suspect node id");
   snprintf(rp.id, sizeof rp.id, "%s", a->p.node);
   snprintf(rp.suspect, sizeof rp.suspect, "%s", node);
   rp.digest = *d;
   snprintf(rp.reason, sizeof rp.reason, "%s", why != NULL ? why : "");
-  proto_text_sanitize(rp.reason);
+  ep_sanitize(rp.reason, PROTO_TEXT_MAX);
   rp.ts = (int64_t)time(NULL);
   return proto_report_build(&rp, out, len, err);
 }

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "common/log.h"
+#include "common/names.h"
 #include "plugin/agent/agent.h"
 
 static int make_state_dir(const char *dir, ep_err *err) {
@@ -165,8 +166,8 @@ int edgepulld_open(struct edgepulld *d, const struct edgepulld_options *opt, ep_
   if ((r = open_upstream(d, err)) < 0)
     return r;
   if (d->cfg.peer_secret_file[0] != '\0' &&
-      (r = config_read_secret(d->cfg.peer_secret_file, d->peer_secret, sizeof d->peer_secret,
-                              err)) < 0)
+      (r = names_secret_read(d->cfg.peer_secret_file, d->peer_secret, sizeof d->peer_secret, err)) <
+          0)
     return ep_wrap(err, "peer-secret-file %s", d->cfg.peer_secret_file);
   if ((r = open_sources(d, err)) < 0 || (r = open_fetcher(d, opt, err)) < 0)
     return r;

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/escape.h"
 #include "common/log.h"
 #include "plugin/deploy/deploy_int.h"
 #include "plugin/mirror/mirror.h"
@@ -73,7 +74,7 @@ static void job_fail(struct deploy_job *j, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(j->error, sizeof j->error, fmt, ap);
     va_end(ap);
-    proto_text_sanitize(j->error);
+    ep_sanitize(j->error, PROTO_TEXT_MAX);
     if (j->error[0] == '\0')
       snprintf(j->error, sizeof j->error, "failed");
     j->failed = true;

@@ -120,7 +120,7 @@ static int wait_child(pid_t pid, int timeout_s, atomic_bool *stop, ep_err *err) 
 static int import_containerd(const struct deploy_options *o, const struct deploy_ref *ref,
                              int timeout_s, atomic_bool *stop, ep_err *err) {
   char dir[] = "/tmp/edgepull-hosts-XXXXXX";
-  char image[PROTO_IMAGE_MAX + REF_HOST_MAX + 16];
+  char image[PROTO_IMAGE_MAX + NAMES_HOST_MAX + 16];
   /* ctr's own error goes to /dev/null: name the usual cause here */
   if (access(o->containerd_address, R_OK | W_OK) < 0 && errno == EACCES)
     return ep_error(err, EP_EUNREACH,
@@ -224,8 +224,8 @@ static int docker_post(const struct deploy_options *o, const char *path, int tim
 
 static int import_docker(const struct deploy_options *o, const struct deploy_ref *ref,
                          int timeout_s, atomic_bool *stop, ep_err *err) {
-  char from[REF_NAME_MAX + REF_HOST_MAX + 140], repo[REF_NAME_MAX + REF_HOST_MAX + 2];
-  char path[2048], tag[REF_TAG_MAX + DIGEST_STR_LEN + 2];
+  char from[NAMES_REPO_MAX + NAMES_HOST_MAX + 140], repo[NAMES_REPO_MAX + NAMES_HOST_MAX + 2];
+  char path[2048], tag[NAMES_TAG_MAX + DIGEST_STR_LEN + 2];
   int r = deploy_docker_names(o->mirror, ref, from, sizeof from, repo, sizeof repo, err);
   if (r < 0)
     return r;

@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "common/cleanup.h"
+#include "common/escape.h"
 #include "plugin/deploy/deploy.h"
 
 #define DEPLOY_DEFAULT_REGISTRY "docker.io"
@@ -19,7 +20,7 @@ static int copy_checked(char *dst, size_t cap, const char *s, size_t n, const ch
                         const char *image, ep_err *err) {
   char q[96];
   if (n >= cap) {
-    ref_quote(q, sizeof q, image, strlen(image));
+    ep_escape(q, sizeof q, image, strlen(image), EP_ESCAPE_QUOTE);
     return ep_error(err, EP_EINVAL, "image \"%s\": %s longer than %zu characters", q, what,
                     cap - 1);
   }
@@ -51,7 +52,7 @@ int deploy_ref_parse(const char *image, struct deploy_ref *out, ep_err *err) {
   memset(out, 0, sizeof *out);
   if (image == NULL || !proto_image_valid(image))
     return ep_error(err, EP_EINVAL, "image reference: empty, too long or not printable ASCII");
-  ref_quote(q, sizeof q, image, strlen(image));
+  ep_escape(q, sizeof q, image, strlen(image), EP_ESCAPE_QUOTE);
   char buf[PROTO_IMAGE_MAX + 1];
   snprintf(buf, sizeof buf, "%s", image);
   char *at = strchr(buf, '@');
@@ -79,16 +80,16 @@ int deploy_ref_parse(const char *image, struct deploy_ref *out, ep_err *err) {
   if (r < 0)
     return r;
   if (strcmp(out->registry, DEPLOY_DEFAULT_REGISTRY) == 0 && strchr(out->repo, '/') == NULL) {
-    char tmp[REF_NAME_MAX + 1];
+    char tmp[NAMES_REPO_MAX + 1];
     if (snprintf(tmp, sizeof tmp, "library/%s", out->repo) >= (int)sizeof tmp)
       return ep_error(err, EP_EINVAL, "image \"%s\": repository too long", q);
     memcpy(out->repo, tmp, sizeof tmp);
   }
-  if (!ref_host_valid(out->registry))
+  if (!names_registry_valid(out->registry))
     return ep_error(err, EP_EINVAL, "image \"%s\": invalid registry host", q);
-  if (!ref_name_valid(out->repo))
+  if (!names_repo_valid(out->repo))
     return ep_error(err, EP_EINVAL, "image \"%s\": invalid repository name", q);
-  if (out->tag[0] != '\0' && !ref_tag_valid(out->tag))
+  if (out->tag[0] != '\0' && !names_tag_valid(out->tag))
     return ep_error(err, EP_EINVAL, "image \"%s\": invalid tag", q);
   if (out->tag[0] == '\0' && !out->has_digest)
     snprintf(out->tag, sizeof out->tag, "latest");

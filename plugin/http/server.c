@@ -322,7 +322,7 @@ static bool peer_admit(struct server *s, struct MHD_Connection *c, struct req_ct
     return false;
   }
   const char *node = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Edgepull-Node");
-  if (node != NULL && !proto_id_valid(node)) {
+  if (node != NULL && !names_node_id_valid(node)) {
     *queued = http_error(c, MHD_HTTP_BAD_REQUEST, "UNSUPPORTED", "invalid X-Edgepull-Node");
     return false;
   }

@@ -42,7 +42,7 @@ static int peer_args(const char *base_url, const char *ns, const char *repo,
     return ep_error(err, EP_EINVAL, "invalid registry host");
   if (repo == NULL || !upstream_repo_valid(repo))
     return ep_error(err, EP_EINVAL, "invalid repository name");
-  if (auth == NULL || auth->node == NULL || !proto_id_valid(auth->node))
+  if (auth == NULL || auth->node == NULL || !names_node_id_valid(auth->node))
     return ep_error(err, EP_EINVAL, "peer request without a valid node id");
   if (hops > UPSTREAM_PEER_HOPS_MAX)
     return ep_error(err, EP_EINVAL, "peer request over %d hops", UPSTREAM_PEER_HOPS_MAX);

@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "common/names.h"
 #include "plugin/config/config.h"
 
 #define ARGC(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -530,7 +531,7 @@ static void test_locality_options(void **state) {
   assert_int_equal(c.keepalive_s, 5);
   assert_int_equal(c.heartbeat_s, 3600);
   assert_int_equal(config_validate(&c, &e), 0);
-  assert_int_equal(config_read_secret(c.broker_password_file, pw, sizeof pw, &e), 0);
+  assert_int_equal(names_secret_read(c.broker_password_file, pw, sizeof pw, &e), 0);
   assert_string_equal(pw, "s3cret:pw");
 
   /* the same keys in a file */
@@ -571,17 +572,17 @@ static void test_locality_options(void **state) {
   char big[5000];
   memset(big, 'x', sizeof big);
   const char *p = write_n(f, "big.pw", big, sizeof big, 0600);
-  assert_int_equal(config_read_secret(p, pw, sizeof pw, &e), -EP_ETOOBIG);
+  assert_int_equal(names_secret_read(p, pw, sizeof pw, &e), -EP_ETOOBIG);
   p = write_s(f, "long.pw",
               "0123456789012345678901234567890123456789012345678901234567890123456789");
-  assert_int_equal(config_read_secret(p, pw, sizeof pw, &e), -EP_ETOOBIG);
+  assert_int_equal(names_secret_read(p, pw, sizeof pw, &e), -EP_ETOOBIG);
   assert_null(strstr(e.msg, "0123456789"));
   p = write_s(f, "ctl.pw",
               "a\x01"
               "b");
-  assert_int_equal(config_read_secret(p, pw, sizeof pw, &e), -EP_EINVAL);
-  assert_int_equal(config_read_secret("/nonexistent/pw", pw, sizeof pw, &e), -EP_ENOTFOUND);
-  assert_int_equal(config_read_secret(NULL, pw, sizeof pw, &e), -EP_EINVAL);
+  assert_int_equal(names_secret_read(p, pw, sizeof pw, &e), -EP_EINVAL);
+  assert_int_equal(names_secret_read("/nonexistent/pw", pw, sizeof pw, &e), -EP_ENOTFOUND);
+  assert_int_equal(names_secret_read(NULL, pw, sizeof pw, &e), -EP_EINVAL);
 }
 
 int main(void) {
