@@ -12,6 +12,7 @@
 
 #include "common/cleanup.h"
 #include "common/escape.h"
+#include "common/vec.h"
 #include "plugin/deploy/deploy.h"
 
 #define DEPLOY_DEFAULT_REGISTRY "docker.io"
@@ -160,17 +161,17 @@ static int descriptor(json_t *d, struct deploy_blob *out, const char *what, size
   return 0;
 }
 
-static int append(struct deploy_blob **blobs, size_t *n, const struct deploy_blob *b, ep_err *err) {
+static int append(struct deploy_blob **blobs, size_t *n, size_t *cap, const struct deploy_blob *b,
+                  ep_err *err) {
   for (size_t i = 0; i < *n; i++)
     if (digest_equal(&(*blobs)[i].digest, &b->digest))
       return 0;
-  if (*n >= DEPLOY_BLOBS_MAX)
+  int r = ep_vec_reserve(blobs, cap, *n + 1, DEPLOY_BLOBS_MAX);
+  if (r == -EP_ETOOBIG)
     return ep_error(err, EP_ETOOBIG, "deploy: more than %d blobs", DEPLOY_BLOBS_MAX);
-  struct deploy_blob *nb = realloc(*blobs, (*n + 1) * sizeof *nb);
-  if (nb == NULL)
+  if (r < 0)
     return ep_error(err, EP_EINTERNAL, "out of memory");
-  nb[(*n)++] = *b;
-  *blobs = nb;
+  (*blobs)[(*n)++] = *b;
   return 0;
 }
 
@@ -184,12 +185,13 @@ int deploy_manifest_blobs(const void *body, size_t len, struct deploy_blob **blo
   if (!json_is_object(cfg) || !json_is_array(layers))
     return ep_error(err, EP_EINVAL, "manifest: \"config\" or \"layers\" missing");
   struct deploy_blob b;
+  size_t cap = *n; /* what the caller's array holds at least */
   int r = descriptor(cfg, &b, "config", 0, err);
-  if (r < 0 || (r = append(blobs, n, &b, err)) < 0)
+  if (r < 0 || (r = append(blobs, n, &cap, &b, err)) < 0)
     return r;
   for (size_t i = 0; i < json_array_size(layers); i++) {
     if ((r = descriptor(json_array_get(layers, i), &b, "layer", i, err)) < 0 ||
-        (r = append(blobs, n, &b, err)) < 0)
+        (r = append(blobs, n, &cap, &b, err)) < 0)
       return r;
   }
   return 0;
