@@ -280,7 +280,10 @@ static int db_new(const char *path, bool readonly, index_db **out, ep_err *err) 
     free(db);
     return ep_error(err, EP_EINVAL, "index path too long: %.64s...", path);
   }
-  pthread_mutex_init(&db->mu, NULL);
+  if (pthread_mutex_init(&db->mu, NULL) != 0) {
+    free(db);
+    return ep_error(err, EP_EINTERNAL, "index: cannot create a mutex");
+  }
   db->readonly = readonly;
   int flags = SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW |
               (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);

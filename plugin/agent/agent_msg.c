@@ -104,13 +104,19 @@ int agent_create(const struct agent_params *p, index_db *idx, struct agent **out
   a->p = *p;
   a->idx = idx;
   a->gen = random_gen();
-  pthread_mutex_init(&a->mu, NULL);
-  pthread_mutex_init(&a->pub_mu, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&a->cv, &ca);
+  int ir = pthread_mutex_init(&a->mu, NULL);
+  if (ir == 0)
+    ir = pthread_mutex_init(&a->pub_mu, NULL);
+  if (ir == 0)
+    ir = pthread_cond_init(&a->cv, &ca);
   pthread_condattr_destroy(&ca);
+  if (ir != 0) {
+    free(a);
+    return ep_error(err, EP_EINTERNAL, "agent: cannot create a mutex or condition");
+  }
   *out = a; /* from here agent_stop frees it */
   a->queue = calloc(AGENT_QUEUE_MAX, sizeof *a->queue);
   if (a->queue == NULL)

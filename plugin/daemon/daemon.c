@@ -150,8 +150,8 @@ static int open_locality(struct edgepulld *d, ep_err *err) {
 
 int edgepulld_open(struct edgepulld *d, const struct edgepulld_options *opt, ep_err *err) {
   if (!d->mu_ready) {
-    pthread_mutex_init(&d->agent_mu, NULL);
-    pthread_mutex_init(&d->deploy_mu, NULL);
+    if (pthread_mutex_init(&d->agent_mu, NULL) != 0 || pthread_mutex_init(&d->deploy_mu, NULL) != 0)
+      return ep_error(err, EP_EINTERNAL, "cannot create the daemon's mutexes");
     d->mu_ready = true;
   }
   int r = make_state_dir(d->cfg.state_dir, err);

@@ -41,10 +41,12 @@ int upstream_new(const struct upstream_options *opt, upstream **out, ep_err *err
   u->user_agent = strdup(opt->user_agent ? opt->user_agent : "edgepull/" EDGEPULL_VERSION);
   u->ca_file = opt->ca_file && opt->ca_file[0] ? strdup(opt->ca_file) : NULL;
   atomic_init(&u->canceled, false);
-  pthread_mutex_init(&u->reg_lock, NULL);
-  pthread_mutex_init(&u->pool_lock, NULL);
-  pthread_mutex_init(&u->tok_lock, NULL);
-  if (u->user_agent == NULL || (opt->ca_file && opt->ca_file[0] && u->ca_file == NULL)) {
+  int mr = pthread_mutex_init(&u->reg_lock, NULL);
+  if (mr == 0)
+    mr = pthread_mutex_init(&u->pool_lock, NULL);
+  if (mr == 0)
+    mr = pthread_mutex_init(&u->tok_lock, NULL);
+  if (mr != 0 || u->user_agent == NULL || (opt->ca_file && opt->ca_file[0] && u->ca_file == NULL)) {
     upstream_free(u);
     return ep_error(err, EP_EINTERNAL, "out of memory");
   }

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "common/clock.h"
 #include "plugin/daemon/daemon.h"
 #include "plugin/fetch/sources.h"
 
@@ -144,7 +145,7 @@ static void test_exclude(void **state) {
 static void test_suspects_skipped_and_expire(void **state) {
   struct fx *x = *state;
   set_parent(x, "gw", "198.18.0.1", 5051);
-  int64_t now = (int64_t)time(NULL);
+  int64_t now = ep_mono_ms() / 1000; /* the clock sources_pick reads */
   sources_mark_suspect(x->d.src, "gw", now);
   sources_mark_suspect(x->d.src, "d", now - SOURCES_SUSPECT_S - 1); /* already expired */
   assert_true(sources_is_suspect(x->d.src, "gw", now));
