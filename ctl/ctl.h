@@ -1,6 +1,8 @@
-/* edgepullctl internals: the subcommands (ctl_index.c: the node's own
- * store; ctl_locality.c: nodes, where, topology) and the output helpers they
- * share (ctl_output.c). Not used outside ctl/. */
+/* edgepullctl internals: the subcommands that take the common options
+ * (ctl_index.c: the node's own store; ctl_locality.c: nodes, where;
+ * ctl_topology.c: topology) and the output helpers they share
+ * (ctl_output.c). deploy and setup parse their own command line
+ * (ctl_deploy.h, ctl_setup.h). Not used outside ctl/. */
 #ifndef EP_CTL_CTL_H
 #define EP_CTL_CTL_H
 

@@ -1,3 +1,9 @@
+/* The HTTP vocabulary every answer shares: the registry API version header,
+ * OCI error documents and the mapping from an ep_err code to the status a
+ * container runtime understands (never 401: containerd would then hand us
+ * its registry credentials, see server.c). Kept apart from server.c so
+ * the routing there reads as routing, and so the peer endpoint and the
+ * mirror answer errors alike. */
 #include "plugin/http/http.h"
 
 #include <jansson.h>

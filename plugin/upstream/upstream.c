@@ -3,7 +3,8 @@
  * repository), each call one authenticated request (upstream_call in
  * upstream_auth.c) over the transport (upstream_transport.c). The files call
  * downwards only: upstream.c -> upstream_auth.c -> upstream_transport.c, and
- * upstream_peer.c -> upstream_transport.c.
+ * upstream_peer.c -> upstream_transport.c. Names (host, repository, tag,
+ * URL) are checked with common/names.h, as everywhere else.
  *
  * Threads: the upstream handle is shared; the registry map, the handle pool
  * and the token cache each have their own mutex, held only to copy in or out.
