@@ -25,7 +25,7 @@
 #include "common/clock.h"
 #include <curl/curl.h>
 
-#include "fake_registry.c"
+#include "tests/lib/fake_registry.h"
 #include "plugin/daemon/daemon.h"
 #include "plugin/http/listen.h"
 
