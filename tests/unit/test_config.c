@@ -1,7 +1,6 @@
 /* Unit tests for plugin/config/config.c: defaults, flags, INI files (registry
  * sections, password files) and hostile or broken configuration. */
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +12,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "tests/lib/testlib.h"
 
 #include "common/names.h"
 #include "plugin/config/config.h"
@@ -33,14 +34,9 @@ static int setup(void **state) {
   return 0;
 }
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st, (void)flag, (void)ftw;
-  return remove(p);
-}
-
 static int teardown(void **state) {
   struct fx *f = *state;
-  nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+  ep_test_rm_rf(f->dir);
   free(f);
   return 0;
 }

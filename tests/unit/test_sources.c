@@ -19,6 +19,7 @@
 #include "common/clock.h"
 #include "plugin/daemon/daemon.h"
 #include "plugin/fetch/sources.h"
+#include "tests/lib/testlib.h"
 
 struct fx {
   char dir[64];
@@ -81,9 +82,7 @@ static int teardown(void **state) {
   struct fx *x = *state;
   sources_free(x->d.src);
   index_close(x->d.idx);
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", x->dir);
-  if (system(cmd) != 0)
+  if (ep_test_rm_rf(x->dir) != 0)
     fprintf(stderr, "cleanup of %s failed\n", x->dir);
   free(x);
   return 0;
