@@ -1,3 +1,10 @@
+/* Errors as crun reports them: a negative EP_E* code that callers pass up,
+ * and beside it one message in a caller-owned ep_err that each level may
+ * prefix with what it was doing (ep_wrap), so the log reads "fetch X: blob
+ * Y from Z: connection refused" without any level knowing the others. No
+ * allocation (the message is a fixed buffer, cut from the inside), so an
+ * error can be reported when memory ran out; a NULL ep_err keeps the code
+ * and drops the text, for callers that only branch on it. */
 #include "common/err.h"
 
 #include <errno.h>

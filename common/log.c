@@ -1,3 +1,10 @@
+/* One line per event on stderr, which systemd's journal (or a test's log
+ * file) keeps. Under journald (JOURNAL_STREAM set) a line starts with the
+ * syslog priority "<N>" and journald adds the time; on a terminal it
+ * starts with the UTC time and the level. Debug lines are dropped unless
+ * EDGEPULL_DEBUG is set. A line is formatted on the stack and written with
+ * one write(), so lines from different threads stay whole; nothing here
+ * allocates or takes a lock, so any thread, and an error path, may log. */
 #include "common/log.h"
 
 #include <stdarg.h>

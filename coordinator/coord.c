@@ -32,7 +32,7 @@
 #define REASON_MAX 200
 
 int coord_new(const struct coord_config *cfg, coord **out, ep_err *err) {
-  if (cfg->locality == NULL || !proto_id_valid(cfg->locality))
+  if (cfg->locality == NULL || !names_locality_valid(cfg->locality))
     return ep_error(err, EP_EINVAL, "invalid locality name");
   if (cfg->publish == NULL)
     return ep_error(err, EP_EINVAL, "no publish callback");
@@ -46,7 +46,11 @@ int coord_new(const struct coord_config *cfg, coord **out, ep_err *err) {
     free(c);
     return ep_error(err, EP_EINTERNAL, "out of memory");
   }
-  pthread_mutex_init(&c->mu, NULL);
+  if (pthread_mutex_init(&c->mu, NULL) != 0) {
+    topo_free(c->t);
+    free(c);
+    return ep_error(err, EP_EINTERNAL, "cannot create a mutex");
+  }
   snprintf(c->loc, sizeof c->loc, "%s", cfg->locality);
   c->strategy = cfg->strategy;
   c->fanout = cfg->strategy == TOPO_CHAIN ? 1 : cfg->k;

@@ -1,7 +1,9 @@
 /* Internals shared by coord.c (membership), coord_nodes.c (the node table,
  * publishing), coord_recover.c (recovery from retained messages, resync
- * after a reconnect) and coord_report.c (suspect reports). The call order is
- * one way: coord.c -> coord_recover.c, coord_report.c -> coord_nodes.c.
+ * after a reconnect) and coord_report.c (suspect reports). Calls go one way:
+ * coord.c calls coord_recover.c, coord_report.c and coord_nodes.c;
+ * coord_recover.c and coord_report.c call coord_nodes.c; coord_nodes.c
+ * calls none of them.
  * Not a public header: nothing outside coordinator/coord*.c includes it. */
 #ifndef EP_COORDINATOR_COORD_INT_H
 #define EP_COORDINATOR_COORD_INT_H

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/vec.h"
 #include "coordinator/coord_int.h"
 
 /* --- the node table: pointers sorted by id ------------------------------ */
@@ -50,14 +51,8 @@ struct coord_node *coord_node_get(coord *c, const char *id) {
     ep_log_warn("%s: dropped: already tracking %u nodes", id, COORD_NODES_MAX);
     return NULL;
   }
-  if (c->n == c->cap) {
-    size_t cap = c->cap ? c->cap * 2 : 64;
-    struct coord_node **nn = realloc(c->nodes, cap * sizeof *nn);
-    if (nn == NULL)
-      return NULL;
-    c->nodes = nn;
-    c->cap = cap;
-  }
+  if (ep_vec_reserve(&c->nodes, &c->cap, c->n + 1, COORD_NODES_MAX) < 0)
+    return NULL;
   struct coord_node *n = calloc(1, sizeof *n);
   if (n == NULL)
     return NULL;

@@ -78,34 +78,15 @@ static int parse_uint(const char *v, unsigned min, unsigned max, unsigned *out) 
   return 0;
 }
 
-/* HOST, HOST:PORT or [V6]:PORT. */
+/* HOST, HOST:PORT or [V6]:PORT, by the one grammar in common/names.h. */
 static int parse_broker(struct coord_opts *o, const char *v, ep_err *err) {
-  const char *host = v, *port = NULL;
-  size_t hlen;
-  if (v[0] == '[') {
-    const char *close = strchr(v, ']');
-    if (close == NULL || (close[1] != '\0' && close[1] != ':'))
-      return ep_error(err, EP_EINVAL, "--broker %s: expected [ADDRESS]:PORT", v);
-    host = v + 1;
-    hlen = (size_t)(close - host);
-    port = close[1] == ':' ? close + 2 : NULL;
-  } else {
-    const char *colon = strrchr(v, ':');
-    if (colon != NULL && strchr(v, ':') != colon)
-      return ep_error(err, EP_EINVAL, "--broker %s: write an IPv6 address as [ADDRESS]:PORT", v);
-    hlen = colon ? (size_t)(colon - v) : strlen(v);
-    port = colon ? colon + 1 : NULL;
-  }
-  if (hlen == 0 || hlen >= sizeof o->broker_host)
-    return ep_error(err, EP_EINVAL, "--broker %s: host missing or too long", v);
-  memcpy(o->broker_host, host, hlen);
-  o->broker_host[hlen] = '\0';
-  if (!printable(o->broker_host) || strchr(o->broker_host, '/') != NULL)
-    return ep_error(err, EP_EINVAL, "--broker %s: invalid host", v);
-  unsigned p = 0;
-  if (port != NULL && parse_uint(port, 1, 65535, &p) < 0)
-    return ep_error(err, EP_EINVAL, "--broker %s: port must be 1..65535", v);
-  o->broker_port = (uint16_t)p;
+  struct names_hostport hp;
+  if (names_hostport_parse(v, NAMES_PORT_OPTIONAL, &hp, err) < 0)
+    return ep_wrap(err, "--broker");
+  if (strlen(hp.host) >= sizeof o->broker_host)
+    return ep_error(err, EP_EINVAL, "--broker %s: host too long", v);
+  memcpy(o->broker_host, hp.host, strlen(hp.host) + 1);
+  o->broker_port = hp.port;
   return 0;
 }
 
@@ -126,7 +107,7 @@ static int apply(struct coord_opts *o, const struct opt_spec *s, const char *v, 
   case T_BROKER:
     return parse_broker(o, v, err);
   case T_ID:
-    if (!proto_id_valid(v))
+    if (!names_node_id_valid(v))
       return ep_error(err, EP_EINVAL, "--%s %s: expected [A-Za-z0-9._-]{1,63}", s->name, v);
     return set_string(field, s->size, s->name, v, err);
   case T_TOPOLOGY:
@@ -151,6 +132,9 @@ static int apply(struct coord_opts *o, const struct opt_spec *s, const char *v, 
   return ep_error(err, EP_EINTERNAL, "--%s: unhandled option type", s->name);
 }
 
+/* Not names_secret_read yet: the coordinator takes the first line of a
+ * multi-line file, which test_coord asserts and the shared rule refuses
+ * (issue 9, left for the lead to decide). */
 static int read_password(struct coord_opts *o, ep_err *err) {
   ep_cleanup_close int fd = open(o->password_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
   if (fd < 0)
@@ -170,7 +154,7 @@ static int read_password(struct coord_opts *o, ep_err *err) {
     have += (size_t)r;
     if (have == sizeof o->password - 1)
       return ep_error(err, EP_EINVAL, "--password-file %s: longer than %d bytes", o->password_file,
-                      COORD_OPTS_SECRET_MAX - 1);
+                      NAMES_SECRET_MAX);
   }
   o->password[have] = '\0';
   if (memchr(o->password, '\0', have) != NULL)

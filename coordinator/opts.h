@@ -10,7 +10,6 @@
 #include "locality/topo.h"
 
 #define COORD_OPTS_PATH_MAX 4096
-#define COORD_OPTS_SECRET_MAX 1024
 
 struct coord_opts {
   char broker_host[256];
@@ -20,7 +19,7 @@ struct coord_opts {
   unsigned k;
   char username[256];
   char password_file[COORD_OPTS_PATH_MAX];
-  char password[COORD_OPTS_SECRET_MAX + 1]; /* read from password_file */
+  char password[NAMES_SECRET_MAX + 1]; /* read from password_file */
   char ca_file[COORD_OPTS_PATH_MAX];
   unsigned heartbeat_timeout; /* seconds */
   unsigned keepalive;         /* seconds */

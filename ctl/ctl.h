@@ -1,6 +1,8 @@
-/* edgepullctl internals: the subcommands (ctl_index.c: the node's own
- * store; ctl_locality.c: nodes, where, topology) and the output helpers they
- * share (ctl_output.c). Not used outside ctl/. */
+/* edgepullctl internals: the subcommands that take the common options
+ * (ctl_index.c: the node's own store; ctl_locality.c: nodes, where;
+ * ctl_topology.c: topology) and the output helpers they share
+ * (ctl_output.c). deploy and setup parse their own command line
+ * (ctl_deploy.h, ctl_setup.h). Not used outside ctl/. */
 #ifndef EP_CTL_CTL_H
 #define EP_CTL_CTL_H
 
@@ -81,9 +83,6 @@ int ctl_table_add(ctl_table *t, const char *const *cells);          /* <0: out o
 void ctl_table_print(const ctl_table *t, FILE *out);
 size_t ctl_table_rows(const ctl_table *t);
 void ctl_table_free(ctl_table *t);
-
-/* Replaces control and non-ASCII bytes of s with '?', in place. */
-void ctl_sanitize(char *s);
 
 /* "512 B", "1.5 KiB", "3.2 GiB". */
 void ctl_fmt_size(uint64_t n, char *buf, size_t cap);

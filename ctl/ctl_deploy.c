@@ -24,11 +24,11 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/names.h"
 #include "ctl/ctl.h"
 #include "ctl/ctl_deploy.h"
 
 #define CTL_DEFAULT_CONFIG "/etc/edgepull/edgepulld.conf"
-#define CTL_SECRET_MAX 4096
 #define CTL_STATES_MS 1000      /* at most, to collect retained states after the SUBACK */
 #define CTL_STATES_QUIET_MS 100 /* ... or until none came for this long */
 
@@ -292,22 +292,18 @@ static int credentials(struct mosquitto *m, const struct dopts *o) {
     return 0;
   char *pw = NULL;
   if (o->password_file[0] != '\0') {
-    FILE *f = fopen(o->password_file, "re");
-    if (f == NULL) {
-      ctl_errorf("--password-file %s: cannot be read", o->password_file);
+    if ((pw = calloc(1, NAMES_SECRET_MAX + 1)) == NULL)
+      return CTL_EXIT_FAIL;
+    ep_err e = {0};
+    if (names_secret_read(o->password_file, pw, NAMES_SECRET_MAX + 1, &e) < 0) {
+      free(pw);
+      ctl_errorf("--password-file: %s", e.msg);
       return CTL_EXIT_USAGE;
     }
-    pw = calloc(1, CTL_SECRET_MAX + 1);
-    size_t n = pw != NULL ? fread(pw, 1, CTL_SECRET_MAX, f) : 0;
-    fclose(f);
-    if (pw == NULL)
-      return CTL_EXIT_FAIL;
-    while (n > 0 && (pw[n - 1] == '\n' || pw[n - 1] == '\r'))
-      pw[--n] = '\0';
   }
   int rc = mosquitto_username_pw_set(m, o->username, pw);
   if (pw != NULL) {
-    explicit_bzero(pw, CTL_SECRET_MAX + 1);
+    explicit_bzero(pw, NAMES_SECRET_MAX + 1);
     free(pw);
   }
   return rc == MOSQ_ERR_SUCCESS ? 0 : CTL_EXIT_FAIL;
@@ -323,23 +319,6 @@ static bool loop_until(struct mosquitto *m, struct dclient *c, const bool *flag,
     }
   }
   return *flag;
-}
-
-static int split_broker(const char *s, char *host, size_t cap, int *port) {
-  const char *colon = strrchr(s, ':');
-  char *end = NULL;
-  long p = colon != NULL ? strtol(colon + 1, &end, 10) : 1883;
-  size_t n = colon != NULL ? (size_t)(colon - s) : strlen(s);
-  if ((colon != NULL && (*end != '\0' || p < 1 || p > 65535)) || n == 0 || n >= cap)
-    return -1;
-  memcpy(host, s, n);
-  host[n] = '\0';
-  if (host[0] == '[' && n > 2 && host[n - 1] == ']') {
-    memmove(host, host + 1, n - 2);
-    host[n - 2] = '\0';
-  }
-  *port = (int)p;
-  return 0;
 }
 
 static void new_id(char id[PROTO_ID_MAX + 1]) {
@@ -420,10 +399,12 @@ static int follow(struct mosquitto *m, struct dclient *c) {
 }
 
 static int run(struct dopts *o) {
-  char host[256];
-  int port = 0;
-  if (split_broker(o->broker, host, sizeof host, &port) < 0)
+  struct names_hostport hp;
+  ep_err be = {0};
+  if (names_hostport_parse(o->broker, NAMES_PORT_OPTIONAL, &hp, &be) < 0)
     return usage_err("--broker must be HOST[:PORT]", o->broker);
+  const char *host = hp.host;
+  int port = hp.has_port ? hp.port : 1883;
   struct dclient c = {.o = o};
   new_id(o->req.id);
   snprintf(c.v.id, sizeof c.v.id, "%s", o->req.id);
@@ -480,7 +461,7 @@ int ctl_deploy_main(int argc, char **argv) {
     return r;
   if (o.broker[0] == '\0')
     return usage_err("no broker: give --broker or set broker in the configuration", NULL);
-  if (!proto_id_valid(o.locality))
+  if (!names_locality_valid(o.locality))
     return usage_err("no valid locality: give --locality or set it in the configuration",
                      o.locality[0] ? o.locality : NULL);
   mosquitto_lib_init();

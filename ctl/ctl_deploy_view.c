@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/escape.h"
 #include "ctl/ctl.h"
 #include "ctl/ctl_deploy.h"
 
@@ -101,7 +102,7 @@ static void draw(struct ctl_dview *v, int64_t now_ms) {
     snprintf(line, sizeof line, "%-20.20s %-8s %4" PRIu64 "/%-4" PRIu64 " blobs %10s / %-10s %3d%%",
              n->id, state_name(n), n->p.blobs_done, n->p.blobs_total, done, total,
              n->final && n->p.state == PROTO_PROGRESS_DONE ? 100 : pct);
-    ctl_sanitize(line);
+    ep_sanitize(line, SIZE_MAX);
     fprintf(v->out, "\033[2K%s\n", line);
     v->drawn++;
   }
@@ -191,7 +192,7 @@ static void report_human(struct ctl_dview *v, double secs, uint64_t uplink, size
              n->final ? state_name(n) : "unfinished", b,
              n->final && n->p.state == PROTO_PROGRESS_FAILED ? "  " : "",
              n->final && n->p.state == PROTO_PROGRESS_FAILED ? n->p.error : "");
-    ctl_sanitize(line);
+    ep_sanitize(line, SIZE_MAX);
     fprintf(v->out, "%s\n", line);
   }
 }

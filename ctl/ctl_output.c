@@ -13,11 +13,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/escape.h"
+#include "common/vec.h"
+
 struct ctl_table {
   const struct ctl_col *cols;
   size_t ncols;
-  char **cells; /* nrows * ncols, row-major */
-  size_t nrows, cap;
+  char **cells;      /* nrows * ncols, row-major */
+  size_t nrows, cap; /* cap counts cells, not rows */
 };
 
 void ctl_errorf(const char *fmt, ...) {
@@ -38,30 +41,18 @@ ctl_table *ctl_table_new(const struct ctl_col *cols, size_t ncols) {
   return t;
 }
 
-void ctl_sanitize(char *s) {
-  for (unsigned char *p = (unsigned char *)s; *p != '\0'; p++)
-    if (*p < 0x20 || *p >= 0x7f)
-      *p = '?';
-}
-
 static char *sanitized(const char *s) {
   char *c = strdup(s != NULL ? s : "");
   if (c != NULL)
-    ctl_sanitize(c);
+    ep_sanitize(c, SIZE_MAX);
   return c;
 }
 
 int ctl_table_add(ctl_table *t, const char *const *cells) {
-  if (t->nrows == t->cap) {
-    size_t cap = t->cap == 0 ? 64 : t->cap * 2;
-    if (cap > SIZE_MAX / sizeof(char *) / t->ncols)
-      return -1;
-    char **p = realloc(t->cells, cap * t->ncols * sizeof *p);
-    if (p == NULL)
-      return -1;
-    t->cells = p;
-    t->cap = cap;
-  }
+  if (t->nrows + 1 > SIZE_MAX / t->ncols)
+    return -1;
+  if (ep_vec_reserve(&t->cells, &t->cap, (t->nrows + 1) * t->ncols, SIZE_MAX) < 0)
+    return -1;
   char **row = &t->cells[t->nrows * t->ncols];
   for (size_t i = 0; i < t->ncols; i++) {
     if ((row[i] = sanitized(cells[i])) == NULL) {

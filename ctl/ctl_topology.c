@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/escape.h"
+#include "common/vec.h"
 #include "store/index.h"
 
 enum { CTL_NODES_MAX = 1 << 20, CTL_INDENT_MAX = 48 };
@@ -47,16 +49,9 @@ struct frame {
 
 static int add_node(const struct index_node *n, void *ud) {
   struct view *v = ud;
-  if (v->n == v->cap) {
-    if (v->cap >= CTL_NODES_MAX)
-      return -EP_ETOOBIG;
-    size_t cap = v->cap == 0 ? 64 : v->cap * 2;
-    struct index_node *p = realloc(v->nodes, cap * sizeof *p);
-    if (p == NULL)
-      return -EP_EINTERNAL;
-    v->nodes = p;
-    v->cap = cap;
-  }
+  int r = ep_vec_reserve(&v->nodes, &v->cap, v->n + 1, CTL_NODES_MAX);
+  if (r < 0)
+    return r;
   v->nodes[v->n++] = *n;
   return 0;
 }
@@ -131,7 +126,7 @@ static void label(const struct index_node *n, const char *why, char *buf, size_t
     snprintf(blobs, sizeof blobs, ", %" PRIu64 " blob%s", n->blobs, n->blobs == 1 ? "" : "s");
   snprintf(buf, cap, "%s (%s%s%s%s%s)", n->id, n->gateway ? "gateway, " : "",
            n->online ? "online" : "offline", blobs, why[0] != '\0' ? "; " : "", why);
-  ctl_sanitize(buf);
+  ep_sanitize(buf, SIZE_MAX);
 }
 
 /* Why a tree's top is where it is. */

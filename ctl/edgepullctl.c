@@ -1,6 +1,8 @@
 /* edgepullctl: the admin CLI. This file only parses the command line and
- * dispatches; the subcommands live in ctl_index.c, ctl_locality.c,
- * ctl_snapshots.c, ctl_deploy.c and ctl_setup.c. Options may come before
+ * dispatches; the subcommands live in ctl_index.c (layers, images, stat,
+ * schema), ctl_locality.c (nodes, where), ctl_topology.c (topology),
+ * ctl_snapshots.c (snapshots), ctl_deploy.c with ctl_deploy_view.c (deploy)
+ * and ctl_setup*.c (setup). Options may come before
  * or after the subcommand (GNU getopt permutes), so both
  * `edgepullctl --json layers` and `edgepullctl layers --json` work.
  * Exit codes: 0 ok, 1 runtime failure, 2 usage error. */

@@ -4,7 +4,7 @@
  *  - a host:port that parses formats back to text that parses to the same;
  *  - a URL's normal form is a fixed point of names_url_parse;
  *  - names_repo_valid and names_repo_valid_n agree, and the plugin's copies
- *    of the repository and tag grammars (plugin/ref.c) agree with these;
+ *    of the repository and tag grammars (there is one home for them now);
  *  - an accepted secret is non-empty, within NAMES_SECRET_MAX, one line. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,7 +14,6 @@
 /* Includes of the code under test, in one place (paths move with plugin/). */
 #include "common/names.h"
 #include "fuzz/fuzz.h"
-#include "plugin/ref/ref.h"
 
 static void one_hostport(const char *s, unsigned flags) {
   struct names_hostport hp;
@@ -51,13 +50,9 @@ static void one_name(const char *s) {
   (void)names_addr_valid(s);
   (void)names_node_id_valid(s);
   (void)names_locality_valid(s);
-  bool repo = names_repo_valid(s);
-  if (repo != names_repo_valid_n(s, strlen(s)))
+  (void)names_tag_valid(s);
+  if (names_repo_valid(s) != names_repo_valid_n(s, strlen(s)))
     fuzz_fail("names_repo_valid and names_repo_valid_n disagree on \"%s\"", s);
-  if (repo != ref_name_valid(s))
-    fuzz_fail("names_repo_valid (%d) and ref_name_valid disagree on \"%s\"", repo, s);
-  if (names_tag_valid(s) != ref_tag_valid(s))
-    fuzz_fail("names_tag_valid and ref_tag_valid disagree on \"%s\"", s);
   static const unsigned flags[] = {0, NAMES_PORT_OPTIONAL, NAMES_PORT_ZERO,
                                    NAMES_PORT_OPTIONAL | NAMES_IP_ONLY};
   for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)

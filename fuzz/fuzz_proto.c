@@ -9,6 +9,8 @@
 #include <string.h>
 
 /* Includes of the code under test, in one place. */
+#include "common/escape.h"
+#include "common/names.h"
 #include "fuzz/fuzz.h"
 #include "locality/proto.h"
 
@@ -66,15 +68,15 @@ static void one_topic(const uint8_t *p, size_t n) {
   ep_err err = {0};
   int rc = proto_topic_parse(t, &pt, &err);
   fuzz_check_err(rc, &err, "proto_topic_parse");
-  if (rc == 0 &&
-      (!proto_id_valid(pt.locality) || (pt.kind != PROTO_T_DEPLOY && !proto_id_valid(pt.node))))
+  if (rc == 0 && (!names_locality_valid(pt.locality) ||
+                  (pt.kind != PROTO_T_DEPLOY && !names_node_id_valid(pt.node))))
     fuzz_fail("topic \"%s\" parsed to invalid ids", t);
   enum proto_import imp;
   fuzz_check_err(proto_import_parse(t, &imp, &err), &err, "proto_import_parse");
   (void)proto_deploy_id_valid(t);
   (void)proto_image_valid(t);
   (void)proto_platform_valid(t);
-  proto_text_sanitize(t);
+  ep_sanitize(t, PROTO_TEXT_MAX);
   free(t);
 }
 

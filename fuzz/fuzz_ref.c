@@ -3,13 +3,15 @@
  * default "docker.io"). Whatever ref_parse_request accepts must satisfy the
  * grammars it promises (repository name, host, tag) and a digest must format
  * back to the same digest, so a hostile path can never become a bad URL or
- * file name. ref_quote is checked on the raw bytes: printable, bounded,
+ * file name. The quoting of messages (ep_escape) is checked on the raw bytes: printable, bounded,
  * terminated. */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 /* Includes of the code under test, in one place (paths move with plugin/). */
+#include "common/escape.h"
+#include "common/names.h"
 #include "fuzz/fuzz.h"
 #include "plugin/ref/ref.h"
 #include "store/digest.h"
@@ -18,13 +20,13 @@ static void check_target(const struct ref_target *t, const char *ns) {
   FUZZ_TERMINATED(t->registry, "ref");
   FUZZ_TERMINATED(t->name, "ref");
   FUZZ_TERMINATED(t->tag, "ref");
-  if (t->kind != REF_BASE && !ref_name_valid(t->name))
+  if (t->kind != REF_BASE && !names_repo_valid(t->name))
     fuzz_fail("accepted an invalid repository name \"%s\"", t->name);
-  if (t->kind != REF_BASE && !ref_host_valid(t->registry))
+  if (t->kind != REF_BASE && !names_registry_valid(t->registry))
     fuzz_fail("accepted an invalid registry \"%s\" (ns %s)", t->registry, ns ? ns : "(none)");
   if (t->kind == REF_BLOB && !t->by_digest)
     fuzz_fail("a blob by tag");
-  if (t->kind != REF_BASE && !t->by_digest && !ref_tag_valid(t->tag))
+  if (t->kind != REF_BASE && !t->by_digest && !names_tag_valid(t->tag))
     fuzz_fail("accepted an invalid tag \"%s\"", t->tag);
   if (t->by_digest) {
     char s[DIGEST_STR_LEN + 1];
@@ -39,17 +41,17 @@ static void check_target(const struct ref_target *t, const char *ns) {
 static void check_quote(const uint8_t *data, size_t size) {
   char q[128];
   memset(q, 'X', sizeof q);
-  ref_quote(q, sizeof q, (const char *)data, size);
+  ep_escape(q, sizeof q, (const char *)data, size, EP_ESCAPE_QUOTE);
   size_t n = strnlen(q, sizeof q);
   if (n == sizeof q)
-    fuzz_fail("ref_quote: not terminated");
+    fuzz_fail("ep_escape: not terminated");
   for (size_t i = 0; i < n; i++)
     if (q[i] < 0x20 || q[i] > 0x7e)
-      fuzz_fail("ref_quote: unprintable byte 0x%02x", (unsigned char)q[i]);
+      fuzz_fail("ep_escape: unprintable byte 0x%02x", (unsigned char)q[i]);
   char small[5];
-  ref_quote(small, sizeof small, (const char *)data, size);
+  ep_escape(small, sizeof small, (const char *)data, size, EP_ESCAPE_QUOTE);
   if (strnlen(small, sizeof small) == sizeof small)
-    fuzz_fail("ref_quote: small buffer not terminated");
+    fuzz_fail("ep_escape: small buffer not terminated");
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -63,11 +65,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (rc == 0)
     check_target(&t, part[1]);
   if (part[0] != NULL) {
-    bool v = ref_name_valid(part[0]);
-    if (v != ref_name_valid_n(part[0], strlen(part[0])))
-      fuzz_fail("ref_name_valid and ref_name_valid_n disagree");
-    (void)ref_tag_valid(part[0]);
-    (void)ref_host_valid(part[0]);
+    bool v = names_repo_valid(part[0]);
+    if (v != names_repo_valid_n(part[0], strlen(part[0])))
+      fuzz_fail("names_repo_valid and names_repo_valid_n disagree");
+    (void)names_tag_valid(part[0]);
+    (void)names_registry_valid(part[0]);
   }
   check_quote(data, size);
   fuzz_free_parts(part, 3);

@@ -32,7 +32,7 @@ static void one_challenge(const char *hdr) {
 }
 
 static void one_token(const uint8_t *data, size_t size) {
-  struct upstream_buf b = {.data = malloc(size + 1), .len = size, .cap = size + 1, .max = size};
+  struct ep_buf b = {.data = malloc(size + 1), .len = size, .cap = size + 1, .max = size};
   if (b.data == NULL)
     return;
   memcpy(b.data, data, size);

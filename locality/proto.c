@@ -29,6 +29,8 @@
 #include <jansson.h>
 
 #include "common/cleanup.h"
+#include "common/escape.h"
+#include "common/names.h"
 #include "locality/proto_int.h"
 
 #define PROTO_LINK_MBPS_MAX 1000000 /* 1 Tbit/s */
@@ -36,43 +38,10 @@
  * bytes, so no snapshot within PROTO_INVENTORY_MAX holds more entries. */
 #define PROTO_SNAPSHOT_BLOBS (PROTO_INVENTORY_MAX / 78)
 
-/* Renders untrusted text for an error message: printable ASCII kept, the
- * rest as \xNN, at most PROTO_QUOTE_MAX input characters. */
-void proto_quote(const char *s, char *out, size_t outlen) {
-  size_t o = 0;
-  size_t i = 0;
-  for (; s[i] != '\0' && i < PROTO_QUOTE_MAX && o + 5 < outlen; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
-      out[o++] = (char)c;
-    else
-      o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", c);
-  }
-  if (s[i] != '\0' && o + 4 < outlen) {
-    memcpy(out + o, "...", 3);
-    o += 3;
-  }
-  out[o] = '\0';
-}
-
 /* ---- character classes --------------------------------------------------- */
 
 static bool is_alnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-bool proto_id_valid(const char *id) {
-  if (id == NULL)
-    return false;
-  size_t n = strnlen(id, PROTO_ID_MAX + 1);
-  if (n == 0 || n > PROTO_ID_MAX)
-    return false;
-  for (size_t i = 0; i < n; i++) {
-    char c = id[i];
-    if (!is_alnum(c) && c != '.' && c != '_' && c != '-')
-      return false;
-  }
-  return true;
 }
 
 /* Here, not in proto_deploy.c, because topic parsing needs it: proto.c
@@ -114,7 +83,7 @@ static bool version_valid(const char *s) {
 }
 
 static bool nonempty_id_valid(const char *s) {
-  return proto_id_valid(s);
+  return names_node_id_valid(s);
 }
 
 /* ---- topics -------------------------------------------------------------- */
@@ -126,14 +95,14 @@ static const char *const kind_suffix[] = {
 };
 
 static int check_ids(const char *locality, const char *node, ep_err *err) {
-  char q[QUOTE_BUF];
-  if (!proto_id_valid(locality)) {
-    proto_quote(locality != NULL ? locality : "", q, sizeof q);
+  char q[EP_QUOTE_BUF];
+  if (!names_locality_valid(locality)) {
+    ep_quote(q, sizeof q, locality != NULL ? locality : "");
     return ep_error(err, EP_EINVAL, "locality id \"%s\": must match [A-Za-z0-9._-]{1,%d}", q,
                     PROTO_ID_MAX);
   }
-  if (node != NULL && !proto_id_valid(node)) {
-    proto_quote(node, q, sizeof q);
+  if (node != NULL && !names_node_id_valid(node)) {
+    ep_quote(q, sizeof q, node);
     return ep_error(err, EP_EINVAL, "node id \"%s\": must match [A-Za-z0-9._-]{1,%d}", q,
                     PROTO_ID_MAX);
   }
@@ -217,7 +186,7 @@ static int proto_deploy_topic_parse(char levels[TOPIC_LEVELS_MAX][PROTO_ID_MAX +
                     "topic \"%s\": not edgepull/v1/<loc>/deploy[/<id>/progress/<node>]", q);
   if (strcmp(levels[1], "v1") != 0)
     return ep_error(err, EP_EINVAL, "topic \"%s\": unsupported protocol level", q);
-  if (!proto_id_valid(levels[2]) || (progress && !proto_id_valid(levels[6])))
+  if (!names_node_id_valid(levels[2]) || (progress && !names_node_id_valid(levels[6])))
     return ep_error(err, EP_EINVAL, "topic \"%s\": ids must match [A-Za-z0-9._-]{1,%d}", q,
                     PROTO_ID_MAX);
   if (progress && !proto_deploy_id_valid(levels[4]))
@@ -233,11 +202,11 @@ static int proto_deploy_topic_parse(char levels[TOPIC_LEVELS_MAX][PROTO_ID_MAX +
 }
 
 int proto_topic_parse(const char *topic, struct proto_topic *out, ep_err *err) {
-  char q[QUOTE_BUF];
+  char q[EP_QUOTE_BUF];
   char levels[TOPIC_LEVELS_MAX][PROTO_ID_MAX + 1];
   if (topic == NULL)
     return ep_error(err, EP_EINVAL, "topic: missing");
-  proto_quote(topic, q, sizeof q);
+  ep_quote(q, sizeof q, topic);
   if (strnlen(topic, PROTO_TOPIC_MAX) >= PROTO_TOPIC_MAX)
     return ep_error(err, EP_EINVAL, "topic \"%s\": longer than %d bytes", q, PROTO_TOPIC_MAX - 1);
   int nl = split_levels(topic, levels);
@@ -253,7 +222,7 @@ int proto_topic_parse(const char *topic, struct proto_topic *out, ep_err *err) {
                     q);
   if (strcmp(levels[1], "v1") != 0)
     return ep_error(err, EP_EINVAL, "topic \"%s\": unsupported protocol level", q);
-  if (!proto_id_valid(levels[2]) || !proto_id_valid(levels[4]))
+  if (!names_node_id_valid(levels[2]) || !names_node_id_valid(levels[4]))
     return ep_error(err, EP_EINVAL, "topic \"%s\": ids must match [A-Za-z0-9._-]{1,%d}", q,
                     PROTO_ID_MAX);
   out->kind = kind;
@@ -269,7 +238,7 @@ int proto_topic_parse(const char *topic, struct proto_topic *out, ep_err *err) {
 int proto_payload_open(const char *what, const void *buf, size_t len, size_t limit,
                        const char *expected_id, json_t **root, char id[PROTO_ID_MAX + 1],
                        ep_err *err) {
-  char q[QUOTE_BUF];
+  char q[EP_QUOTE_BUF];
   if (buf == NULL && len > 0)
     return ep_error(err, EP_EINVAL, "%s payload: missing", what);
   if (len > limit)
@@ -282,7 +251,7 @@ int proto_payload_open(const char *what, const void *buf, size_t len, size_t lim
   json_error_t je;
   json_auto_t *j = json_loadb(buf != NULL ? buf : "", len, JSON_REJECT_DUPLICATES, &je);
   if (j == NULL) {
-    proto_quote(je.text, q, sizeof q);
+    ep_quote(q, sizeof q, je.text);
     return ep_error(err, EP_EINVAL, "%s payload: invalid JSON at byte %d: %s", what, je.position,
                     q);
   }
@@ -297,14 +266,14 @@ int proto_payload_open(const char *what, const void *buf, size_t len, size_t lim
   const char *s = json_string_value(json_object_get(j, "id"));
   if (s == NULL)
     return ep_error(err, EP_EINVAL, "%s payload: \"id\" missing or not a string", what);
-  if (!proto_id_valid(s)) {
-    proto_quote(s, q, sizeof q);
+  if (!names_node_id_valid(s)) {
+    ep_quote(q, sizeof q, s);
     return ep_error(err, EP_EINVAL, "%s payload: id \"%s\" must match [A-Za-z0-9._-]{1,%d}", what,
                     q, PROTO_ID_MAX);
   }
   if (expected_id != NULL && strcmp(s, expected_id) != 0) {
-    char q2[QUOTE_BUF];
-    proto_quote(expected_id, q2, sizeof q2);
+    char q2[EP_QUOTE_BUF];
+    ep_quote(q2, sizeof q2, expected_id);
     return ep_error(err, EP_EINVAL, "%s payload: id \"%s\" does not match topic id \"%s\"", what, s,
                     q2);
   }
@@ -316,7 +285,7 @@ int proto_payload_open(const char *what, const void *buf, size_t len, size_t lim
 /* Reads string field key into buf[size] when present (1), absent (0). */
 int proto_get_str(const char *what, json_t *o, const char *key, bool required, char *buf,
                   size_t size, bool (*valid)(const char *), ep_err *err) {
-  char q[QUOTE_BUF];
+  char q[EP_QUOTE_BUF];
   json_t *v = json_object_get(o, key);
   if (v == NULL) {
     if (required)
@@ -331,7 +300,7 @@ int proto_get_str(const char *what, json_t *o, const char *key, bool required, c
     return ep_error(err, EP_EINVAL, "%s payload: \"%s\" longer than %zu characters", what, key,
                     size - 1);
   if (!valid(s)) {
-    proto_quote(s, q, sizeof q);
+    ep_quote(q, sizeof q, s);
     return ep_error(err, EP_EINVAL, "%s payload: \"%s\" value \"%s\" has invalid characters", what,
                     key, q);
   }
@@ -373,12 +342,12 @@ static int get_bool(const char *what, json_t *o, const char *key, bool *out, ep_
 /* Builders: a char array field of a caller's struct must be terminated. */
 int proto_check_field(const char *what, const char *key, const char *s, size_t size,
                       bool (*valid)(const char *), ep_err *err) {
-  char q[QUOTE_BUF];
+  char q[EP_QUOTE_BUF];
   if (memchr(s, '\0', size) == NULL)
     return ep_error(err, EP_EINVAL, "%s: \"%s\" is not terminated within %zu bytes", what, key,
                     size);
   if (!valid(s)) {
-    proto_quote(s, q, sizeof q);
+    ep_quote(q, sizeof q, s);
     return ep_error(err, EP_EINVAL, "%s: \"%s\" value \"%s\" is not valid", what, key, q);
   }
   return 0;
@@ -557,8 +526,8 @@ static int parse_digest_value(const char *what, json_t *v, const char *key, size
     return ep_error(err, EP_EINVAL, "%s payload: \"%s\"[%zu]: digest is not a string", what, key,
                     i);
   if (json_string_length(v) != DIGEST_STR_LEN || digest_parse(s, out, err) < 0) {
-    char q[QUOTE_BUF];
-    proto_quote(s, q, sizeof q);
+    char q[EP_QUOTE_BUF];
+    ep_quote(q, sizeof q, s);
     return ep_error(err, EP_EINVAL, "%s payload: \"%s\"[%zu]: \"%s\" is not sha256:<64 hex>", what,
                     key, i, q);
   }

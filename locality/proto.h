@@ -21,10 +21,11 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "common/names.h"
 #include "store/digest.h"
 
 #define PROTO_VERSION 1
-#define PROTO_ID_MAX 63 /* locality and node ids: [A-Za-z0-9._-]{1,63} */
+#define PROTO_ID_MAX NAMES_ID_MAX /* locality and node ids: names_node_id_valid */
 #define PROTO_ADDR_MAX 63
 #define PROTO_TOPIC_MAX 256
 #define PROTO_STATE_MAX (4 * 1024) /* bytes of a state payload */
@@ -58,7 +59,6 @@ struct proto_topic {
   char deploy[PROTO_ID_MAX + 1]; /* PROTO_T_PROGRESS only, else "" */
 };
 
-bool proto_id_valid(const char *id);
 /* Builds the topic of kind for (locality, node) into buf; node topics only
  * (state, inventory, delta, parent, report). */
 int proto_topic(enum proto_topic_kind kind, const char *locality, const char *node, char *buf,
@@ -142,9 +142,6 @@ bool proto_deploy_id_valid(const char *id);
 bool proto_image_valid(const char *s);
 /* "os/arch" or "os/arch/variant", lowercase [a-z0-9_] tokens. */
 bool proto_platform_valid(const char *s);
-/* Replaces bytes outside printable ASCII with '?' in place and cuts s to
- * PROTO_TEXT_MAX characters, so any error message can be sent. */
-void proto_text_sanitize(char *s);
 
 enum proto_import { PROTO_IMPORT_NONE, PROTO_IMPORT_CONTAINERD, PROTO_IMPORT_DOCKER };
 /* "none" | "containerd" | "docker" (EP_EINVAL otherwise). */

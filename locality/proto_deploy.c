@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "common/cleanup.h"
+#include "common/escape.h"
+#include "common/names.h"
 #include "locality/proto_int.h"
 
 /* ---- value classes --------------------------------------------------------- */
@@ -58,16 +60,8 @@ static bool text_valid(const char *s) {
   return true;
 }
 
-void proto_text_sanitize(char *s) {
-  size_t i = 0;
-  for (; s[i] != '\0' && i < PROTO_TEXT_MAX; i++)
-    if (s[i] < 0x20 || s[i] > 0x7e)
-      s[i] = '?';
-  s[i] = '\0';
-}
-
 static bool nonempty_id(const char *s) {
-  return proto_id_valid(s);
+  return names_node_id_valid(s);
 }
 
 static bool deploy_id(const char *s) {
@@ -87,8 +81,8 @@ int proto_import_parse(const char *s, enum proto_import *out, ep_err *err) {
       return 0;
     }
   }
-  char q[QUOTE_BUF];
-  proto_quote(s != NULL ? s : "", q, sizeof q);
+  char q[EP_QUOTE_BUF];
+  ep_quote(q, sizeof q, s != NULL ? s : "");
   return ep_error(err, EP_EINVAL, "import \"%s\": must be none, containerd or docker", q);
 }
 
@@ -103,7 +97,7 @@ static bool ts_ok(int64_t ts) {
 /* ---- topics ---------------------------------------------------------------- */
 
 int proto_deploy_topic(const char *locality, char *buf, size_t len, ep_err *err) {
-  if (!proto_id_valid(locality))
+  if (!names_locality_valid(locality))
     return ep_error(err, EP_EINVAL, "deploy topic: invalid locality id");
   int n = snprintf(buf, len, "edgepull/v1/%s/deploy", locality);
   if (n < 0 || (size_t)n >= len)
@@ -113,8 +107,8 @@ int proto_deploy_topic(const char *locality, char *buf, size_t len, ep_err *err)
 
 int proto_progress_topic(const char *locality, const char *deploy, const char *node, char *buf,
                          size_t len, ep_err *err) {
-  if (!proto_id_valid(locality) || !proto_deploy_id_valid(deploy) ||
-      (node != NULL && !proto_id_valid(node)))
+  if (!names_locality_valid(locality) || !proto_deploy_id_valid(deploy) ||
+      (node != NULL && !names_node_id_valid(node)))
     return ep_error(err, EP_EINVAL, "progress topic: invalid locality, deploy or node id");
   int n = snprintf(buf, len, "edgepull/v1/%s/deploy/%s/progress/%s", locality, deploy,
                    node != NULL ? node : "+");

@@ -10,12 +10,6 @@
 #include "locality/proto.h"
 
 #define PROTO_INT_MAX (UINT64_C(1) << 53) /* largest integer any JSON reader keeps */
-#define PROTO_QUOTE_MAX 64                /* characters of untrusted input quoted in a message */
-#define QUOTE_BUF (PROTO_QUOTE_MAX * 4 + 8)
-
-/* Renders untrusted text for an error message: printable ASCII kept, the
- * rest as \xNN, at most PROTO_QUOTE_MAX input characters. */
-void proto_quote(const char *s, char *out, size_t outlen);
 bool proto_addr_valid(const char *s);
 bool proto_token_valid(const char *s);
 /* Parses buf as a JSON object of protocol version 1 within limit bytes whose

@@ -26,6 +26,8 @@
  * Not thread safe: one owner thread (the coordinator's loop). */
 #include "locality/topo.h"
 
+#include "common/vec.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,14 +116,6 @@ static void hash_remove(topo *t, struct tnode *x) {
   t->count--;
 }
 
-static int grow_array(struct tnode ***a, size_t n) {
-  struct tnode **p = realloc(*a, n * sizeof(**a));
-  if (p == NULL)
-    return -1;
-  *a = p;
-  return 0;
-}
-
 /* Room for one more node everywhere, so later steps cannot fail. */
 static int reserve_one(topo *t, ep_err *err) {
   if (t->count >= SIZE_MAX / 4 / sizeof(struct tnode *))
@@ -129,11 +123,14 @@ static int reserve_one(topo *t, ep_err *err) {
   if (t->count + 1 > t->nbuckets && hash_grow(t) < 0)
     return ep_error(err, EP_EINTERNAL, "topology: out of memory");
   if (t->count + 1 > t->cap) {
-    size_t nc = t->cap == 0 ? 64 : t->cap * 2;
-    if (grow_array(&t->heap, nc) < 0 || grow_array(&t->scratch, nc) < 0 ||
-        grow_array(&t->queue, nc) < 0)
+    /* three arrays of one length: each grows the same way from t->cap */
+    size_t max = SIZE_MAX / 4 / sizeof(struct tnode *);
+    size_t ch = t->cap, cs = t->cap, cq = t->cap;
+    if (ep_vec_reserve(&t->heap, &ch, t->count + 1, max) < 0 ||
+        ep_vec_reserve(&t->scratch, &cs, t->count + 1, max) < 0 ||
+        ep_vec_reserve(&t->queue, &cq, t->count + 1, max) < 0)
       return ep_error(err, EP_EINTERNAL, "topology: out of memory");
-    t->cap = nc;
+    t->cap = ch;
   }
   return 0;
 }

@@ -20,35 +20,13 @@
 
 #include <openssl/evp.h>
 
+#include "common/escape.h"
 #include "common/log.h"
-
-#define DIGEST_QUOTE_MAX 72 /* input characters quoted in an error message */
 
 struct digest_ctx {
   EVP_MD_CTX *md;
   bool broken;
 };
-
-/* Renders untrusted input for an error message: printable ASCII kept, the
- * rest as \xNN, at most DIGEST_QUOTE_MAX input characters. */
-static void quote_input(const char *s, char *out, size_t outlen) {
-  size_t o = 0;
-  size_t i = 0;
-  for (; s[i] != '\0' && i < DIGEST_QUOTE_MAX; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (o + 5 >= outlen)
-      break;
-    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
-      out[o++] = (char)c;
-    else
-      o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", c);
-  }
-  if (s[i] != '\0' && o + 4 < outlen) {
-    memcpy(out + o, "...", 3);
-    o += 3;
-  }
-  out[o] = '\0';
-}
 
 static bool is_lower_hex(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
@@ -56,17 +34,17 @@ static bool is_lower_hex(char c) {
 
 /* Validates 64 lowercase hex at hex; `whole` is what the message quotes. */
 static int parse_hex(const char *hex, const char *whole, digest_t *out, ep_err *err) {
-  char q[DIGEST_QUOTE_MAX * 4 + 8];
+  char q[EP_QUOTE_BUF];
   size_t n = strnlen(hex, DIGEST_HEX_LEN + 1);
   if (n != DIGEST_HEX_LEN) {
-    quote_input(whole, q, sizeof q);
+    ep_quote(q, sizeof q, whole);
     return ep_error(err, EP_EINVAL,
                     "digest \"%s\": sha256 needs exactly %d lowercase hex characters", q,
                     DIGEST_HEX_LEN);
   }
   for (size_t i = 0; i < DIGEST_HEX_LEN; i++) {
     if (!is_lower_hex(hex[i])) {
-      quote_input(whole, q, sizeof q);
+      ep_quote(q, sizeof q, whole);
       return ep_error(err, EP_EINVAL, "digest \"%s\": hex character %zu is not in [0-9a-f]", q,
                       i + 1);
     }
@@ -105,18 +83,18 @@ static bool is_oci_algorithm(const char *s, size_t n) {
 }
 
 int digest_parse(const char *s, digest_t *out, ep_err *err) {
-  char q[DIGEST_QUOTE_MAX * 4 + 8];
+  char q[EP_QUOTE_BUF];
   if (s == NULL || s[0] == '\0')
     return ep_error(err, EP_EINVAL, "digest: empty");
   const char *colon = strchr(s, ':');
   if (colon == NULL) {
-    quote_input(s, q, sizeof q);
+    ep_quote(q, sizeof q, s);
     return ep_error(err, EP_EINVAL, "digest \"%s\": expected \"sha256:<64 hex>\"", q);
   }
   size_t alen = (size_t)(colon - s);
   if (alen == 6 && memcmp(s, "sha256", 6) == 0)
     return parse_hex(colon + 1, s, out, err);
-  quote_input(s, q, sizeof q);
+  ep_quote(q, sizeof q, s);
   if (is_oci_algorithm(s, alen))
     return ep_error(err, EP_EUNSUPPORTED,
                     "digest \"%s\": algorithm \"%.*s\" is not supported (only sha256)", q,

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/cleanup_sqlite.h"
 #include "common/log.h"
 
 enum { INDEX_BUSY_TIMEOUT_MS = 5000 };
@@ -182,15 +183,13 @@ static int exec(index_db *db, const char *sql, const char *what, ep_err *err) {
 }
 
 static int read_version(index_db *db, int *out, ep_err *err) {
-  sqlite3_stmt *st = NULL;
+  ep_cleanup_stmt sqlite3_stmt *st = NULL;
   int rc = sqlite3_prepare_v2(db->h, "PRAGMA user_version", -1, &st, NULL);
   if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
     *out = sqlite3_column_int(st, 0);
     rc = SQLITE_OK;
   }
-  int r = rc == SQLITE_OK ? 0 : index_sql_error(db, rc, err, "reading the schema version");
-  sqlite3_finalize(st);
-  return r;
+  return rc == SQLITE_OK ? 0 : index_sql_error(db, rc, err, "reading the schema version");
 }
 
 static int too_new(index_db *db, int version, ep_err *err) {
@@ -280,7 +279,10 @@ static int db_new(const char *path, bool readonly, index_db **out, ep_err *err) 
     free(db);
     return ep_error(err, EP_EINVAL, "index path too long: %.64s...", path);
   }
-  pthread_mutex_init(&db->mu, NULL);
+  if (pthread_mutex_init(&db->mu, NULL) != 0) {
+    free(db);
+    return ep_error(err, EP_EINTERNAL, "index: cannot create a mutex");
+  }
   db->readonly = readonly;
   int flags = SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW |
               (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);

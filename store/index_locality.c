@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/names.h"
+
 /* Entries in one snapshot or delta call (the protocol's are far smaller). */
 enum { INDEX_INVENTORY_MAX = 1 << 20 };
 
@@ -37,13 +39,10 @@ static int check_node_id(const char *id, const char *what, ep_err *err) {
   int r = index_check_str(id, INDEX_NODE_ID_MAX, false, what, err);
   if (r < 0)
     return r;
-  for (const char *p = id; *p != '\0'; p++) {
-    char c = *p;
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-          c == '_' || c == '-'))
-      return ep_error(err, EP_EINVAL, "index: %s '%.63s' has a byte outside [A-Za-z0-9._-]", what,
-                      id);
-  }
+  /* length and emptiness were checked above, so only a byte can fail here */
+  if (!names_node_id_valid(id))
+    return ep_error(err, EP_EINVAL, "index: %s '%.63s' has a byte outside [A-Za-z0-9._-]", what,
+                    id);
   return 0;
 }
 

@@ -13,6 +13,7 @@
  * last key seen (keyset paging). So callbacks may call into the index, other
  * threads are never blocked for a whole walk, and memory stays bounded; a row
  * added or removed during a walk may or may not be visited, none twice. */
+#include "common/vec.h"
 #include "store/index_db.h"
 
 #include <stdlib.h>
@@ -359,15 +360,11 @@ static int refs_read(index_db *db, sqlite3_stmt *st, digest_t **out, size_t *n, 
   size_t cap = 0;
   int rc, r = 0;
   while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (*n == cap) {
-      if (cap >= INDEX_REFS_MAX)
-        return ep_error(err, EP_ETOOBIG, "index %s: over %d references", db->path, INDEX_REFS_MAX);
-      cap = cap == 0 ? 16 : cap * 2;
-      digest_t *p = realloc(*out, cap * sizeof *p);
-      if (p == NULL)
-        return ep_error(err, EP_EINTERNAL, "out of memory");
-      *out = p;
-    }
+    int vr = ep_vec_reserve(out, &cap, *n + 1, INDEX_REFS_MAX);
+    if (vr == -EP_ETOOBIG)
+      return ep_error(err, EP_ETOOBIG, "index %s: over %d references", db->path, INDEX_REFS_MAX);
+    if (vr < 0)
+      return ep_error(err, EP_EINTERNAL, "out of memory");
     if ((r = index_row_digest(db, st, 0, &(*out)[*n], err)) == 0)
       (*n)++;
   }

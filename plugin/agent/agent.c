@@ -41,10 +41,9 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/names.h"
 #include "plugin/agent/agent_int.h"
 #include "plugin/config/config.h"
-
-#define AGENT_SECRET_MAX 4096
 
 static int publish(struct agent *a, const char *topic, const char *buf, size_t len, bool retain) {
   int rc = mosquitto_publish(a->mosq, NULL, topic, (int)len, buf, 1, retain);
@@ -255,17 +254,17 @@ static int set_credentials(struct agent *a, ep_err *err) {
     return 0;
   char *pw = NULL;
   if (a->p.password_file[0] != '\0') {
-    pw = calloc(1, AGENT_SECRET_MAX + 1);
+    pw = calloc(1, NAMES_SECRET_MAX + 1);
     if (pw == NULL)
       return ep_error(err, EP_EINTERNAL, "out of memory");
-    if (config_read_secret(a->p.password_file, pw, AGENT_SECRET_MAX + 1, err) < 0) {
+    if (names_secret_read(a->p.password_file, pw, NAMES_SECRET_MAX + 1, err) < 0) {
       free(pw);
       return ep_wrap(err, "--broker-password-file");
     }
   }
   int rc = mosquitto_username_pw_set(a->mosq, a->p.username, pw);
   if (pw != NULL) {
-    explicit_bzero(pw, AGENT_SECRET_MAX + 1);
+    explicit_bzero(pw, NAMES_SECRET_MAX + 1);
     free(pw);
   }
   return rc == MOSQ_ERR_SUCCESS ? 0 : mosq_fail(err, "broker credentials", rc);

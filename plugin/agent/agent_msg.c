@@ -24,29 +24,14 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/escape.h"
+#include "common/names.h"
+#include "common/vec.h"
 #include "common/log.h"
 #include "plugin/agent/agent_int.h"
 #include "plugin/ref/ref.h"
 
 /* ---- parameters ---- */
-
-/* Splits "host:port" or "[v6]:port" (already validated by the config). */
-static int split_hostport(const char *s, char *host, size_t hostsz, int *port) {
-  const char *colon = s[0] == '[' ? strstr(s, "]:") : strrchr(s, ':');
-  if (colon == NULL)
-    return -1;
-  const char *h = s[0] == '[' ? s + 1 : s;
-  size_t n = (size_t)(colon - h);
-  const char *p = colon + (s[0] == '[' ? 2 : 1);
-  char *end = NULL;
-  long v = strtol(p, &end, 10);
-  if (n >= hostsz || *p == '\0' || *end != '\0' || v < 1 || v > 65535)
-    return -1;
-  memcpy(host, h, n);
-  host[n] = '\0';
-  *port = (int)v;
-  return 0;
-}
 
 static bool wildcard_host(const char *h) {
   unsigned char v6[16];
@@ -61,23 +46,25 @@ static bool wildcard_host(const char *h) {
 int agent_params_from_config(const struct edgepulld_config *c, struct agent_params *out,
                              ep_err *err) {
   memset(out, 0, sizeof *out);
-  if (!proto_id_valid(c->locality) || !proto_id_valid(c->node_id))
+  if (!names_locality_valid(c->locality) || !names_node_id_valid(c->node_id))
     return ep_error(err, EP_EINVAL, "--locality and --node-id must be 1-%d of [A-Za-z0-9._-]",
                     PROTO_ID_MAX);
   snprintf(out->locality, sizeof out->locality, "%s", c->locality);
   snprintf(out->node, sizeof out->node, "%s", c->node_id);
   snprintf(out->state_dir, sizeof out->state_dir, "%s", c->state_dir);
-  if (split_hostport(c->broker, out->broker_host, sizeof out->broker_host, &out->broker_port) < 0)
+  struct names_hostport hp;
+  if (names_hostport_parse(c->broker, 0, &hp, err) < 0 ||
+      strlen(hp.host) >= sizeof out->broker_host)
     return ep_error(err, EP_EINVAL, "--broker must be HOST:PORT");
-  char host[128];
-  int port = 0;
+  memcpy(out->broker_host, hp.host, strlen(hp.host) + 1);
+  out->broker_port = hp.port;
   if (c->peer_listen[0] != '\0') {
-    if (split_hostport(c->peer_listen, host, sizeof host, &port) < 0)
+    if (names_hostport_parse(c->peer_listen, 0, &hp, err) < 0)
       return ep_error(err, EP_EINVAL, "--peer-listen must be ADDR:PORT");
-    out->peer_port = (uint16_t)port;
-    size_t hl = strlen(host);
-    if (!wildcard_host(host) && hl < sizeof out->addr) {
-      memcpy(out->addr, host, hl + 1);
+    out->peer_port = hp.port;
+    size_t hl = strlen(hp.host);
+    if (!wildcard_host(hp.host) && hl < sizeof out->addr) {
+      memcpy(out->addr, hp.host, hl + 1);
     }
   }
   if (c->advertise_addr[0] != '\0') {
@@ -109,7 +96,7 @@ static uint64_t random_gen(void) {
 
 int agent_create(const struct agent_params *p, index_db *idx, struct agent **out, ep_err *err) {
   *out = NULL;
-  if (!proto_id_valid(p->locality) || !proto_id_valid(p->node))
+  if (!names_locality_valid(p->locality) || !names_node_id_valid(p->node))
     return ep_error(err, EP_EINVAL, "invalid locality or node id");
   struct agent *a = calloc(1, sizeof *a);
   if (a == NULL)
@@ -117,13 +104,19 @@ int agent_create(const struct agent_params *p, index_db *idx, struct agent **out
   a->p = *p;
   a->idx = idx;
   a->gen = random_gen();
-  pthread_mutex_init(&a->mu, NULL);
-  pthread_mutex_init(&a->pub_mu, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&a->cv, &ca);
+  int ir = pthread_mutex_init(&a->mu, NULL);
+  if (ir == 0)
+    ir = pthread_mutex_init(&a->pub_mu, NULL);
+  if (ir == 0)
+    ir = pthread_cond_init(&a->cv, &ca);
   pthread_condattr_destroy(&ca);
+  if (ir != 0) {
+    free(a);
+    return ep_error(err, EP_EINTERNAL, "agent: cannot create a mutex or condition");
+  }
   *out = a; /* from here agent_stop frees it */
   a->queue = calloc(AGENT_QUEUE_MAX, sizeof *a->queue);
   if (a->queue == NULL)
@@ -234,18 +227,13 @@ static int snap_cb(const struct index_blob *b, void *ud) {
   struct snap_collect *c = ud;
   if (b->state != INDEX_BLOB_COMPLETE)
     return 0;
-  if (c->n == c->cap) {
-    if (c->cap >= AGENT_SNAPSHOT_BLOBS) {
-      c->truncated = true;
-      return 0;
-    }
-    size_t ncap = c->cap == 0 ? 256 : c->cap * 2;
-    struct proto_blob *nv = realloc(c->v, ncap * sizeof *nv);
-    if (nv == NULL)
-      return -EP_EINTERNAL;
-    c->v = nv;
-    c->cap = ncap;
+  int r = ep_vec_reserve(&c->v, &c->cap, c->n + 1, AGENT_SNAPSHOT_BLOBS);
+  if (r == -EP_ETOOBIG) {
+    c->truncated = true;
+    return 0;
   }
+  if (r < 0)
+    return r;
   c->v[c->n].digest = b->digest;
   c->v[c->n].size = b->size;
   c->n++;
@@ -316,7 +304,7 @@ size_t agent_take_delta(struct agent *a, struct proto_inventory *inv) {
 
 static int drop(const char *topic, const char *why) {
   char q[PROTO_TOPIC_MAX + 64];
-  ref_quote(q, sizeof q, topic, strnlen(topic, PROTO_TOPIC_MAX + 1));
+  ep_escape(q, sizeof q, topic, strnlen(topic, PROTO_TOPIC_MAX + 1), EP_ESCAPE_QUOTE);
   ep_log_warn("agent: dropping message on \"%s\": %s", q, why);
   return -EP_EINVAL;
 }
@@ -447,13 +435,13 @@ int agent_report_payload(struct agent *a, const char *node, const digest_t *d, c
                          char **out, size_t *len, ep_err *err) {
   struct proto_report rp;
   memset(&rp, 0, sizeof rp);
-  if (node == NULL || d == NULL || !proto_id_valid(node))
+  if (node == NULL || d == NULL || !names_node_id_valid(node))
     return ep_error(err, EP_EINVAL, "report: invalid suspect node id");
   snprintf(rp.id, sizeof rp.id, "%s", a->p.node);
   snprintf(rp.suspect, sizeof rp.suspect, "%s", node);
   rp.digest = *d;
   snprintf(rp.reason, sizeof rp.reason, "%s", why != NULL ? why : "");
-  proto_text_sanitize(rp.reason);
+  ep_sanitize(rp.reason, PROTO_TEXT_MAX);
   rp.ts = (int64_t)time(NULL);
   return proto_report_build(&rp, out, len, err);
 }
@@ -465,20 +453,16 @@ int agent_deploy_options(const struct agent *a, const char *listen, struct deplo
 
 int agent_params_deploy_options(const struct agent_params *p, const char *listen,
                                 struct deploy_options *o, ep_err *err) {
-  char host[256];
-  int port = 0;
+  struct names_hostport hp;
   memset(o, 0, sizeof *o);
   snprintf(o->node, sizeof o->node, "%s", p->node);
   o->gateway = p->gateway;
   agent_platform(o->arch, o->variant);
-  if (split_hostport(listen, host, sizeof host, &port) < 0)
+  if (names_hostport_parse(listen, 0, &hp, err) < 0)
     return ep_error(err, EP_EINVAL, "--listen %s: not HOST:PORT", listen);
-  if (wildcard_host(host))
-    snprintf(host, sizeof host, "127.0.0.1");
-  bool v6 = strchr(host, ':') != NULL;
-  int n =
-      snprintf(o->mirror, sizeof o->mirror, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
-  if (n < 0 || (size_t)n >= sizeof o->mirror)
+  if (wildcard_host(hp.host))
+    snprintf(hp.host, sizeof hp.host, "127.0.0.1");
+  if (names_hostport_format(o->mirror, sizeof o->mirror, hp.host, hp.port, err) < 0)
     return ep_error(err, EP_EINVAL, "--listen %s: host too long", listen);
   snprintf(o->containerd_address, sizeof o->containerd_address, "%s",
            "/run/containerd/containerd.sock");

@@ -21,7 +21,6 @@
  * by its field size and may not hold control characters. */
 #include "plugin/config/config.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
@@ -33,13 +32,13 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/escape.h"
 #include "common/log.h"
+#include "common/names.h"
 #include "plugin/ref/ref.h"
 
 #define CFG_FILE_MAX (1u << 20) /* a config file larger than this is refused */
-#define CFG_SECRET_MAX 4096     /* password-file bound */
 #define CFG_WHERE_MAX 1200      /* "file:line: key NAME" */
-#define CFG_IDENT_MAX 63
 
 enum cfg_type { CFG_STRING, CFG_BOOL, CFG_INT, CFG_REGISTRY, CFG_CONFIG, CFG_HELP, CFG_VERSION };
 
@@ -174,10 +173,6 @@ static bool flag_only(const struct cfg_option *o) {
   return o->type == CFG_CONFIG || o->type == CFG_HELP || o->type == CFG_VERSION;
 }
 
-static void quote(char *out, size_t outsz, const char *s) {
-  ref_quote(out, outsz, s, s != NULL ? strnlen(s, 4096) : 0);
-}
-
 static bool has_ctl(const char *s) {
   for (; *s != '\0'; s++)
     if ((unsigned char)*s < 0x20 || *s == 0x7f)
@@ -185,32 +180,9 @@ static bool has_ctl(const char *s) {
   return false;
 }
 
+/* An optional node id: "" (unset) or names_node_id_valid. */
 static bool ident_valid(const char *s) {
-  size_t n = strnlen(s, CFG_IDENT_MAX + 1);
-  if (n > CFG_IDENT_MAX)
-    return false;
-  for (size_t i = 0; i < n; i++)
-    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-          (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '_' || s[i] == '-'))
-      return false;
-  return true;
-}
-
-/* A host[:port] with the port present. */
-static bool addr_valid(const char *s) {
-  if (!ref_host_valid(s))
-    return false;
-  if (s[0] == '[')
-    return strstr(s, "]:") != NULL;
-  return strchr(s, ':') != NULL;
-}
-
-/* A host name, IPv4 or IPv6 address without port or brackets. */
-static bool hostname_valid(const char *s) {
-  unsigned char v6[16];
-  if (strchr(s, ':') != NULL)
-    return inet_pton(AF_INET6, s, v6) == 1;
-  return s[0] != '[' && ref_host_valid(s);
+  return s[0] == '\0' || names_node_id_valid(s);
 }
 
 static const char *check_string(enum cfg_check chk, const char *v) {
@@ -224,15 +196,17 @@ static const char *check_string(enum cfg_check chk, const char *v) {
       return NULL;
     /* fall through */
   case CHK_ADDR:
-    return addr_valid(v) ? NULL : "must be ADDR:PORT or [IPv6]:PORT with a port 1-65535";
+    return names_hostport_parse(v, 0, NULL, NULL) == 0
+               ? NULL
+               : "must be ADDR:PORT or [IPv6]:PORT with a port 1-65535";
   case CHK_HOST:
-    return ref_host_valid(v) ? NULL : "must be a registry host[:port]";
+    return names_registry_valid(v) ? NULL : "must be a registry host[:port]";
   case CHK_IDENT:
     return ident_valid(v) ? NULL : "must be 0-63 characters of [A-Za-z0-9._-]";
   case CHK_ABSPATH_OR_EMPTY:
     return v[0] == '\0' || v[0] == '/' ? NULL : "must be an absolute path";
   case CHK_HOSTNAME_OR_EMPTY:
-    return v[0] == '\0' || hostname_valid(v) ? NULL : "must be a host name or an IP address";
+    return v[0] == '\0' || names_addr_valid(v) ? NULL : "must be a host name or an IP address";
   }
   return NULL;
 }
@@ -278,7 +252,7 @@ static int opt_set(struct edgepulld_config *c, const struct cfg_option *o, const
       return ep_wrap(err, "%s", where);
     return r;
   }
-  quote(q, sizeof q, value);
+  ep_quote(q, sizeof q, value);
   if (has_ctl(value))
     return ep_error(err, EP_EINVAL, "%s: value \"%s\" contains control characters", where, q);
   switch (o->type) {
@@ -345,42 +319,20 @@ static int registry_find_or_add(struct edgepulld_config *c, const char *host,
   return 0;
 }
 
-/* http(s)://host[:port] with at most a trailing "/"; stored without it. */
-static int url_check(const char *url, char *out, size_t outsz, ep_err *err) {
-  char q[128], host[REF_HOST_MAX + 1];
-  quote(q, sizeof q, url);
-  size_t skip = strncmp(url, "https://", 8) == 0 ? 8 : strncmp(url, "http://", 7) == 0 ? 7 : 0;
-  if (skip == 0)
-    return ep_error(err, EP_EINVAL, "URL \"%s\" must start with http:// or https://", q);
-  const char *h = url + skip;
-  size_t hlen = strcspn(h, "/");
-  if (strcmp(h + hlen, "") != 0 && strcmp(h + hlen, "/") != 0)
-    return ep_error(err, EP_EINVAL, "URL \"%s\" must not have a path", q);
-  if (hlen > REF_HOST_MAX || skip + hlen >= outsz)
-    return ep_error(err, EP_EINVAL, "URL \"%s\" is too long", q);
-  memcpy(host, h, hlen);
-  host[hlen] = '\0';
-  if (!ref_host_valid(host))
-    return ep_error(err, EP_EINVAL, "URL \"%s\" has no valid host[:port]", q);
-  memcpy(out, url, skip + hlen);
-  out[skip + hlen] = '\0';
-  return 0;
-}
-
 int config_add_registry_mapping(struct edgepulld_config *c, const char *spec, ep_err *err) {
-  char q[128], host[REF_HOST_MAX + 1], url[sizeof c->registries[0].url];
-  quote(q, sizeof q, spec);
+  char q[128], host[NAMES_HOST_MAX + 1], url[sizeof c->registries[0].url];
+  ep_quote(q, sizeof q, spec);
   const char *eq = spec != NULL ? strchr(spec, '=') : NULL;
   if (eq == NULL)
     return ep_error(err, EP_EINVAL, "registry mapping \"%s\" is not HOST=URL", q);
   size_t hlen = (size_t)(eq - spec);
-  if (hlen > REF_HOST_MAX || hlen >= sizeof c->registries[0].host)
+  if (hlen > NAMES_HOST_MAX || hlen >= sizeof c->registries[0].host)
     return ep_error(err, EP_EINVAL, "registry mapping \"%s\": host too long", q);
   memcpy(host, spec, hlen);
   host[hlen] = '\0';
-  if (!ref_host_valid(host))
+  if (!names_registry_valid(host))
     return ep_error(err, EP_EINVAL, "registry mapping \"%s\": invalid host[:port]", q);
-  int r = url_check(eq + 1, url, sizeof url, err);
+  int r = names_url_parse(eq + 1, url, sizeof url, err);
   if (r < 0)
     return r;
   struct config_registry *reg;
@@ -401,7 +353,7 @@ struct ini_ctx {
   int err_line; /* line of the first error we reported, 0 = none */
   int rc;       /* first error, 0 = none */
   ep_err *err;
-  char section[REF_HOST_MAX + 16];
+  char section[NAMES_HOST_MAX + 16];
 };
 
 static int ctx_fail(struct ini_ctx *x, int line, int rc) {
@@ -413,7 +365,7 @@ static int ctx_fail(struct ini_ctx *x, int line, int rc) {
 }
 
 /* "edgepulld" → 1, `registry "HOST"` → 2 (host written out), else 0. */
-static int section_kind(const char *s, char host[REF_HOST_MAX + 1]) {
+static int section_kind(const char *s, char host[NAMES_HOST_MAX + 1]) {
   if (strcmp(s, "edgepulld") == 0)
     return 1;
   if (strncmp(s, "registry", 8) != 0 || (s[8] != ' ' && s[8] != '\t'))
@@ -422,16 +374,16 @@ static int section_kind(const char *s, char host[REF_HOST_MAX + 1]) {
   while (*s == ' ' || *s == '\t')
     s++;
   size_t n = strlen(s);
-  if (n < 3 || s[0] != '"' || s[n - 1] != '"' || n - 2 > REF_HOST_MAX)
+  if (n < 3 || s[0] != '"' || s[n - 1] != '"' || n - 2 > NAMES_HOST_MAX)
     return 0;
   memcpy(host, s + 1, n - 2);
   host[n - 2] = '\0';
-  return ref_host_valid(host) ? 2 : 0;
+  return names_registry_valid(host) ? 2 : 0;
 }
 
 /* Tracks section headers; libinih sees the same line and agrees. */
 static void reader_section(struct ini_ctx *x, const char *line) {
-  char q[128], host[REF_HOST_MAX + 1];
+  char q[128], host[NAMES_HOST_MAX + 1];
   if (line[0] != '[')
     return;
   const char *end = strchr(line, ']');
@@ -447,7 +399,7 @@ static void reader_section(struct ini_ctx *x, const char *line) {
   memcpy(name, line + 1, n);
   name[n] = '\0';
   if (section_kind(name, host) == 0) {
-    quote(q, sizeof q, name);
+    ep_quote(q, sizeof q, name);
     ep_error(x->err, EP_EINVAL,
              "%s:%d: unknown section [%s] (expected [edgepulld] or [registry \"HOST\"])", x->path,
              x->lineno, q);
@@ -494,55 +446,6 @@ static char *ini_reader_fn(char *str, int num, void *stream) {
   return x->rc < 0 ? NULL : str;
 }
 
-static int read_secret_file(const char *path, char *out, size_t outsz, ep_err *err) {
-  char buf[CFG_SECRET_MAX + 1];
-  char q[128];
-  quote(q, sizeof q, path);
-  ep_cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  struct stat st;
-  if (fd < 0)
-    return ep_syserror(err, errno == ENOENT ? EP_ENOTFOUND : EP_EIO, "password-file \"%s\"", q);
-  if (fstat(fd, &st) < 0)
-    return ep_syserror(err, EP_EIO, "password-file \"%s\"", q);
-  if (!S_ISREG(st.st_mode))
-    return ep_error(err, EP_EINVAL, "password-file \"%s\" is not a regular file", q);
-  if (st.st_mode & S_IROTH)
-    ep_log_warn("password-file %s is world-readable; chmod o-r it", q);
-  size_t len = 0;
-  while (len < sizeof buf) {
-    ssize_t k = read(fd, buf + len, sizeof buf - len);
-    if (k < 0 && errno == EINTR)
-      continue;
-    if (k < 0)
-      return ep_syserror(err, EP_EIO, "password-file \"%s\"", q);
-    if (k == 0)
-      break;
-    len += (size_t)k;
-  }
-  if (len > CFG_SECRET_MAX)
-    return ep_error(err, EP_ETOOBIG, "password-file \"%s\" is larger than %d bytes", q,
-                    CFG_SECRET_MAX);
-  if (len > 0 && buf[len - 1] == '\n')
-    len--;
-  if (len > 0 && buf[len - 1] == '\r')
-    len--;
-  buf[len] = '\0';
-  if (strlen(buf) != len || has_ctl(buf))
-    return ep_error(err, EP_EINVAL, "password-file \"%s\" holds control characters", q);
-  if (len >= outsz)
-    return ep_error(err, EP_ETOOBIG, "password-file \"%s\": password longer than %zu bytes", q,
-                    outsz - 1);
-  memcpy(out, buf, len + 1);
-  explicit_bzero(buf, sizeof buf);
-  return 0;
-}
-
-int config_read_secret(const char *path, char *out, size_t outsz, ep_err *err) {
-  if (path == NULL || out == NULL || outsz == 0)
-    return ep_error(err, EP_EINVAL, "no password file");
-  return read_secret_file(path, out, outsz, err);
-}
-
 /* A relative password-file is relative to the config file's directory. */
 static int secret_path(const char *cfg_path, const char *value, char *out, size_t outsz) {
   const char *slash = strrchr(cfg_path, '/');
@@ -563,11 +466,11 @@ static int registry_key(struct ini_ctx *x, const char *host, const char *key, co
   if (r < 0)
     return r;
   if (strcmp(key, "url") == 0)
-    r = url_check(value, reg->url, sizeof reg->url, err);
+    r = names_url_parse(value, reg->url, sizeof reg->url, err);
   else if (strcmp(key, "password-file") == 0)
     r = secret_path(x->raw_path, value, path, sizeof path) < 0
             ? ep_error(err, EP_EINVAL, "path too long")
-            : read_secret_file(path, reg->password, sizeof reg->password, err);
+            : names_secret_read(path, reg->password, sizeof reg->password, err);
   else if (strcmp(key, "username") == 0 || strcmp(key, "password") == 0) {
     bool user = key[0] == 'u';
     char *dst = user ? reg->username : reg->password;
@@ -588,11 +491,11 @@ static int registry_key(struct ini_ctx *x, const char *host, const char *key, co
 static int ini_handler_fn(void *user, const char *inih_section, const char *name,
                           const char *value) {
   struct ini_ctx *x = user;
-  char where[CFG_WHERE_MAX], qn[128], host[REF_HOST_MAX + 1];
+  char where[CFG_WHERE_MAX], qn[128], host[NAMES_HOST_MAX + 1];
   (void)inih_section; /* may be truncated by libinih; x->section is complete */
   if (x->rc < 0)
     return 0;
-  quote(qn, sizeof qn, name);
+  ep_quote(qn, sizeof qn, name);
   snprintf(where, sizeof where, "%s:%d: key \"%s\"", x->path, x->lineno, qn);
   int kind = x->section[0] != '\0' ? section_kind(x->section, host) : 0;
   int r;
@@ -615,7 +518,7 @@ int config_load_file(struct edgepulld_config *c, const char *path, ep_err *err) 
   char q[128];
   if (path == NULL)
     return ep_error(err, EP_EINVAL, "no config file path");
-  quote(q, sizeof q, path);
+  ep_quote(q, sizeof q, path);
   ep_cleanup_fclose FILE *f = fopen(path, "re");
   struct stat st;
   if (f == NULL)
@@ -651,7 +554,7 @@ struct cli_arg {
 static int cli_next(int argc, char **argv, int *i, struct cli_arg *a, ep_err *err) {
   const char *arg = argv[*i];
   char q[128];
-  quote(q, sizeof q, arg);
+  ep_quote(q, sizeof q, arg);
   memset(a, 0, sizeof *a);
   (*i)++;
   if (strcmp(arg, "-h") == 0) {
@@ -742,7 +645,7 @@ int config_validate(const struct edgepulld_config *c, ep_err *err) {
     if (strnlen(v, o->size) >= o->size)
       return ep_error(err, EP_EINVAL, "--%s: value not terminated", o->name);
     const char *why = has_ctl(v) ? "contains control characters" : check_string(o->check, v);
-    quote(q, sizeof q, v);
+    ep_quote(q, sizeof q, v);
     if (why != NULL)
       return ep_error(err, EP_EINVAL, "--%s \"%s\" %s", o->name, q, why);
   }
@@ -758,8 +661,8 @@ int config_validate(const struct edgepulld_config *c, ep_err *err) {
     return ep_error(err, EP_EINVAL, "too many registries");
   for (size_t i = 0; i < c->nregistries; i++) {
     const struct config_registry *reg = &c->registries[i];
-    quote(q, sizeof q, reg->host);
-    if (!ref_host_valid(reg->host))
+    ep_quote(q, sizeof q, reg->host);
+    if (!names_registry_valid(reg->host))
       return ep_error(err, EP_EINVAL, "registry \"%s\": invalid host", q);
     if ((reg->username[0] == '\0') != (reg->password[0] == '\0'))
       return ep_error(err, EP_EINVAL,

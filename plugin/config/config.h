@@ -86,9 +86,5 @@ int config_add_registry_mapping(struct edgepulld_config *c, const char *spec, ep
 /* Checks cross-field rules (e.g. --broker needs --locality). */
 int config_validate(const struct edgepulld_config *c, ep_err *err);
 void config_usage(FILE *out, const char *argv0);
-/* Reads a password file as the registry password-file key does: a regular
- * file of at most 4 KiB, one line, trailing newline stripped, no control
- * characters; out must hold it (EP_ETOOBIG otherwise). Never logs content. */
-int config_read_secret(const char *path, char *out, size_t outsz, ep_err *err);
 
 #endif

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/names.h"
 #include "plugin/agent/agent.h"
 #include "plugin/ref/ref.h"
 #include "plugin/snapshot/remote.h"
@@ -107,7 +108,7 @@ static void deploy_progress(void *ud, const struct proto_progress *p, bool final
 static int snap_open_layer(void *ud, const char *host, const char *repo, const digest_t *layer,
                            blob_pipe **out, ep_err *err) {
   struct edgepulld *d = ud;
-  char dg[DIGEST_STR_LEN + 1], path[REF_NAME_MAX + DIGEST_STR_LEN + 16];
+  char dg[DIGEST_STR_LEN + 1], path[NAMES_REPO_MAX + DIGEST_STR_LEN + 16];
   digest_format(layer, dg);
   snprintf(path, sizeof path, "/v2/%s/blobs/%s", repo, dg);
   struct ref_target t;
@@ -244,8 +245,8 @@ static int open_locality(struct edgepulld *d, ep_err *err) {
 
 int edgepulld_open(struct edgepulld *d, const struct edgepulld_options *opt, ep_err *err) {
   if (!d->mu_ready) {
-    pthread_mutex_init(&d->agent_mu, NULL);
-    pthread_mutex_init(&d->deploy_mu, NULL);
+    if (pthread_mutex_init(&d->agent_mu, NULL) != 0 || pthread_mutex_init(&d->deploy_mu, NULL) != 0)
+      return ep_error(err, EP_EINTERNAL, "cannot create the daemon's mutexes");
     d->mu_ready = true;
   }
   int r = make_state_dir(d->cfg.state_dir, err);
@@ -263,8 +264,8 @@ int edgepulld_open(struct edgepulld *d, const struct edgepulld_options *opt, ep_
   if ((r = open_upstream(d, err)) < 0)
     return r;
   if (d->cfg.peer_secret_file[0] != '\0' &&
-      (r = config_read_secret(d->cfg.peer_secret_file, d->peer_secret, sizeof d->peer_secret,
-                              err)) < 0)
+      (r = names_secret_read(d->cfg.peer_secret_file, d->peer_secret, sizeof d->peer_secret, err)) <
+          0)
     return ep_wrap(err, "peer-secret-file %s", d->cfg.peer_secret_file);
   if ((r = open_sources(d, err)) < 0 || (r = open_fetcher(d, opt, err)) < 0)
     return r;

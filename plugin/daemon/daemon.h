@@ -31,8 +31,6 @@ struct agent;
 struct snapshot_service;
 struct snap_remote;
 
-#define EDGEPULLD_SECRET_MAX 4096
-
 /* What the configuration does not say (the tests set these). */
 struct edgepulld_options {
   int source_wait_ms; /* fetcher: wait for a source to appear; 0 = its default */
@@ -46,12 +44,12 @@ struct edgepulld {
   upstream *up;
   pipe_table *pipes;
   fetcher *fetch;
-  struct server *local;                       /* the runtime's endpoint (loopback) */
-  struct server *peer;                        /* the peer endpoint (--peer-listen), NULL when off */
-  struct sources *src;                        /* source order and suspect peers */
-  struct sources_deps src_deps;               /* referenced by src */
-  struct mirror_deps mirror;                  /* manifests: what the mirror uses */
-  char peer_secret[EDGEPULLD_SECRET_MAX + 1]; /* --peer-secret-file, "" = none */
+  struct server *local;                   /* the runtime's endpoint (loopback) */
+  struct server *peer;                    /* the peer endpoint (--peer-listen), NULL when off */
+  struct sources *src;                    /* source order and suspect peers */
+  struct sources_deps src_deps;           /* referenced by src */
+  struct mirror_deps mirror;              /* manifests: what the mirror uses */
+  char peer_secret[NAMES_SECRET_MAX + 1]; /* --peer-secret-file, "" = none */
   /* Guards `agent` against fetch and deploy threads reporting while
    * edgepulld_close stops it (initialized by edgepulld_open). */
   pthread_mutex_t agent_mu;

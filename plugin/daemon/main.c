@@ -16,6 +16,7 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/names.h"
 #include "plugin/daemon/daemon.h"
 #include "plugin/http/listen.h"
 
@@ -49,13 +50,14 @@ static void local_address(int fd, char *buf, size_t len) {
     struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
     inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host);
     port = ntohs(v4->sin_port);
-    snprintf(buf, len, "%s:%u", host, port);
   } else if (ss.ss_family == AF_INET6) {
     struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
     inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host);
     port = ntohs(v6->sin6_port);
-    snprintf(buf, len, "[%s]:%u", host, port);
+  } else {
+    return;
   }
+  names_hostport_format(buf, len, host, port, NULL);
 }
 
 /* containerd's snapshotter: systemd's "snapshotter" socket (sfd), else --snapshotter-socket

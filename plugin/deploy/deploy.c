@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/escape.h"
 #include "common/log.h"
 #include "plugin/deploy/deploy_int.h"
 #include "plugin/mirror/mirror.h"
@@ -73,7 +74,7 @@ static void job_fail(struct deploy_job *j, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(j->error, sizeof j->error, fmt, ap);
     va_end(ap);
-    proto_text_sanitize(j->error);
+    ep_sanitize(j->error, PROTO_TEXT_MAX);
     if (j->error[0] == '\0')
       snprintf(j->error, sizeof j->error, "failed");
     j->failed = true;
@@ -305,7 +306,10 @@ int deploy_new(const struct deploy_deps *d, const struct deploy_options *o,
   w->progress = progress;
   w->ud = ud;
   atomic_init(&w->stopping, false);
-  pthread_mutex_init(&w->mu, NULL);
+  if (pthread_mutex_init(&w->mu, NULL) != 0) {
+    free(w);
+    return ep_error(err, EP_EINTERNAL, "deploy: cannot create a mutex");
+  }
   *out = w;
   return 0;
 }
@@ -349,13 +353,17 @@ int deploy_submit(deployer *w, const struct proto_deploy *req, ep_err *err) {
     if (j != NULL) {
       j->w = w;
       j->req = *req;
-      pthread_mutex_init(&j->mu, NULL);
       pthread_condattr_t ca;
       pthread_condattr_init(&ca);
       pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-      pthread_cond_init(&j->cv, &ca);
+      int ir = pthread_mutex_init(&j->mu, NULL);
+      if (ir == 0)
+        ir = pthread_cond_init(&j->cv, &ca);
       pthread_condattr_destroy(&ca);
-      if (pthread_create(&j->th, NULL, job_main, j) != 0) {
+      if (ir != 0) {
+        free(j);
+        r = ep_error(err, EP_EINTERNAL, "deploy %s: cannot create a mutex or condition", req->id);
+      } else if (pthread_create(&j->th, NULL, job_main, j) != 0) {
         job_free(j);
         r = ep_error(err, EP_EINTERNAL, "deploy %s: cannot start its thread", req->id);
       } else {

@@ -71,9 +71,9 @@ int deploy_submit(deployer *w, const struct proto_deploy *req, ep_err *err);
 /* ---- pure parts ---- */
 
 struct deploy_ref {
-  char registry[REF_HOST_MAX + 1]; /* "docker.io", "ghcr.io", "127.0.0.1:5000" */
-  char repo[REF_NAME_MAX + 1];     /* "library/alpine" */
-  char tag[REF_TAG_MAX + 1];       /* "" when only a digest was given */
+  char registry[NAMES_HOST_MAX + 1]; /* "docker.io", "ghcr.io", "127.0.0.1:5000" */
+  char repo[NAMES_REPO_MAX + 1];     /* "library/alpine" */
+  char tag[NAMES_TAG_MAX + 1];       /* "" when only a digest was given */
   bool has_digest;
   digest_t digest;
 };

@@ -23,6 +23,8 @@
 
 #include <curl/curl.h>
 
+#include "common/buf.h"
+#include "common/cleanup_curl.h"
 #include "common/log.h"
 #include "plugin/deploy/deploy_int.h"
 
@@ -92,6 +94,29 @@ static void remove_hosts_dir(const char *dir) {
   rmdir(dir);
 }
 
+/* Spawn attributes that give ctr a clean signal state: edgepulld blocks
+ * SIGTERM/INT/HUP in every thread (main.c waits for them with sigwait) and
+ * ignores SIGPIPE, and a spawned child would inherit both, so a ctr that
+ * hangs could not be stopped by TERM. The mask is emptied and those four
+ * signals go back to their default action. */
+static int spawn_attr_clean(posix_spawnattr_t *sa) {
+  sigset_t none, dfl;
+  sigemptyset(&none);
+  sigemptyset(&dfl);
+  sigaddset(&dfl, SIGTERM);
+  sigaddset(&dfl, SIGINT);
+  sigaddset(&dfl, SIGHUP);
+  sigaddset(&dfl, SIGPIPE);
+  int r = posix_spawnattr_init(sa);
+  if (r != 0)
+    return r;
+  if ((r = posix_spawnattr_setsigmask(sa, &none)) != 0 ||
+      (r = posix_spawnattr_setsigdefault(sa, &dfl)) != 0 ||
+      (r = posix_spawnattr_setflags(sa, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) != 0)
+    posix_spawnattr_destroy(sa);
+  return r;
+}
+
 /* Waits for pid at most timeout_s (and while !*stop); kills it after. */
 static int wait_child(pid_t pid, int timeout_s, atomic_bool *stop, ep_err *err) {
   int status = 0;
@@ -120,7 +145,7 @@ static int wait_child(pid_t pid, int timeout_s, atomic_bool *stop, ep_err *err) 
 static int import_containerd(const struct deploy_options *o, const struct deploy_ref *ref,
                              int timeout_s, atomic_bool *stop, ep_err *err) {
   char dir[] = "/tmp/edgepull-hosts-XXXXXX";
-  char image[PROTO_IMAGE_MAX + REF_HOST_MAX + 16];
+  char image[PROTO_IMAGE_MAX + NAMES_HOST_MAX + 16];
   /* ctr's own error goes to /dev/null: name the usual cause here */
   if (access(o->containerd_address, R_OK | W_OK) < 0 && errno == EACCES)
     return ep_error(err, EP_EUNREACH,
@@ -140,8 +165,14 @@ static int import_containerd(const struct deploy_options *o, const struct deploy
   posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
   pid_t pid = 0;
+  posix_spawnattr_t sa;
+  int ar = spawn_attr_clean(&sa);
+  if (r == 0 && ar != 0) {
+    errno = ar;
+    r = ep_syserror(err, EP_EINTERNAL, "spawn attributes for ctr");
+  }
   if (r == 0) {
-    int sr = posix_spawnp(&pid, "ctr", &fa, NULL, argv, environ);
+    int sr = posix_spawnp(&pid, "ctr", &fa, &sa, argv, environ);
     if (sr != 0) {
       errno = sr;
       r = ep_syserror(err, EP_EUNSUPPORTED, "starting ctr");
@@ -150,31 +181,17 @@ static int import_containerd(const struct deploy_options *o, const struct deploy
     }
   }
   posix_spawn_file_actions_destroy(&fa);
+  if (ar == 0)
+    posix_spawnattr_destroy(&sa);
   remove_hosts_dir(dir);
   return r;
 }
 
 /* ---- docker ---------------------------------------------------------------------- */
 
-struct answer {
-  char *buf;
-  size_t len;
-};
-
+/* Keeps the first DEPLOY_DOCKER_ANSWER_MAX bytes of docker's answer. */
 static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
-  struct answer *a = ud;
-  size_t add = sz * n;
-  size_t keep = a->len + add > DEPLOY_DOCKER_ANSWER_MAX ? DEPLOY_DOCKER_ANSWER_MAX - a->len : add;
-  if (keep > 0) {
-    char *nb = realloc(a->buf, a->len + keep + 1);
-    if (nb == NULL)
-      return 0;
-    memcpy(nb + a->len, p, keep);
-    a->len += keep;
-    nb[a->len] = '\0';
-    a->buf = nb;
-  }
-  return add;
+  return ep_buf_append_trunc(ud, p, sz * n) < 0 ? 0 : sz * n;
 }
 
 /* Aborts a transfer when edgepulld stops. */
@@ -185,28 +202,29 @@ static int on_xfer(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_
 
 static int docker_post(const struct deploy_options *o, const char *path, int timeout_s,
                        atomic_bool *stop, ep_err *err) {
-  CURL *c = curl_easy_init();
+  ep_cleanup_curl CURL *c = curl_easy_init();
   if (c == NULL)
     return ep_error(err, EP_EINTERNAL, "curl_easy_init failed");
   char url[2100];
   snprintf(url, sizeof url, "http://localhost%s", path);
-  struct answer a = {0};
-  curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, o->docker_socket);
-  curl_easy_setopt(c, CURLOPT_URL, url);
-  curl_easy_setopt(c, CURLOPT_POST, 1L);
-  curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-  curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)timeout_s);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
-  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_xfer);
-  curl_easy_setopt(c, CURLOPT_XFERINFODATA, stop);
-  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  ep_cleanup_buf struct ep_buf a = {0};
+  ep_buf_init(&a, DEPLOY_DOCKER_ANSWER_MAX);
+  if (curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, o->docker_socket) != CURLE_OK ||
+      curl_easy_setopt(c, CURLOPT_URL, url) != CURLE_OK ||
+      curl_easy_setopt(c, CURLOPT_POST, 1L) != CURLE_OK ||
+      curl_easy_setopt(c, CURLOPT_POSTFIELDS, "") != CURLE_OK ||
+      curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)timeout_s) != CURLE_OK ||
+      curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+      curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK ||
+      curl_easy_setopt(c, CURLOPT_WRITEDATA, &a) != CURLE_OK ||
+      curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_xfer) != CURLE_OK ||
+      curl_easy_setopt(c, CURLOPT_XFERINFODATA, stop) != CURLE_OK ||
+      curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L) != CURLE_OK)
+    return ep_error(err, EP_EINTERNAL, "docker at %s: libcurl refused an option", o->docker_socket);
   CURLcode cc = curl_easy_perform(c);
   long status = 0, os_errno = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &os_errno);
-  curl_easy_cleanup(c);
   int r = 0;
   if (cc == CURLE_COULDNT_CONNECT && os_errno == EACCES)
     r = ep_error(err, EP_EUNREACH,
@@ -215,17 +233,16 @@ static int docker_post(const struct deploy_options *o, const char *path, int tim
                  o->docker_socket);
   else if (cc != CURLE_OK)
     r = ep_error(err, EP_EUNREACH, "docker at %s: %s", o->docker_socket, curl_easy_strerror(cc));
-  else if (status < 200 || status > 299 || (a.buf != NULL && strstr(a.buf, "\"error\"") != NULL))
+  else if (status < 200 || status > 299 || (a.data != NULL && strstr(a.data, "\"error\"") != NULL))
     r = ep_error(err, EP_EUPSTREAM, "docker %s: HTTP %ld: %.200s", path, status,
-                 a.buf != NULL ? a.buf : "");
-  free(a.buf);
+                 a.data != NULL ? a.data : "");
   return r;
 }
 
 static int import_docker(const struct deploy_options *o, const struct deploy_ref *ref,
                          int timeout_s, atomic_bool *stop, ep_err *err) {
-  char from[REF_NAME_MAX + REF_HOST_MAX + 140], repo[REF_NAME_MAX + REF_HOST_MAX + 2];
-  char path[2048], tag[REF_TAG_MAX + DIGEST_STR_LEN + 2];
+  char from[NAMES_REPO_MAX + NAMES_HOST_MAX + 140], repo[NAMES_REPO_MAX + NAMES_HOST_MAX + 2];
+  char path[2048], tag[NAMES_TAG_MAX + DIGEST_STR_LEN + 2];
   int r = deploy_docker_names(o->mirror, ref, from, sizeof from, repo, sizeof repo, err);
   if (r < 0)
     return r;

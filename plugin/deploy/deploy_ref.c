@@ -11,6 +11,8 @@
 #include <jansson.h>
 
 #include "common/cleanup.h"
+#include "common/escape.h"
+#include "common/vec.h"
 #include "plugin/deploy/deploy.h"
 
 #define DEPLOY_DEFAULT_REGISTRY "docker.io"
@@ -19,7 +21,7 @@ static int copy_checked(char *dst, size_t cap, const char *s, size_t n, const ch
                         const char *image, ep_err *err) {
   char q[96];
   if (n >= cap) {
-    ref_quote(q, sizeof q, image, strlen(image));
+    ep_escape(q, sizeof q, image, strlen(image), EP_ESCAPE_QUOTE);
     return ep_error(err, EP_EINVAL, "image \"%s\": %s longer than %zu characters", q, what,
                     cap - 1);
   }
@@ -51,7 +53,7 @@ int deploy_ref_parse(const char *image, struct deploy_ref *out, ep_err *err) {
   memset(out, 0, sizeof *out);
   if (image == NULL || !proto_image_valid(image))
     return ep_error(err, EP_EINVAL, "image reference: empty, too long or not printable ASCII");
-  ref_quote(q, sizeof q, image, strlen(image));
+  ep_escape(q, sizeof q, image, strlen(image), EP_ESCAPE_QUOTE);
   char buf[PROTO_IMAGE_MAX + 1];
   snprintf(buf, sizeof buf, "%s", image);
   char *at = strchr(buf, '@');
@@ -79,16 +81,16 @@ int deploy_ref_parse(const char *image, struct deploy_ref *out, ep_err *err) {
   if (r < 0)
     return r;
   if (strcmp(out->registry, DEPLOY_DEFAULT_REGISTRY) == 0 && strchr(out->repo, '/') == NULL) {
-    char tmp[REF_NAME_MAX + 1];
+    char tmp[NAMES_REPO_MAX + 1];
     if (snprintf(tmp, sizeof tmp, "library/%s", out->repo) >= (int)sizeof tmp)
       return ep_error(err, EP_EINVAL, "image \"%s\": repository too long", q);
     memcpy(out->repo, tmp, sizeof tmp);
   }
-  if (!ref_host_valid(out->registry))
+  if (!names_registry_valid(out->registry))
     return ep_error(err, EP_EINVAL, "image \"%s\": invalid registry host", q);
-  if (!ref_name_valid(out->repo))
+  if (!names_repo_valid(out->repo))
     return ep_error(err, EP_EINVAL, "image \"%s\": invalid repository name", q);
-  if (out->tag[0] != '\0' && !ref_tag_valid(out->tag))
+  if (out->tag[0] != '\0' && !names_tag_valid(out->tag))
     return ep_error(err, EP_EINVAL, "image \"%s\": invalid tag", q);
   if (out->tag[0] == '\0' && !out->has_digest)
     snprintf(out->tag, sizeof out->tag, "latest");
@@ -159,17 +161,17 @@ static int descriptor(json_t *d, struct deploy_blob *out, const char *what, size
   return 0;
 }
 
-static int append(struct deploy_blob **blobs, size_t *n, const struct deploy_blob *b, ep_err *err) {
+static int append(struct deploy_blob **blobs, size_t *n, size_t *cap, const struct deploy_blob *b,
+                  ep_err *err) {
   for (size_t i = 0; i < *n; i++)
     if (digest_equal(&(*blobs)[i].digest, &b->digest))
       return 0;
-  if (*n >= DEPLOY_BLOBS_MAX)
+  int r = ep_vec_reserve(blobs, cap, *n + 1, DEPLOY_BLOBS_MAX);
+  if (r == -EP_ETOOBIG)
     return ep_error(err, EP_ETOOBIG, "deploy: more than %d blobs", DEPLOY_BLOBS_MAX);
-  struct deploy_blob *nb = realloc(*blobs, (*n + 1) * sizeof *nb);
-  if (nb == NULL)
+  if (r < 0)
     return ep_error(err, EP_EINTERNAL, "out of memory");
-  nb[(*n)++] = *b;
-  *blobs = nb;
+  (*blobs)[(*n)++] = *b;
   return 0;
 }
 
@@ -183,12 +185,13 @@ int deploy_manifest_blobs(const void *body, size_t len, struct deploy_blob **blo
   if (!json_is_object(cfg) || !json_is_array(layers))
     return ep_error(err, EP_EINVAL, "manifest: \"config\" or \"layers\" missing");
   struct deploy_blob b;
+  size_t cap = *n; /* what the caller's array holds at least */
   int r = descriptor(cfg, &b, "config", 0, err);
-  if (r < 0 || (r = append(blobs, n, &b, err)) < 0)
+  if (r < 0 || (r = append(blobs, n, &cap, &b, err)) < 0)
     return r;
   for (size_t i = 0; i < json_array_size(layers); i++) {
     if ((r = descriptor(json_array_get(layers, i), &b, "layer", i, err)) < 0 ||
-        (r = append(blobs, n, &b, err)) < 0)
+        (r = append(blobs, n, &cap, &b, err)) < 0)
       return r;
   }
   return 0;

@@ -135,8 +135,10 @@ int fetcher_new(const struct fetcher_deps *deps, fetcher **out, ep_err *err) {
   f->deps = *deps;
   if (f->deps.max_attempts <= 0)
     f->deps.max_attempts = 4;
-  pthread_mutex_init(&f->lock, NULL);
-  pthread_cond_init(&f->idle, NULL);
+  if (pthread_mutex_init(&f->lock, NULL) != 0 || pthread_cond_init(&f->idle, NULL) != 0) {
+    free(f);
+    return ep_error(err, EP_EINTERNAL, "fetcher: cannot create a mutex or condition");
+  }
   if (f->deps.source_wait_ms <= 0)
     f->deps.source_wait_ms = 3000;
   if (f->deps.budget_ms <= 0)

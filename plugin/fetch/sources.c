@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 struct suspect {
@@ -40,7 +41,10 @@ int sources_new(const struct sources_deps *deps, struct sources **out, ep_err *e
   if (s == NULL)
     return ep_error(err, EP_EINTERNAL, "out of memory");
   s->deps = deps;
-  pthread_mutex_init(&s->mu, NULL);
+  if (pthread_mutex_init(&s->mu, NULL) != 0) {
+    free(s);
+    return ep_error(err, EP_EINTERNAL, "sources: cannot create a mutex");
+  }
   *out = s;
   return 0;
 }
@@ -175,7 +179,7 @@ static int holder_cb(const struct index_node *n, uint64_t size, void *ud) {
 int sources_pick(struct sources *s, const digest_t *dg, const char *exclude_node,
                  struct fetch_source *out, size_t max) {
   struct pick_ctx c = {
-      .s = s, .exclude = exclude_node, .now = (int64_t)time(NULL), .out = out, .max = max};
+      .s = s, .exclude = exclude_node, .now = ep_mono_ms() / 1000, .out = out, .max = max};
   bool member = sources_in_locality(s);
   struct proto_parent p;
   if (member && current_parent(s, &p))
@@ -226,7 +230,7 @@ int sources_pick_cb(void *ud, const digest_t *dg, const char *exclude_node,
 }
 
 void sources_report_bad(struct sources *s, const char *node, const digest_t *dg, const char *why) {
-  sources_mark_suspect(s, node, (int64_t)time(NULL));
+  sources_mark_suspect(s, node, ep_mono_ms() / 1000);
   if (s->deps->report_suspect != NULL)
     s->deps->report_suspect(s->deps->report_ud, node, dg, why);
 }

@@ -39,7 +39,9 @@ struct sources_deps {
 int sources_new(const struct sources_deps *deps, struct sources **out, ep_err *err);
 void sources_free(struct sources *s);
 
-/* The suspect list (thread-safe). The oldest entry makes room when full. */
+/* The suspect list (thread-safe). The oldest entry makes room when full.
+ * now is in seconds of CLOCK_MONOTONIC (ep_mono_ms() / 1000), so a wall
+ * clock step neither ends nor stretches the window. */
 void sources_mark_suspect(struct sources *s, const char *node, int64_t now);
 bool sources_is_suspect(struct sources *s, const char *node, int64_t now);
 

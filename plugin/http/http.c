@@ -1,3 +1,9 @@
+/* The HTTP vocabulary every answer shares: the registry API version header,
+ * OCI error documents and the mapping from an ep_err code to the status a
+ * container runtime understands (never 401: containerd would then hand us
+ * its registry credentials, see server.c). Kept apart from server.c so
+ * the routing there reads as routing, and so the peer endpoint and the
+ * mirror answer errors alike. */
 #include "plugin/http/http.h"
 
 #include <jansson.h>
@@ -48,8 +54,8 @@ static const char *code_for(int code, const char *not_found_code) {
   }
 }
 
-void http_common_headers(struct MHD_Response *r) {
-  MHD_add_response_header(r, "Docker-Distribution-API-Version", "registry/2.0");
+bool http_common_headers(struct MHD_Response *r) {
+  return MHD_add_response_header(r, "Docker-Distribution-API-Version", "registry/2.0") == MHD_YES;
 }
 
 /* Queues an OCI error document, with one extra header when hname is set. */
@@ -67,10 +73,12 @@ static enum MHD_Result queue_error(struct MHD_Connection *c, unsigned status, co
     free(body);
     return MHD_NO;
   }
-  http_common_headers(r);
-  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-  if (hname != NULL)
-    MHD_add_response_header(r, hname, hvalue);
+  if (!http_common_headers(r) ||
+      MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") != MHD_YES ||
+      (hname != NULL && MHD_add_response_header(r, hname, hvalue) != MHD_YES)) {
+    MHD_destroy_response(r); /* out of memory: MHD closes the connection */
+    return MHD_NO;
+  }
   enum MHD_Result ret = MHD_queue_response(c, status, r);
   MHD_destroy_response(r);
   return ret;
@@ -119,8 +127,11 @@ enum MHD_Result http_json_ok(struct MHD_Connection *c, const char *json) {
       MHD_create_response_from_buffer(strlen(json), (void *)json, MHD_RESPMEM_PERSISTENT);
   if (r == NULL)
     return MHD_NO;
-  http_common_headers(r);
-  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+  if (!http_common_headers(r) ||
+      MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") != MHD_YES) {
+    MHD_destroy_response(r);
+    return MHD_NO;
+  }
   enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
   MHD_destroy_response(r);
   return ret;

@@ -29,7 +29,8 @@ unsigned http_status_for(int code);
 enum MHD_Result http_range_unsatisfiable(struct MHD_Connection *c, uint64_t size);
 enum MHD_Result http_method_not_allowed(struct MHD_Connection *c);
 enum MHD_Result http_json_ok(struct MHD_Connection *c, const char *json);
-void http_common_headers(struct MHD_Response *r);
+/* Adds the headers every answer carries; false when MHD could not. */
+bool http_common_headers(struct MHD_Response *r);
 /* Joins every value of header name with ", " into buf (truncated at a
  * value boundary when it does not fit); "" when absent. */
 void http_join_header(struct MHD_Connection *c, const char *name, char *buf, size_t len);

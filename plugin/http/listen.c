@@ -1,3 +1,8 @@
+/* Where edgepulld listens: an ADDR:PORT from the configuration, or the
+ * sockets systemd passed by name. The address grammar lives in
+ * common/names.h (IP literals only here, port 0 lets the kernel pick), so
+ * the daemon, the coordinator and edgepullctl read host:port alike; this
+ * file only turns it into a sockaddr and a listening socket. */
 #include "plugin/http/listen.h"
 
 #include <arpa/inet.h>
@@ -9,43 +14,30 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "common/names.h"
+
 int listen_parse(const char *spec, struct sockaddr_storage *ss, socklen_t *len, ep_err *err) {
-  char host[128];
-  const char *colon;
+  struct names_hostport hp;
   memset(ss, 0, sizeof *ss);
-  if (spec == NULL || strlen(spec) >= sizeof host)
-    return ep_error(err, EP_EINVAL, "listen address missing or too long");
-  if (spec[0] == '[') {
-    const char *close = strchr(spec, ']');
-    if (close == NULL || close[1] != ':')
-      return ep_error(err, EP_EINVAL, "listen address '%s': expected [ADDR]:PORT", spec);
-    memcpy(host, spec + 1, (size_t)(close - spec - 1));
-    host[close - spec - 1] = '\0';
-    colon = close + 1;
-  } else {
-    colon = strrchr(spec, ':');
-    if (colon == NULL)
-      return ep_error(err, EP_EINVAL, "listen address '%s': expected ADDR:PORT", spec);
-    memcpy(host, spec, (size_t)(colon - spec));
-    host[colon - spec] = '\0';
+  if (spec == NULL)
+    return ep_error(err, EP_EINVAL, "listen address missing");
+  int r = names_hostport_parse(spec, NAMES_IP_ONLY | NAMES_PORT_ZERO, &hp, err);
+  if (r < 0) {
+    ep_wrap(err, "listen address");
+    return r;
   }
-  char *end = NULL;
-  errno = 0;
-  unsigned long port = strtoul(colon + 1, &end, 10);
-  if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || errno != 0 || port > 65535)
-    return ep_error(err, EP_EINVAL, "listen address '%s': bad port", spec);
   struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
   struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+  if (!hp.ipv6 && inet_pton(AF_INET, hp.host, &v4->sin_addr) == 1) {
     v4->sin_family = AF_INET;
-    v4->sin_port = htons((uint16_t)port);
+    v4->sin_port = htons(hp.port);
     *len = sizeof *v4;
-  } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+  } else if (hp.ipv6 && inet_pton(AF_INET6, hp.host, &v6->sin6_addr) == 1) {
     v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons((uint16_t)port);
+    v6->sin6_port = htons(hp.port);
     *len = sizeof *v6;
   } else {
-    return ep_error(err, EP_EINVAL, "listen address '%s': '%s' is not an IP address", spec, host);
+    return ep_error(err, EP_EINVAL, "listen address: not an IP address");
   }
   return 0;
 }

@@ -140,16 +140,19 @@ static enum MHD_Result queue_blob(struct MHD_Connection *c, struct MHD_Response 
     return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "UNKNOWN", "cannot build a response");
   char dg[DIGEST_STR_LEN + 1];
   digest_format(d, dg);
-  http_common_headers(resp);
-  MHD_add_response_header(resp, "Docker-Content-Digest", dg);
-  MHD_add_response_header(resp, "ETag", dg);
-  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
-  MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
-  if (status == MHD_HTTP_PARTIAL_CONTENT) {
-    char cr[96];
-    snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)first,
-             (unsigned long long)(first + len - 1), (unsigned long long)size);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+  char cr[96];
+  snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)first,
+           (unsigned long long)(first + len - 1), (unsigned long long)size);
+  if (!http_common_headers(resp) ||
+      MHD_add_response_header(resp, "Docker-Content-Digest", dg) != MHD_YES ||
+      MHD_add_response_header(resp, "ETag", dg) != MHD_YES ||
+      MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream") !=
+          MHD_YES ||
+      MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes") != MHD_YES ||
+      (status == MHD_HTTP_PARTIAL_CONTENT &&
+       MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr) != MHD_YES)) {
+    MHD_destroy_response(resp);
+    return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "UNKNOWN", "cannot set a header");
   }
   enum MHD_Result ret = MHD_queue_response(c, status, resp);
   MHD_destroy_response(resp);
@@ -297,13 +300,16 @@ static enum MHD_Result serve_manifest(struct server *s, struct MHD_Connection *c
   }
   m.body = NULL;
   (void)head;
-  http_common_headers(resp);
-  MHD_add_response_header(resp, "Docker-Content-Digest", dg);
-  MHD_add_response_header(resp, "ETag", dg);
-  if (m.media_type[0] != '\0')
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, m.media_type);
-  if (m.stale)
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_WARNING, "110 edgepull \"Response is Stale\"");
+  if (!http_common_headers(resp) ||
+      MHD_add_response_header(resp, "Docker-Content-Digest", dg) != MHD_YES ||
+      MHD_add_response_header(resp, "ETag", dg) != MHD_YES ||
+      (m.media_type[0] != '\0' &&
+       MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, m.media_type) != MHD_YES) ||
+      (m.stale && MHD_add_response_header(resp, MHD_HTTP_HEADER_WARNING,
+                                          "110 edgepull \"Response is Stale\"") != MHD_YES)) {
+    MHD_destroy_response(resp);
+    return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "UNKNOWN", "cannot set a header");
+  }
   enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
   MHD_destroy_response(resp);
   return ret;
@@ -349,7 +355,7 @@ static bool peer_admit(struct server *s, struct MHD_Connection *c, struct req_ct
     return false;
   }
   const char *node = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Edgepull-Node");
-  if (node != NULL && !proto_id_valid(node)) {
+  if (node != NULL && !names_node_id_valid(node)) {
     *queued = http_error(c, MHD_HTTP_BAD_REQUEST, "UNSUPPORTED", "invalid X-Edgepull-Node");
     return false;
   }

@@ -1,3 +1,8 @@
+/* Reading a manifest or an index only as far as the mirror needs: its
+ * media type and the digests it refers to (config, layers, child
+ * manifests), so those can be kept, prefetched or refused. The body is the
+ * registry's, untrusted and bounded by the caller; nothing here rewrites
+ * it, because its bytes are what the digest covers. */
 #include "plugin/mirror/manifest.h"
 
 #include <jansson.h>

@@ -16,185 +16,20 @@
  * in struct ref_target; every length is checked before copying. */
 #include "plugin/ref/ref.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
+#include "common/escape.h"
+
 #define REF_PATH_MAX 4096 /* longer request paths are rejected outright */
-#define REF_QUOTE_SHOW 60 /* input bytes shown in an error message */
+/* Smaller than EP_QUOTE_BUF: a request error stays under 400 bytes (the
+ * escaper cuts with "..." at the buffer's end). */
 #define REF_QUOTE_BUF 256
-
-static bool is_lower_alnum(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-}
-
-static bool is_alnum(char c) {
-  return is_lower_alnum(c) || (c >= 'A' && c <= 'Z');
-}
 
 static bool is_digit(char c) {
   return c >= '0' && c <= '9';
-}
-
-void ref_quote(char *out, size_t outsz, const char *s, size_t len) {
-  static const char hex[] = "0123456789abcdef";
-  if (outsz == 0)
-    return;
-  if (s == NULL) {
-    snprintf(out, outsz, "(null)");
-    return;
-  }
-  size_t o = 0;
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)s[i];
-    bool plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
-    size_t need = plain ? 1 : 4;
-    /* keep room for "..." and the NUL */
-    if (i >= REF_QUOTE_SHOW || o + need + 4 > outsz) {
-      for (int k = 0; k < 3 && o + 1 < outsz; k++)
-        out[o++] = '.';
-      break;
-    }
-    if (plain) {
-      out[o++] = (char)c;
-    } else {
-      out[o++] = '\\';
-      out[o++] = 'x';
-      out[o++] = hex[c >> 4];
-      out[o++] = hex[c & 15];
-    }
-  }
-  out[o] = '\0';
-}
-
-bool ref_name_valid_n(const char *s, size_t n) {
-  if (s == NULL || n == 0 || n > REF_NAME_MAX)
-    return false;
-  size_t i = 0;
-  for (;;) {
-    /* here a run of [a-z0-9]+ must start: after start, '/' or a separator */
-    if (i >= n || !is_lower_alnum(s[i]))
-      return false;
-    while (i < n && is_lower_alnum(s[i]))
-      i++;
-    if (i == n)
-      return true;
-    switch (s[i]) {
-    case '/':
-    case '.':
-      i++;
-      break;
-    case '_':
-      i++;
-      if (i < n && s[i] == '_')
-        i++;
-      break;
-    case '-':
-      while (i < n && s[i] == '-')
-        i++;
-      break;
-    default:
-      return false;
-    }
-  }
-}
-
-bool ref_name_valid(const char *name) {
-  if (name == NULL)
-    return false;
-  return ref_name_valid_n(name, strnlen(name, REF_NAME_MAX + 1));
-}
-
-bool ref_tag_valid(const char *tag) {
-  if (tag == NULL)
-    return false;
-  size_t n = strnlen(tag, REF_TAG_MAX + 1);
-  if (n == 0 || n > REF_TAG_MAX)
-    return false;
-  if (!is_alnum(tag[0]) && tag[0] != '_')
-    return false;
-  for (size_t i = 1; i < n; i++)
-    if (!is_alnum(tag[i]) && tag[i] != '_' && tag[i] != '.' && tag[i] != '-')
-      return false;
-  return true;
-}
-
-/* "1".."65535", digits only, no leading zero, nothing after. */
-static bool port_valid(const char *p) {
-  unsigned v = 0;
-  size_t i = 0;
-  if (p[0] == '0')
-    return false;
-  for (; p[i] != '\0'; i++) {
-    if (!is_digit(p[i]) || i >= 5)
-      return false;
-    v = v * 10 + (unsigned)(p[i] - '0');
-  }
-  return i > 0 && v >= 1 && v <= 65535;
-}
-
-/* LDH labels of 1..63 chars, no hyphen at either end, total <= 253. A name
- * whose last label is numeric must be a dotted-quad IPv4 address. */
-static bool dns_or_ipv4_valid(const char *s, size_t n) {
-  if (n == 0 || n > 253)
-    return false;
-  size_t start = 0;
-  bool last_numeric = true;
-  for (size_t i = 0; i <= n; i++) {
-    if (i < n && s[i] != '.') {
-      if (!is_alnum(s[i]) && s[i] != '-')
-        return false;
-      continue;
-    }
-    size_t llen = i - start;
-    if (llen == 0 || llen > 63 || s[start] == '-' || s[i - 1] == '-')
-      return false;
-    last_numeric = true;
-    for (size_t k = start; k < i; k++)
-      if (!is_digit(s[k]))
-        last_numeric = false;
-    start = i + 1;
-  }
-  if (!last_numeric)
-    return true;
-  char buf[16];
-  struct in_addr a;
-  if (n >= sizeof buf)
-    return false;
-  memcpy(buf, s, n);
-  buf[n] = '\0';
-  return inet_pton(AF_INET, buf, &a) == 1;
-}
-
-bool ref_host_valid(const char *host) {
-  if (host == NULL)
-    return false;
-  size_t n = strnlen(host, REF_HOST_MAX + 1);
-  if (n == 0 || n > REF_HOST_MAX)
-    return false;
-  if (host[0] == '[') {
-    const char *rb = memchr(host, ']', n);
-    if (rb == NULL)
-      return false;
-    size_t alen = (size_t)(rb - host - 1);
-    char buf[INET6_ADDRSTRLEN];
-    struct in6_addr a;
-    if (alen == 0 || alen >= sizeof buf)
-      return false;
-    memcpy(buf, host + 1, alen);
-    buf[alen] = '\0';
-    if (inet_pton(AF_INET6, buf, &a) != 1) /* also rejects "%zone" */
-      return false;
-    if (rb[1] == '\0')
-      return true;
-    return rb[1] == ':' && port_valid(rb + 2);
-  }
-  const char *colon = memchr(host, ':', n);
-  if (colon != NULL && !port_valid(colon + 1))
-    return false;
-  return dns_or_ipv4_valid(host, colon ? (size_t)(colon - host) : n);
 }
 
 /* Copies a validated host, lowercased; index.docker.io is Docker Hub. */
@@ -208,7 +43,7 @@ static void set_registry(struct ref_target *out, const char *host, size_t n) {
 
 static int host_error(ep_err *err, const char *what, const char *s, size_t n) {
   char q[REF_QUOTE_BUF];
-  ref_quote(q, sizeof q, s, n);
+  ep_escape(q, sizeof q, s, n, EP_ESCAPE_QUOTE);
   return ep_error(err, EP_EINVAL, "%s \"%s\" is not a valid registry host[:port]", what, q);
 }
 
@@ -216,7 +51,7 @@ static int host_error(ep_err *err, const char *what, const char *s, size_t n) {
 static int pick_registry(const char *ns, const char *default_registry, const char **name,
                          size_t *nlen, struct ref_target *out, ep_err *err) {
   if (ns != NULL) {
-    if (!ref_host_valid(ns))
+    if (!names_registry_valid(ns))
       return host_error(err, "invalid ns:", ns, strnlen(ns, REF_PATH_MAX));
     set_registry(out, ns, strlen(ns));
     return 0;
@@ -227,12 +62,12 @@ static int pick_registry(const char *ns, const char *default_registry, const cha
     bool is_host = memchr(*name, '.', hlen) != NULL || memchr(*name, ':', hlen) != NULL ||
                    (hlen == 9 && memcmp(*name, "localhost", 9) == 0);
     if (is_host) {
-      char host[REF_HOST_MAX + 1];
-      if (hlen > REF_HOST_MAX)
+      char host[NAMES_HOST_MAX + 1];
+      if (hlen > NAMES_HOST_MAX)
         return host_error(err, "registry in path", *name, hlen);
       memcpy(host, *name, hlen);
       host[hlen] = '\0';
-      if (!ref_host_valid(host))
+      if (!names_registry_valid(host))
         return host_error(err, "registry in path", *name, hlen);
       set_registry(out, host, hlen);
       *name = slash + 1;
@@ -241,7 +76,7 @@ static int pick_registry(const char *ns, const char *default_registry, const cha
     }
   }
   const char *def = default_registry != NULL ? default_registry : "docker.io";
-  if (!ref_host_valid(def))
+  if (!names_registry_valid(def))
     return host_error(err, "default registry", def, strnlen(def, REF_PATH_MAX));
   set_registry(out, def, strlen(def));
   return 0;
@@ -256,12 +91,12 @@ static int set_name(const char *name, size_t nlen, struct ref_target *out, ep_er
     memcpy(out->name, "library/", 8);
     off = 8;
   }
-  if (nlen > REF_NAME_MAX - off || !ref_name_valid_n(name, nlen)) {
-    ref_quote(q, sizeof q, name, nlen);
+  if (nlen > NAMES_REPO_MAX - off || !names_repo_valid_n(name, nlen)) {
+    ep_escape(q, sizeof q, name, nlen, EP_ESCAPE_QUOTE);
     return ep_error(err, EP_EINVAL,
                     "invalid repository name \"%s\" (lowercase [a-z0-9] "
                     "components joined by '/', '.', '_', '__' or '-', at most %d chars)",
-                    q, REF_NAME_MAX);
+                    q, NAMES_REPO_MAX);
   }
   memcpy(out->name + off, name, nlen);
   out->name[off + nlen] = '\0';
@@ -283,11 +118,11 @@ static int set_reference(const char *ref, struct ref_target *out, ep_err *err) {
     out->by_digest = true;
     return 0;
   }
-  if (!ref_tag_valid(ref)) {
-    ref_quote(q, sizeof q, ref, strnlen(ref, REF_PATH_MAX));
+  if (!names_tag_valid(ref)) {
+    ep_escape(q, sizeof q, ref, strnlen(ref, REF_PATH_MAX), EP_ESCAPE_QUOTE);
     return ep_error(err, EP_EINVAL,
                     "invalid tag \"%s\" ([a-zA-Z0-9_][a-zA-Z0-9._-], at most %d chars)", q,
-                    REF_TAG_MAX);
+                    NAMES_TAG_MAX);
   }
   strcpy(out->tag, ref);
   return 0;
@@ -295,7 +130,7 @@ static int set_reference(const char *ref, struct ref_target *out, ep_err *err) {
 
 static int not_a_route(ep_err *err, const char *path, size_t plen) {
   char q[REF_QUOTE_BUF];
-  ref_quote(q, sizeof q, path, plen);
+  ep_escape(q, sizeof q, path, plen, EP_ESCAPE_QUOTE);
   return ep_error(err, EP_ENOTFOUND, "not a pull route: \"%s\"", q);
 }
 
@@ -369,7 +204,7 @@ static const char *skip_ows(const char *s) {
 
 static int range_malformed(ep_err *err, const char *header, const char *why) {
   char q[REF_QUOTE_BUF];
-  ref_quote(q, sizeof q, header, strnlen(header, REF_PATH_MAX));
+  ep_escape(q, sizeof q, header, strnlen(header, REF_PATH_MAX), EP_ESCAPE_QUOTE);
   return ep_error(err, EP_EINVAL, "malformed Range \"%s\": %s", q, why);
 }
 

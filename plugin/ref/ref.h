@@ -11,11 +11,8 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "common/names.h"
 #include "store/digest.h"
-
-#define REF_NAME_MAX 255 /* repository name, per distribution spec */
-#define REF_TAG_MAX 128
-#define REF_HOST_MAX 255
 
 enum ref_kind {
   REF_BASE,     /* /v2/ */
@@ -25,29 +22,13 @@ enum ref_kind {
 
 struct ref_target {
   enum ref_kind kind;
-  char
-      registry[REF_HOST_MAX + 1]; /* upstream host, e.g. "docker.io", "ghcr.io", "127.0.0.1:5000" */
-  char name[REF_NAME_MAX + 1];    /* repository within it, e.g. "library/alpine" */
-  bool by_digest;                 /* reference is a digest (always for blobs) */
-  char tag[REF_TAG_MAX + 1];      /* when !by_digest */
-  digest_t digest;                /* when by_digest */
+  char registry[NAMES_HOST_MAX +
+                1];              /* upstream host, e.g. "docker.io", "ghcr.io", "127.0.0.1:5000" */
+  char name[NAMES_REPO_MAX + 1]; /* repository within it, e.g. "library/alpine" */
+  bool by_digest;                /* reference is a digest (always for blobs) */
+  char tag[NAMES_TAG_MAX + 1];   /* when !by_digest */
+  digest_t digest;               /* when by_digest */
 };
-
-/* Name component grammar: [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*, joined by '/'. */
-bool ref_name_valid(const char *name);
-/* Tag grammar: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}. */
-bool ref_tag_valid(const char *tag);
-/* A registry host[:port] as containerd passes it in ns: DNS name or IPv4, or
- * [IPv6], optional port 1-65535. */
-bool ref_host_valid(const char *host);
-
-/* Same as ref_name_valid for exactly len bytes (a NUL byte inside is invalid). */
-bool ref_name_valid_n(const char *name, size_t len);
-
-/* Writes a printable, bounded copy of s (len bytes) for error messages:
- * bytes outside 0x20..0x7e and '"', '\\' become \xNN, at most ~60 input
- * bytes are shown and "..." marks a cut. Always NUL-terminates out (outsz > 0). */
-void ref_quote(char *out, size_t outsz, const char *s, size_t len);
 
 /* Parses a request path (already URL-decoded by the HTTP server) plus the
  * value of the `ns` query argument (NULL when absent).

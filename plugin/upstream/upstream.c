@@ -3,7 +3,8 @@
  * repository), each call one authenticated request (upstream_call in
  * upstream_auth.c) over the transport (upstream_transport.c). The files call
  * downwards only: upstream.c -> upstream_auth.c -> upstream_transport.c, and
- * upstream_peer.c -> upstream_transport.c.
+ * upstream_peer.c -> upstream_transport.c. Names (host, repository, tag,
+ * URL) are checked with common/names.h, as everywhere else.
  *
  * Threads: the upstream handle is shared; the registry map, the handle pool
  * and the token cache each have their own mutex, held only to copy in or out.
@@ -41,10 +42,12 @@ int upstream_new(const struct upstream_options *opt, upstream **out, ep_err *err
   u->user_agent = strdup(opt->user_agent ? opt->user_agent : "edgepull/" EDGEPULL_VERSION);
   u->ca_file = opt->ca_file && opt->ca_file[0] ? strdup(opt->ca_file) : NULL;
   atomic_init(&u->canceled, false);
-  pthread_mutex_init(&u->reg_lock, NULL);
-  pthread_mutex_init(&u->pool_lock, NULL);
-  pthread_mutex_init(&u->tok_lock, NULL);
-  if (u->user_agent == NULL || (opt->ca_file && opt->ca_file[0] && u->ca_file == NULL)) {
+  int mr = pthread_mutex_init(&u->reg_lock, NULL);
+  if (mr == 0)
+    mr = pthread_mutex_init(&u->pool_lock, NULL);
+  if (mr == 0)
+    mr = pthread_mutex_init(&u->tok_lock, NULL);
+  if (mr != 0 || u->user_agent == NULL || (opt->ca_file && opt->ca_file[0] && u->ca_file == NULL)) {
     upstream_free(u);
     return ep_error(err, EP_EINTERNAL, "out of memory");
   }
@@ -78,7 +81,7 @@ void upstream_free(upstream *u) {
 
 static int base_url(upstream *u, const char *host, const char *repo, ep_err *err, char *buf,
                     size_t len) {
-  if (repo == NULL || !upstream_repo_valid(repo))
+  if (repo == NULL || !names_repo_valid(repo))
     return ep_error(err, EP_EINVAL, "invalid repository name");
   return upstream_endpoint(u, host, buf, len, err);
 }
@@ -87,7 +90,7 @@ static int manifest_request(upstream *u, const char *host, const char *repo, con
                             const char *accept, bool head, struct upstream_manifest *out,
                             ep_err *err) {
   memset(out, 0, sizeof *out);
-  char base[UPSTREAM_HOST_MAX + 16];
+  char base[NAMES_HOST_MAX + 16];
   int rc = base_url(u, host, repo, err, base, sizeof base);
   if (rc < 0)
     return rc;
@@ -142,7 +145,7 @@ int upstream_manifest_resolve(upstream *u, const char *host, const char *repo, c
 static int blob_request(upstream *u, const char *host, const char *repo, const digest_t *d,
                         bool head, uint64_t offset, const struct upstream_blob_sink *sink,
                         struct upstream_xfer **xo, ep_err *err) {
-  char base[UPSTREAM_HOST_MAX + 16];
+  char base[NAMES_HOST_MAX + 16];
   int rc = base_url(u, host, repo, err, base, sizeof base);
   if (rc < 0)
     return rc;
@@ -153,8 +156,8 @@ static int blob_request(upstream *u, const char *host, const char *repo, const d
     return ep_error(err, EP_EINVAL, "blob download without a data callback");
   struct {
     struct upstream_req req;
-    char url[UPSTREAM_HOST_MAX + UPSTREAM_REPO_MAX + 128];
-    char what[UPSTREAM_REPO_MAX + 96];
+    char url[NAMES_HOST_MAX + NAMES_REPO_MAX + 128];
+    char what[NAMES_REPO_MAX + 96];
   } *s = calloc(1, sizeof *s);
   if (s == NULL)
     return ep_error(err, EP_EINTERNAL, "out of memory");

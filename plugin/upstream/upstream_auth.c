@@ -29,6 +29,7 @@
 #include "common/cleanup.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/vec.h"
 #include "plugin/upstream/upstream_int.h"
 
 /* ---- registry map and credentials ------------------------------------ */
@@ -38,12 +39,8 @@ static struct upstream_registry *reg_find(upstream *u, const char *host, bool cr
   for (size_t i = 0; i < u->nregs; i++)
     if (strcasecmp(u->regs[i].host, host) == 0)
       return &u->regs[i];
-  if (!create || u->nregs >= UPSTREAM_REGISTRIES_MAX)
+  if (!create || ep_vec_reserve(&u->regs, &u->regs_cap, u->nregs + 1, UPSTREAM_REGISTRIES_MAX) < 0)
     return NULL;
-  struct upstream_registry *n = realloc(u->regs, (u->nregs + 1) * sizeof *n);
-  if (n == NULL)
-    return NULL;
-  u->regs = n;
   struct upstream_registry *r = &u->regs[u->nregs];
   memset(r, 0, sizeof *r);
   if ((r->host = strdup(host)) == NULL)
@@ -52,39 +49,18 @@ static struct upstream_registry *reg_find(upstream *u, const char *host, bool cr
   return r;
 }
 
-/* scheme://host[:port][/], nothing else (no userinfo, path or query). */
-static int url_check(const char *url, char **norm, ep_err *err) {
-  const char *rest = NULL;
-  if (strncasecmp(url, "https://", 8) == 0)
-    rest = url + 8;
-  else if (strncasecmp(url, "http://", 7) == 0)
-    rest = url + 7;
-  char hostpart[UPSTREAM_HOST_MAX + 2];
-  size_t hl = rest ? strnlen(rest, sizeof hostpart) : 0;
-  if (rest == NULL || hl >= sizeof hostpart)
-    return ep_error(err, EP_EINVAL,
-                    "registry URL must be http:// or https:// followed by host[:port]");
-  memcpy(hostpart, rest, hl + 1);
-  if (hl > 0 && hostpart[hl - 1] == '/')
-    hostpart[--hl] = '\0';
-  if (!upstream_host_valid(hostpart))
-    return ep_error(err, EP_EINVAL, "registry URL: invalid host[:port] after the scheme");
-  if (asprintf(norm, "%.*s%s", (int)(rest - url), url, hostpart) < 0)
-    return ep_error(err, EP_EINTERNAL, "out of memory");
-  for (char *p = *norm; p < *norm + (rest - url); p++)
-    *p = (char)tolower((unsigned char)*p);
-  return 0;
-}
-
 int upstream_add_registry(upstream *u, const char *host, const char *url, ep_err *err) {
-  if (host == NULL || !upstream_host_valid(host))
+  if (host == NULL || !names_registry_valid(host))
     return ep_error(err, EP_EINVAL, "registry host is not a valid host[:port]");
   if (url == NULL)
     return ep_error(err, EP_EINVAL, "registry %s: no URL", host);
-  ep_cleanup_free char *norm = NULL;
-  int r = url_check(url, &norm, err);
+  char buf[NAMES_URL_MAX + 1];
+  int r = names_url_parse(url, buf, sizeof buf, err);
   if (r < 0)
     return ep_wrap(err, "registry %s", host);
+  ep_cleanup_free char *norm = strdup(buf);
+  if (norm == NULL)
+    return ep_error(err, EP_EINTERNAL, "out of memory");
   pthread_mutex_lock(&u->reg_lock);
   struct upstream_registry *reg = reg_find(u, host, true);
   if (reg != NULL) {
@@ -99,7 +75,7 @@ int upstream_add_registry(upstream *u, const char *host, const char *url, ep_err
 
 int upstream_set_credentials(upstream *u, const char *host, const char *username,
                              const char *password, ep_err *err) {
-  if (host == NULL || !upstream_host_valid(host))
+  if (host == NULL || !names_registry_valid(host))
     return ep_error(err, EP_EINVAL, "credentials: registry host is not a valid host[:port]");
   if (username == NULL || username[0] == '\0' || strchr(username, ':') != NULL)
     return ep_error(err, EP_EINVAL, "credentials for %s: username empty or contains ':'", host);
@@ -141,9 +117,9 @@ int upstream_creds_get(upstream *u, const char *host, char **user, char **pass, 
 }
 
 int upstream_endpoint(upstream *u, const char *host, char *buf, size_t len, ep_err *err) {
-  if (host == NULL || !upstream_host_valid(host))
+  if (host == NULL || !names_registry_valid(host))
     return ep_error(err, EP_EINVAL, "registry host is not a valid host[:port]");
-  char tmp[UPSTREAM_HOST_MAX + 16];
+  char tmp[NAMES_HOST_MAX + 16];
   pthread_mutex_lock(&u->reg_lock);
   struct upstream_registry *reg = reg_find(u, host, false);
   if (reg != NULL && reg->url != NULL)
@@ -257,7 +233,7 @@ int upstream_parse_challenge(const char *hdr, struct upstream_challenge *c, ep_e
   else {
     char shown[40];
     snprintf(shown, sizeof shown, "%.*s", (int)(n < 32 ? n : 32), s);
-    upstream_sanitize(shown, false, shown, sizeof shown);
+    ep_escape(shown, sizeof shown, shown, strlen(shown), EP_ESCAPE_MASK);
     return ep_error(err, EP_EAUTH, "unsupported authentication scheme \"%s\"", shown);
   }
   if (*p != '\0' && *p != ' ' && *p != '\t')
@@ -373,7 +349,7 @@ static int64_t token_lifetime(json_t *j) {
   return life;
 }
 
-int upstream_token_parse(const struct upstream_buf *b, char **tok, int64_t *life, ep_err *err) {
+int upstream_token_parse(const struct ep_buf *b, char **tok, int64_t *life, ep_err *err) {
   json_error_t je;
   json_t *j = json_loadb(b->data ? b->data : "", b->len, 0, &je);
   if (!json_is_object(j)) {
@@ -439,7 +415,7 @@ static int token_fetch(upstream *u, const char *host, const struct upstream_chal
   char *user = NULL, *pass = NULL;
   if ((rc = upstream_creds_get(u, host, &user, &pass, err)) < 0)
     return rc;
-  char what[UPSTREAM_HOST_MAX + 64];
+  char what[NAMES_HOST_MAX + 64];
   snprintf(what, sizeof what, "token for %s from its realm", host);
   struct upstream_req req = {.host = host,
                              .url = url,
@@ -470,7 +446,7 @@ static int token_fetch(upstream *u, const char *host, const struct upstream_chal
 /* ---- the authenticated call -------------------------------------------- */
 
 struct auth_state {
-  char scope[UPSTREAM_REPO_MAX + 32]; /* default: repository:<repo>:pull */
+  char scope[NAMES_REPO_MAX + 32]; /* default: repository:<repo>:pull */
   char *token;
   char *user, *pass;
   struct upstream_auth a;

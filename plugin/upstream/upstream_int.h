@@ -13,14 +13,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/buf.h"
+#include "common/escape.h"
+#include "common/names.h"
 #include "plugin/upstream/upstream.h"
 
 #define UPSTREAM_MAX_REDIRECTS 5
 #define UPSTREAM_POOL_MAX 8     /* idle easy handles kept for connection reuse */
 #define UPSTREAM_TOKENS_MAX 256 /* token cache entries; the oldest is evicted */
 #define UPSTREAM_REGISTRIES_MAX 256
-#define UPSTREAM_HOST_MAX 255
-#define UPSTREAM_REPO_MAX 255
 #define UPSTREAM_URL_MAX 8192      /* registry, Location and realm URLs */
 #define UPSTREAM_WWW_AUTH_MAX 4096 /* longer challenges are refused */
 #define UPSTREAM_TOKEN_MAX 16384
@@ -52,7 +53,7 @@ struct upstream {
 
   pthread_mutex_t reg_lock;
   struct upstream_registry *regs;
-  size_t nregs;
+  size_t nregs, regs_cap;
 
   pthread_mutex_t pool_lock;
   CURL *pool[UPSTREAM_POOL_MAX];
@@ -90,11 +91,6 @@ struct upstream_auth {
   const char *pass;
 };
 
-struct upstream_buf {
-  char *data;
-  size_t len, cap, max;
-};
-
 /* The answer to the last hop of a request. */
 struct upstream_xfer {
   const struct upstream_req *req;
@@ -112,8 +108,8 @@ struct upstream_xfer {
   char www_auth[UPSTREAM_WWW_AUTH_MAX + 1];
   bool www_auth_bearer;
   bool www_auth_too_long;
-  struct upstream_buf body;
-  struct upstream_buf errbody;
+  struct ep_buf body;
+  struct ep_buf errbody;
   int abort_code; /* set by a callback that stopped the transfer */
   ep_err abort_err;
   char curl_msg[CURL_ERROR_SIZE];
@@ -131,8 +127,6 @@ int upstream_perform(upstream *u, const struct upstream_req *r, const struct ups
 int upstream_call(upstream *u, const struct upstream_req *r, struct upstream_xfer *x, ep_err *err);
 
 /* upstream_transport.c: names and answers, for every client. */
-bool upstream_repo_valid(const char *r);
-bool upstream_tag_valid(const char *t);
 /* Checks a manifest reference (tag or digest); sets *by_digest and, for a
  * digest, *want. Shared by the registry and the peer client. */
 int upstream_manifest_ref(const char *ref, bool *by_digest, digest_t *want, ep_err *err);
@@ -147,9 +141,6 @@ int upstream_manifest_fill(const struct upstream_xfer *x, bool by_digest, const 
                            struct upstream_manifest *out, ep_err *err);
 /* Default Accept for manifests. */
 extern const char upstream_default_accept[];
-
-/* host[:port] as a DNS name, IPv4 or [IPv6]; port 1-65535. */
-bool upstream_host_valid(const char *h);
 
 /* Copies of the credentials configured for host (both NULL when none);
  * free them with upstream_free_secret. */
@@ -172,11 +163,7 @@ int upstream_parse_challenge(const char *hdr, struct upstream_challenge *c, ep_e
  * "access_token", header-safe and at most UPSTREAM_TOKEN_MAX bytes; *life
  * its remaining seconds (1..86400). EP_EAUTH for anything else. Exported
  * for fuzz/fuzz_upstream_auth.c. */
-int upstream_token_parse(const struct upstream_buf *b, char **tok, int64_t *life, ep_err *err);
-
-/* Copies s into out (cap bytes) keeping printable ASCII only, cut at the
- * first '?' when strip_query (signed CDN URLs carry secrets there). */
-void upstream_sanitize(const char *s, bool strip_query, char *out, size_t cap);
+int upstream_token_parse(const struct ep_buf *b, char **tok, int64_t *life, ep_err *err);
 
 /* Token cache, guarded by tok_lock. get returns a malloc'd copy or NULL. */
 char *upstream_token_get(upstream *u, const char *host, const char *scope);

@@ -38,11 +38,11 @@ static int peer_args(const char *base_url, const char *ns, const char *repo,
                      char hops_hdr[48], ep_err *err) {
   if (base_url == NULL || !peer_base_valid(base_url))
     return ep_error(err, EP_EINVAL, "invalid peer URL");
-  if (ns == NULL || !upstream_host_valid(ns))
+  if (ns == NULL || !names_registry_valid(ns))
     return ep_error(err, EP_EINVAL, "invalid registry host");
-  if (repo == NULL || !upstream_repo_valid(repo))
+  if (repo == NULL || !names_repo_valid(repo))
     return ep_error(err, EP_EINVAL, "invalid repository name");
-  if (auth == NULL || auth->node == NULL || !proto_id_valid(auth->node))
+  if (auth == NULL || auth->node == NULL || !names_node_id_valid(auth->node))
     return ep_error(err, EP_EINVAL, "peer request without a valid node id");
   if (hops > UPSTREAM_PEER_HOPS_MAX)
     return ep_error(err, EP_EINVAL, "peer request over %d hops", UPSTREAM_PEER_HOPS_MAX);

@@ -35,74 +35,6 @@ const char upstream_default_accept[] =
     "application/vnd.docker.distribution.manifest.v2+json, "
     "application/vnd.docker.distribution.manifest.v1+prettyjws";
 
-/* ---- names ------------------------------------------------------------ */
-
-bool upstream_host_valid(const char *h) {
-  size_t n = strnlen(h, UPSTREAM_HOST_MAX + 1);
-  if (n == 0 || n > UPSTREAM_HOST_MAX)
-    return false;
-  const char *p = h;
-  if (*p == '[') {
-    for (p++; *p != ']'; p++)
-      if (!isxdigit((unsigned char)*p) && *p != ':' && *p != '.')
-        return false;
-    p++;
-  } else {
-    for (; *p != '\0' && *p != ':'; p++)
-      if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-')
-        return false;
-    if (p == h)
-      return false;
-  }
-  if (*p == '\0')
-    return true;
-  if (*p++ != ':' || *p == '\0' || strlen(p) > 5)
-    return false;
-  for (const char *q = p; *q != '\0'; q++)
-    if (!isdigit((unsigned char)*q))
-      return false;
-  long port = strtol(p, NULL, 10);
-  return port >= 1 && port <= 65535;
-}
-
-/* Enough of the distribution grammar that a name cannot escape its path. */
-bool upstream_repo_valid(const char *r) {
-  size_t n = strnlen(r, UPSTREAM_REPO_MAX + 1);
-  if (n == 0 || n > UPSTREAM_REPO_MAX || r[0] == '/' || r[n - 1] == '/')
-    return false;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)r[i];
-    if (!(islower(c) || isdigit(c) || c == '.' || c == '_' || c == '-' || c == '/'))
-      return false;
-    if (c == '/' && r[i + 1] == '/')
-      return false;
-    if (c == '.' && r[i + 1] == '.')
-      return false;
-  }
-  return true;
-}
-
-bool upstream_tag_valid(const char *t) {
-  size_t n = strnlen(t, 129);
-  if (n == 0 || n > 128 || !(isalnum((unsigned char)t[0]) || t[0] == '_'))
-    return false;
-  for (size_t i = 1; i < n; i++)
-    if (!isalnum((unsigned char)t[i]) && t[i] != '_' && t[i] != '.' && t[i] != '-')
-      return false;
-  return true;
-}
-
-void upstream_sanitize(const char *s, bool strip_query, char *out, size_t cap) {
-  size_t o = 0;
-  for (; s != NULL && *s != '\0' && o + 1 < cap; s++) {
-    if (strip_query && *s == '?')
-      break;
-    out[o++] = (*s >= 0x20 && *s < 0x7f) ? *s : '?';
-  }
-  if (cap > 0)
-    out[o] = '\0';
-}
-
 void upstream_free_secret(char *s) {
   if (s != NULL)
     explicit_bzero(s, strlen(s));
@@ -113,24 +45,6 @@ void upstream_cancel_all(upstream *u) {
 }
 
 /* ---- buffers and the xfer ---------------------------------------------- */
-
-static int buf_append(struct upstream_buf *b, const void *p, size_t n) {
-  if (n > b->max - b->len)
-    return -1;
-  if (b->len + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + n)
-      cap = cap > b->max / 2 ? b->max : cap * 2;
-    char *d = realloc(b->data, cap);
-    if (d == NULL)
-      return -1;
-    b->data = d;
-    b->cap = cap;
-  }
-  memcpy(b->data + b->len, p, n);
-  b->len += n;
-  return 0;
-}
 
 struct upstream_xfer *upstream_xfer_new(upstream *u, const struct upstream_req *r) {
   struct upstream_xfer *x = calloc(1, sizeof *x);
@@ -162,7 +76,8 @@ static void xfer_reset_headers(struct upstream_xfer *x) {
 
 static void xfer_reset(struct upstream_xfer *x) {
   xfer_reset_headers(x);
-  x->body.len = x->errbody.len = 0;
+  ep_buf_reset(&x->body);
+  ep_buf_reset(&x->errbody);
   x->abort_code = 0;
   ep_err_clear(&x->abort_err);
   x->curl_msg[0] = '\0';
@@ -315,13 +230,11 @@ static size_t write_cb(char *b, size_t size, size_t n, void *ud) {
     return len;
   }
   if (x->headers_done && x->status >= 200 && x->status <= 299 && x->req->body_max > 0) {
-    if (buf_append(&x->body, b, len) < 0)
+    if (ep_buf_append(&x->body, b, len) < 0)
       return xfer_abort(x, EP_ETOOBIG, "answer larger than the bound");
     return len;
   }
-  size_t room = x->errbody.max - x->errbody.len;
-  if (room > 0)
-    buf_append(&x->errbody, b, len < room ? len : room); /* the rest is dropped */
+  ep_buf_append_trunc(&x->errbody, b, len); /* the rest is dropped */
   return len;
 }
 
@@ -427,7 +340,7 @@ static int hop(struct upstream_xfer *x, const struct upstream_auth *a, const cha
   if (c == CURLE_ABORTED_BY_CALLBACK || atomic_load(&x->u->canceled))
     return ep_error(err, EP_ECANCELED, "%s: canceled (shutting down)", x->req->what);
   char where[256];
-  upstream_sanitize(url, true, where, sizeof where);
+  ep_escape(where, sizeof where, url, strcspn(url, "?"), EP_ESCAPE_MASK);
   /* The cause first: callers prepend context and messages get cut. */
   return ep_error(err, c == CURLE_OUT_OF_MEMORY ? EP_EINTERNAL : EP_EUNREACH, "%s: %s (%s %s)",
                   x->req->what, x->curl_msg[0] ? x->curl_msg : curl_easy_strerror(c),
@@ -522,7 +435,7 @@ int upstream_perform(upstream *u, const struct upstream_req *r, const struct ups
 /* ---- answers ----------------------------------------------------------- */
 
 /* The first error of a distribution-spec error body, e.g. " (NAME: msg)". */
-static void registry_error(const struct upstream_buf *b, char *out, size_t cap) {
+static void registry_error(const struct ep_buf *b, char *out, size_t cap) {
   out[0] = '\0';
   if (b->len == 0)
     return;
@@ -532,8 +445,8 @@ static void registry_error(const struct upstream_buf *b, char *out, size_t cap) 
   const char *msg = json_string_value(json_object_get(e0, "message"));
   if (code != NULL) {
     char c[64], m[160];
-    upstream_sanitize(code, false, c, sizeof c);
-    upstream_sanitize(msg ? msg : "", false, m, sizeof m);
+    ep_escape(c, sizeof c, code, strlen(code), EP_ESCAPE_MASK);
+    ep_escape(m, sizeof m, msg ? msg : "", msg ? strlen(msg) : 0, EP_ESCAPE_MASK);
     snprintf(out, cap, " (%s%s%s)", c, m[0] ? ": " : "", m);
   }
   json_decref(j);
@@ -610,7 +523,7 @@ int upstream_manifest_fill(const struct upstream_xfer *x, bool by_digest, const 
 
 int upstream_manifest_ref(const char *ref, bool *by_digest, digest_t *want, ep_err *err) {
   *by_digest = ref != NULL && strchr(ref, ':') != NULL;
-  if (ref == NULL || (*by_digest ? digest_parse(ref, want, err) < 0 : !upstream_tag_valid(ref)))
+  if (ref == NULL || (*by_digest ? digest_parse(ref, want, err) < 0 : !names_tag_valid(ref)))
     return *by_digest ? ep_wrap(err, "manifest reference")
                       : ep_error(err, EP_EINVAL, "invalid manifest reference");
   return 0;

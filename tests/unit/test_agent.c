@@ -13,7 +13,6 @@
  * restarts it on the same port, and checks that they converge again. */
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <mosquitto.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -32,6 +31,8 @@
 
 #include <cmocka.h>
 
+#include "tests/lib/testlib.h"
+
 #include "plugin/agent/agent_int.h"
 #include "plugin/daemon/daemon.h"
 
@@ -40,11 +41,6 @@ struct fx {
   index_db *idx;
   struct agent *a;
 };
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st, (void)flag, (void)ftw;
-  return remove(p);
-}
 
 static void params_for(struct agent_params *p, const char *node, const char *dir) {
   memset(p, 0, sizeof *p);
@@ -78,7 +74,7 @@ static int teardown(void **state) {
   struct fx *f = *state;
   agent_stop(f->a);
   index_close(f->idx);
-  nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+  ep_test_rm_rf(f->dir);
   free(f);
   return 0;
 }
@@ -616,7 +612,7 @@ static void node_stop(struct node *n) {
   n->d.agent = NULL;
   index_close(n->d.idx);
   n->d.idx = NULL;
-  nftw(n->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+  ep_test_rm_rf(n->dir);
 }
 
 /* Does idx show node online holding blobs [from, from + count)? */
@@ -664,7 +660,7 @@ static int broker_teardown(void **state) {
     node_stop(&x->n1);
   if (x->n2.dir[0] != '\0' && x->n2.d.idx != NULL)
     node_stop(&x->n2);
-  nftw(x->b.dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+  ep_test_rm_rf(x->b.dir);
   free(x);
   return 0;
 }

@@ -1,7 +1,6 @@
 /* Unit tests for plugin/config/config.c: defaults, flags, INI files (registry
  * sections, password files) and hostile or broken configuration. */
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +13,9 @@
 
 #include <cmocka.h>
 
+#include "tests/lib/testlib.h"
+
+#include "common/names.h"
 #include "plugin/config/config.h"
 
 #define ARGC(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -32,14 +34,9 @@ static int setup(void **state) {
   return 0;
 }
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st, (void)flag, (void)ftw;
-  return remove(p);
-}
-
 static int teardown(void **state) {
   struct fx *f = *state;
-  nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+  ep_test_rm_rf(f->dir);
   free(f);
   return 0;
 }
@@ -530,7 +527,7 @@ static void test_locality_options(void **state) {
   assert_int_equal(c.keepalive_s, 5);
   assert_int_equal(c.heartbeat_s, 3600);
   assert_int_equal(config_validate(&c, &e), 0);
-  assert_int_equal(config_read_secret(c.broker_password_file, pw, sizeof pw, &e), 0);
+  assert_int_equal(names_secret_read(c.broker_password_file, pw, sizeof pw, &e), 0);
   assert_string_equal(pw, "s3cret:pw");
 
   /* the same keys in a file */
@@ -571,17 +568,17 @@ static void test_locality_options(void **state) {
   char big[5000];
   memset(big, 'x', sizeof big);
   const char *p = write_n(f, "big.pw", big, sizeof big, 0600);
-  assert_int_equal(config_read_secret(p, pw, sizeof pw, &e), -EP_ETOOBIG);
+  assert_int_equal(names_secret_read(p, pw, sizeof pw, &e), -EP_ETOOBIG);
   p = write_s(f, "long.pw",
               "0123456789012345678901234567890123456789012345678901234567890123456789");
-  assert_int_equal(config_read_secret(p, pw, sizeof pw, &e), -EP_ETOOBIG);
+  assert_int_equal(names_secret_read(p, pw, sizeof pw, &e), -EP_ETOOBIG);
   assert_null(strstr(e.msg, "0123456789"));
   p = write_s(f, "ctl.pw",
               "a\x01"
               "b");
-  assert_int_equal(config_read_secret(p, pw, sizeof pw, &e), -EP_EINVAL);
-  assert_int_equal(config_read_secret("/nonexistent/pw", pw, sizeof pw, &e), -EP_ENOTFOUND);
-  assert_int_equal(config_read_secret(NULL, pw, sizeof pw, &e), -EP_EINVAL);
+  assert_int_equal(names_secret_read(p, pw, sizeof pw, &e), -EP_EINVAL);
+  assert_int_equal(names_secret_read("/nonexistent/pw", pw, sizeof pw, &e), -EP_ENOTFOUND);
+  assert_int_equal(names_secret_read(NULL, pw, sizeof pw, &e), -EP_EINVAL);
 }
 
 int main(void) {

@@ -30,7 +30,7 @@
 
 #include "tests/unit/ep_test.h"
 
-#include "fake_registry.c"
+#include "tests/lib/fake_registry.h"
 #include "plugin/daemon/daemon.h"
 #include "plugin/deploy/deploy_int.h"
 #include "plugin/http/listen.h"

@@ -27,9 +27,11 @@
 #include <cmocka.h>
 
 #include "tests/unit/ep_test.h"
+
+#include "common/clock.h"
 #include <curl/curl.h>
 
-#include "fake_registry.c"
+#include "tests/lib/fake_registry.h"
 #include "plugin/daemon/daemon.h"
 #include "plugin/http/listen.h"
 
@@ -366,7 +368,7 @@ static void test_lying_peer_is_suspect(void **state) {
   /* Cut short: the runtime never gets the whole (wrong) blob. */
   assert_true(r.rc != CURLE_OK || r.status != 200 || r.len != BLOB_LEN);
   free(r.body);
-  assert_true(sources_is_suspect(x->n1.d.src, "evil", (int64_t)time(NULL)));
+  assert_true(sources_is_suspect(x->n1.d.src, "evil", ep_mono_ms() / 1000));
   /* With the good parent back the next pull is clean. */
   set_parent(&x->n1, "gw", x->gw.peer_port);
   for (int i = 0; i < 50; i++) { /* the failed fetch is gone */

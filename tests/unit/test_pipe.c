@@ -12,9 +12,9 @@
 #include <cmocka.h>
 
 #include "tests/unit/ep_test.h"
+#include "tests/lib/testlib.h"
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -39,13 +39,6 @@ struct fx {
   digest_t d;
   pipe_table *t;
 };
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st;
-  (void)flag;
-  (void)ftw;
-  return remove(path);
-}
 
 static int setup(void **state) {
   struct fx *f = calloc(1, sizeof *f);
@@ -74,7 +67,7 @@ static int teardown(void **state) {
   struct fx *f = *state;
   assert_int_equal(pipe_table_count(f->t), 0);
   pipe_table_free(f->t);
-  nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+  ep_test_rm_rf(f->dir);
   free(f->blob);
   free(f);
   return 0;

@@ -16,6 +16,7 @@
 
 #include "tests/unit/ep_test.h"
 
+#include "common/escape.h"
 #include "locality/proto.h"
 
 #define HEXA "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -62,7 +63,7 @@ static int parse_as(enum kind k, const void *buf, size_t len, const char *id, ep
   case K_STATE:
     r = proto_state_parse(copy, len, id, &s, e);
     if (r == 0) {
-      assert_true(proto_id_valid(s.id));
+      assert_true(names_node_id_valid(s.id));
       assert_non_null(memchr(s.addr, '\0', sizeof s.addr));
       assert_non_null(memchr(s.version, '\0', sizeof s.version));
     }
@@ -71,7 +72,7 @@ static int parse_as(enum kind k, const void *buf, size_t len, const char *id, ep
   case K_DELTA:
     r = proto_inventory_parse(copy, len, id, k == K_SNAP, &inv, e);
     if (r == 0) {
-      assert_true(proto_id_valid(inv.id));
+      assert_true(names_node_id_valid(inv.id));
       assert_true(inv.nadd + inv.ndel <= (k == K_SNAP ? 30000u : PROTO_DELTA_BLOBS));
       for (size_t i = 0; i < inv.nadd; i++)
         assert_int_equal(strlen(inv.add[i].digest.hex), DIGEST_HEX_LEN);
@@ -84,7 +85,7 @@ static int parse_as(enum kind k, const void *buf, size_t len, const char *id, ep
   default:
     r = proto_parent_parse(copy, len, id, &p, e);
     if (r == 0)
-      assert_true(proto_id_valid(p.id));
+      assert_true(names_node_id_valid(p.id));
     break;
   }
   free(copy);
@@ -101,19 +102,19 @@ static int parse_str(enum kind k, const char *s, ep_err *e) {
 
 static void test_id_valid(void **state) {
   (void)state;
-  assert_true(proto_id_valid("n1"));
-  assert_true(proto_id_valid("Node_1.lab-A"));
+  assert_true(names_node_id_valid("n1"));
+  assert_true(names_node_id_valid("Node_1.lab-A"));
   char max[PROTO_ID_MAX + 2];
   memset(max, 'x', sizeof max);
   max[PROTO_ID_MAX] = '\0';
-  assert_true(proto_id_valid(max));
+  assert_true(names_node_id_valid(max));
   max[PROTO_ID_MAX] = 'x';
   max[PROTO_ID_MAX + 1] = '\0';
-  assert_false(proto_id_valid(max));
+  assert_false(names_node_id_valid(max));
   const char *bad[] = {"", "a/b", "a+", "#", "a b", "é", "a\n", "a:b", "a*", "a$"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-    assert_false(proto_id_valid(bad[i]));
-  assert_false(proto_id_valid(NULL));
+    assert_false(names_node_id_valid(bad[i]));
+  assert_false(names_node_id_valid(NULL));
 }
 
 static void test_topic_build(void **state) {
@@ -1000,7 +1001,7 @@ static void test_progress_roundtrip(void **state) {
   b = p;
   snprintf(b.error, sizeof b.error, "bell\a");
   assert_int_equal(proto_progress_build(&b, &json, &len, &e), -EP_EINVAL);
-  proto_text_sanitize(b.error);
+  ep_sanitize(b.error, PROTO_TEXT_MAX);
   assert_string_equal(b.error, "bell?");
 }
 

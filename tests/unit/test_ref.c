@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "common/escape.h"
 #include "plugin/ref/ref.h"
 
 #define HEX64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -59,10 +60,10 @@ static void test_names_valid(void **state) {
                                    "ab-cd_ef"};
   (void)state;
   for (size_t i = 0; i < ARRAY_LEN(ok); i++)
-    if (!ref_name_valid(ok[i]))
+    if (!names_repo_valid(ok[i]))
       fail_msg("name \"%s\" should be valid", ok[i]);
   char *max = repeat('a', 255);
-  assert_true(ref_name_valid(max));
+  assert_true(names_repo_valid(max));
   free(max);
 }
 
@@ -74,19 +75,19 @@ static void test_names_invalid(void **state) {
       "ab-_cd", "a-",     "a/b/", "a//",  "%2F",  "a?b",  "a#b"};
   (void)state;
   for (size_t i = 0; i < ARRAY_LEN(bad); i++)
-    if (ref_name_valid(bad[i]))
+    if (names_repo_valid(bad[i]))
       fail_msg("name \"%s\" should be invalid", bad[i]);
-  assert_false(ref_name_valid(NULL));
+  assert_false(names_repo_valid(NULL));
   char *big = repeat('a', 256);
-  assert_false(ref_name_valid(big));
-  assert_false(ref_name_valid_n(big, 256));
+  assert_false(names_repo_valid(big));
+  assert_false(names_repo_valid_n(big, 256));
   free(big);
   /* a NUL byte is never part of a name, whatever follows it */
-  assert_false(ref_name_valid_n("a\0b", 3));
-  assert_false(ref_name_valid_n("a/\0", 3));
-  assert_true(ref_name_valid_n("abc", 3));
-  assert_true(ref_name_valid_n("abc/", 3));
-  assert_false(ref_name_valid_n("abc", 0));
+  assert_false(names_repo_valid_n("a\0b", 3));
+  assert_false(names_repo_valid_n("a/\0", 3));
+  assert_true(names_repo_valid_n("abc", 3));
+  assert_true(names_repo_valid_n("abc/", 3));
+  assert_false(names_repo_valid_n("abc", 0));
 }
 
 static void test_tags(void **state) {
@@ -96,18 +97,18 @@ static void test_tags(void **state) {
                                     "a\n", "\xc3\xa9", "a+b", "a@b", "a%20"};
   (void)state;
   for (size_t i = 0; i < ARRAY_LEN(ok); i++)
-    if (!ref_tag_valid(ok[i]))
+    if (!names_tag_valid(ok[i]))
       fail_msg("tag \"%s\" should be valid", ok[i]);
   for (size_t i = 0; i < ARRAY_LEN(bad); i++)
-    if (ref_tag_valid(bad[i]))
+    if (names_tag_valid(bad[i]))
       fail_msg("tag \"%s\" should be invalid", bad[i]);
   char *t = repeat('a', 128);
-  assert_true(ref_tag_valid(t));
+  assert_true(names_tag_valid(t));
   free(t);
   t = repeat('a', 129);
-  assert_false(ref_tag_valid(t));
+  assert_false(names_tag_valid(t));
   free(t);
-  assert_false(ref_tag_valid(NULL));
+  assert_false(names_tag_valid(NULL));
 }
 
 static void test_hosts(void **state) {
@@ -146,24 +147,24 @@ static void test_hosts(void **state) {
                                     "host: 80"};
   (void)state;
   for (size_t i = 0; i < ARRAY_LEN(ok); i++)
-    if (!ref_host_valid(ok[i]))
+    if (!names_registry_valid(ok[i]))
       fail_msg("host \"%s\" should be valid", ok[i]);
   for (size_t i = 0; i < ARRAY_LEN(bad); i++)
-    if (ref_host_valid(bad[i]))
+    if (names_registry_valid(bad[i]))
       fail_msg("host \"%s\" should be invalid", bad[i]);
-  assert_false(ref_host_valid(NULL));
+  assert_false(names_registry_valid(NULL));
   char label[80];
   snprintf(label, sizeof label, "%s.com",
            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
-  assert_true(ref_host_valid(label)); /* 63-char label */
+  assert_true(names_registry_valid(label)); /* 63-char label */
   snprintf(label, sizeof label, "%s.com",
            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
-  assert_false(ref_host_valid(label)); /* 64-char label */
+  assert_false(names_registry_valid(label)); /* 64-char label */
   char longname[300] = "";
   for (int i = 0; i < 51; i++)
     strcat(longname, "abcd.");
   strcat(longname, "com"); /* 258 chars */
-  assert_false(ref_host_valid(longname));
+  assert_false(names_registry_valid(longname));
 }
 
 struct req_case {
@@ -347,14 +348,14 @@ static void test_request_name_lengths(void **state) {
 static void test_quote(void **state) {
   char out[32];
   (void)state;
-  ref_quote(out, sizeof out, "ab\x01\"\\", 5);
+  ep_escape(out, sizeof out, "ab\x01\"\\", 5, EP_ESCAPE_QUOTE);
   assert_string_equal(out, "ab\\x01\\x22\\x5c");
-  ref_quote(out, sizeof out, "0123456789012345678901234567890123456789", 40);
+  ep_escape(out, sizeof out, "0123456789012345678901234567890123456789", 40, EP_ESCAPE_QUOTE);
   assert_true(strlen(out) < sizeof out);
   assert_non_null(strstr(out, "..."));
-  ref_quote(out, 4, "abcdef", 6);
+  ep_escape(out, 4, "abcdef", 6, EP_ESCAPE_QUOTE);
   assert_true(strlen(out) < 4);
-  ref_quote(out, sizeof out, NULL, 0);
+  ep_escape(out, sizeof out, NULL, 0, EP_ESCAPE_QUOTE);
   assert_string_equal(out, "(null)");
 }
 

@@ -16,8 +16,10 @@
 
 #include <cmocka.h>
 
+#include "common/clock.h"
 #include "plugin/daemon/daemon.h"
 #include "plugin/fetch/sources.h"
+#include "tests/lib/testlib.h"
 
 struct fx {
   char dir[64];
@@ -80,9 +82,7 @@ static int teardown(void **state) {
   struct fx *x = *state;
   sources_free(x->d.src);
   index_close(x->d.idx);
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", x->dir);
-  if (system(cmd) != 0)
+  if (ep_test_rm_rf(x->dir) != 0)
     fprintf(stderr, "cleanup of %s failed\n", x->dir);
   free(x);
   return 0;
@@ -144,7 +144,7 @@ static void test_exclude(void **state) {
 static void test_suspects_skipped_and_expire(void **state) {
   struct fx *x = *state;
   set_parent(x, "gw", "198.18.0.1", 5051);
-  int64_t now = (int64_t)time(NULL);
+  int64_t now = ep_mono_ms() / 1000; /* the clock sources_pick reads */
   sources_mark_suspect(x->d.src, "gw", now);
   sources_mark_suspect(x->d.src, "d", now - SOURCES_SUSPECT_S - 1); /* already expired */
   assert_true(sources_is_suspect(x->d.src, "gw", now));

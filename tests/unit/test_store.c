@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "tests/unit/ep_test.h"
+#include "tests/lib/testlib.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -42,15 +43,8 @@ static unsigned char *make_data(uint64_t seed, size_t len, digest_t *d) {
   return b;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st;
-  (void)flag;
-  (void)ftw;
-  return remove(path);
-}
-
 static void rm_rf(const char *path) {
-  nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  ep_test_rm_rf(path);
 }
 
 static int setup(void **state) {

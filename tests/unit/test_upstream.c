@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "fake_registry.c"
+#include "tests/lib/fake_registry.h"
 #include "plugin/upstream/upstream.h"
 #include "plugin/upstream/upstream_int.h"
 

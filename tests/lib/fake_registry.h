@@ -6,7 +6,7 @@
  *   /v2/<repo>/manifests/<ref>   the one manifest
  *   /v2/<repo>/blobs/<digest>    the one blob (Range, redirects)
  *   /cdn/<anything>              the blob again, as a CDN would serve it
- * The implementation is in fake_registry.c, #included by the test. */
+ * The implementation is in fake_registry.c, in ep_testlib. */
 #ifndef EP_TESTS_FAKE_REGISTRY_H
 #define EP_TESTS_FAKE_REGISTRY_H
 

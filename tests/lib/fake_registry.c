@@ -1,7 +1,7 @@
-/* The fake registry; see fake_registry.h. #included by test_upstream.c (the
- * unit-test glob builds only test_*.c). The handler holds f->lock for the
- * whole request, so the knobs and counters need no other care. */
-#include "fake_registry.h"
+/* The fake registry; see fake_registry.h. Part of ep_testlib, which every
+ * unit test links. The handler holds f->lock for the whole request, so the
+ * knobs and counters need no other care. */
+#include "tests/lib/fake_registry.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

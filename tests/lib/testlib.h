@@ -1,0 +1,16 @@
+/* Helpers every unit test may use, built once into ep_testlib (with the
+ * fake registry, tests/lib/fake_registry.h): a temporary directory per
+ * fixture and its removal. Test code only: aborts the test (returns -1)
+ * rather than reporting through ep_err. */
+#ifndef EP_TESTS_TESTLIB_H
+#define EP_TESTS_TESTLIB_H
+
+#include <stddef.h>
+
+/* Creates /tmp/<prefix>XXXXXX into dir (cap bytes): 0 or -1. */
+int ep_test_tmpdir(char *dir, size_t cap, const char *prefix);
+/* Removes path and everything below it, without following symlinks:
+ * 0, or -1 when something could not be removed. A missing path is 0. */
+int ep_test_rm_rf(const char *path);
+
+#endif
