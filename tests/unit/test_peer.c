@@ -520,7 +520,7 @@ static int bad_parent_case(void **state, struct bad_parent b, bool indexed, int 
   pull_completes(x, BLOB_LEN);
   if (reparent_ms > 0)
     pthread_join(t, NULL);
-  assert_int_equal(sources_is_suspect(x->n1.d.src, "bad", (int64_t)time(NULL)), suspect);
+  assert_int_equal(sources_is_suspect(x->n1.d.src, "bad", ep_mono_ms() / 1000), suspect);
   MHD_stop_daemon(b.d);
   return atomic_load(&b.gets);
 }
@@ -572,7 +572,7 @@ static void test_parent_longer_body(void **state) {
   assert_true(r.rc != CURLE_OK || r.status != 200 || r.len != BLOB_LEN ||
               memcmp(r.body, x->blob, BLOB_LEN) == 0);
   free(r.body);
-  assert_true(sources_is_suspect(x->n1.d.src, "bad", (int64_t)time(NULL)));
+  assert_true(sources_is_suspect(x->n1.d.src, "bad", ep_mono_ms() / 1000));
   char partial[512];
   snprintf(partial, sizeof partial, "%s/ingest/%s.partial", x->n1.dir, x->blob_digest.hex);
   for (int i = 0; i < 50 && access(partial, F_OK) == 0; i++)
