@@ -103,7 +103,7 @@ int index_node_put(index_db *db, const struct index_node *n, ep_err *err) {
       (r = check_node(n, err)) < 0)
     return r;
   index_lock(db);
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   if ((r = index_stmt_get(db, IST_NODE_PUT, &st, err)) == 0) {
     index_bind_str(st, 1, n->id);
     index_bind_str(st, 2, n->addr);
@@ -133,7 +133,7 @@ int index_node_set_parent(index_db *db, const char *id, const char *parent, uint
       (r = index_check_size(epoch, "parent epoch", err)) < 0)
     return r;
   index_lock(db);
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   if ((r = index_stmt_get(db, IST_NODE_PARENT, &st, err)) == 0) {
     index_bind_str(st, 1, id);
     index_bind_str(st, 2, parent);
@@ -149,7 +149,7 @@ int index_node_get(index_db *db, const char *id, struct index_node *out, ep_err 
   if ((r = check_locality(db, err)) < 0 || (r = check_node_id(id, "node id", err)) < 0)
     return r;
   index_lock(db);
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   if ((r = index_stmt_get(db, IST_NODE_GET, &st, err)) == 0) {
     index_bind_str(st, 1, id);
     int rc = sqlite3_step(st);
@@ -185,7 +185,7 @@ static int in_tx(index_db *db, int (*body)(index_db *db, const void *ud, ep_err 
 /* Runs a cached statement whose only parameter is a node id. */
 static int node_stmt(index_db *db, enum index_stmt id, const char *node, const char *what,
                      ep_err *err) {
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int r = index_stmt_get(db, id, &st, err);
   if (r < 0)
     return r;
@@ -213,7 +213,7 @@ static int node_page(index_db *db, const char *last, struct index_node *buf, siz
                      ep_err *err) {
   *n = 0;
   index_lock(db);
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int r = index_stmt_get(db, IST_NODE_PAGE, &st, err);
   if (r == 0) {
     index_bind_str(st, 1, last);
@@ -289,7 +289,7 @@ static int inv_change_body(index_db *db, const void *ud, ep_err *err) {
   int r = node_stmt(db, IST_NODE_ENSURE, c->node, "recording a node", err);
   if (r == 0 && c->replace)
     r = node_stmt(db, IST_INV_CLEAR, c->node, "clearing an inventory", err);
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   if (r == 0 && c->ndel > 0 && (r = index_stmt_get(db, IST_INV_DEL, &st, err)) == 0)
     for (size_t i = 0; i < c->ndel && r == 0; i++) {
       index_bind_str(st, 1, c->node);
@@ -330,7 +330,7 @@ static int where_page(index_db *db, const digest_t *d, int last_off, const char 
                       struct holder *buf, size_t *n, ep_err *err) {
   *n = 0;
   index_lock(db);
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int r = index_stmt_get(db, IST_WHERE_PAGE, &st, err);
   if (r == 0) {
     index_bind_digest(st, 1, d);

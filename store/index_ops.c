@@ -132,7 +132,7 @@ int index_step_done(index_db *db, sqlite3_stmt *st, const char *what, ep_err *er
 
 /* Run a cached statement with no parameters (BEGIN, COMMIT, ROLLBACK). */
 int index_run(index_db *db, enum index_stmt id, const char *what, ep_err *err) {
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int r = index_stmt_get(db, id, &st, err);
   return r < 0 ? r : index_step_done(db, st, what, err);
 }
@@ -149,7 +149,7 @@ int index_blob_put(index_db *db, const struct index_blob *b, ep_err *err) {
     return ep_error(err, EP_EINVAL, "index: blob state %d unknown", b->state);
   int64_t now = (int64_t)time(NULL);
   index_lock(db);
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   if ((r = index_stmt_get(db, IST_BLOB_PUT, &st, err)) == 0) {
     index_bind_digest(st, 1, &b->digest);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)b->size);
@@ -168,7 +168,7 @@ int index_blob_get(index_db *db, const digest_t *d, struct index_blob *out, ep_e
   if (r < 0)
     return r;
   index_lock(db);
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   if ((r = index_stmt_get(db, IST_BLOB_GET, &st, err)) == 0) {
     index_bind_digest(st, 1, d);
     int rc = sqlite3_step(st);
@@ -188,7 +188,7 @@ static int blob_change(index_db *db, enum index_stmt id, const digest_t *d, int6
   if ((r = index_check_writable(db, err)) < 0 || (r = index_check_digest(d, err)) < 0)
     return r;
   index_lock(db);
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   if ((r = index_stmt_get(db, id, &st, err)) == 0) {
     index_bind_digest(st, 1, d);
     if (id == IST_BLOB_TOUCH)
@@ -220,7 +220,7 @@ static int blob_page(index_db *db, const char *last, struct index_blob *buf, siz
                      ep_err *err) {
   *n = 0;
   index_lock(db);
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int r = index_stmt_get(db, IST_BLOB_PAGE, &st, err);
   if (r == 0) {
     index_bind_str(st, 1, last);
@@ -261,7 +261,7 @@ int index_foreach_blob(index_db *db, int (*cb)(const struct index_blob *b, void 
 static int manifest_rows(index_db *db, const digest_t *d, const char *media_type, uint64_t size,
                          const char *registry, const char *repository, ep_err *err) {
   int64_t now = (int64_t)time(NULL);
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int r = index_stmt_get(db, IST_MANIFEST_BLOB, &st, err);
   if (r < 0)
     return r;
@@ -284,7 +284,7 @@ static int manifest_rows(index_db *db, const digest_t *d, const char *media_type
 
 static int manifest_refs_write(index_db *db, const digest_t *d, const digest_t *refs, size_t nrefs,
                                ep_err *err) {
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int r = index_stmt_get(db, IST_REFS_DELETE, &st, err);
   if (r < 0)
     return r;
@@ -337,7 +337,7 @@ int index_manifest_get(index_db *db, const digest_t *d, char media_type[INDEX_ME
   if (r < 0)
     return r;
   index_lock(db);
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   if ((r = index_stmt_get(db, IST_MANIFEST_GET, &st, err)) == 0) {
     index_bind_digest(st, 1, d);
     int rc = sqlite3_step(st);
@@ -382,7 +382,7 @@ int index_manifest_refs(index_db *db, const digest_t *d, digest_t **out, size_t 
   if (r <= 0)
     return r;
   index_lock(db);
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   if ((r = index_stmt_get(db, IST_REFS_GET, &st, err)) == 0) {
     index_bind_digest(st, 1, d);
     r = refs_read(db, st, out, n, err);
@@ -405,7 +405,7 @@ int index_image_size(index_db *db, const digest_t *root, struct index_image_size
     return r;
   memset(out, 0, sizeof *out);
   index_lock(db);
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   if ((r = index_stmt_get(db, IST_IMAGE_SIZE, &st, err)) == 0) {
     index_bind_digest(st, 1, root);
     int rc = sqlite3_step(st);
@@ -443,7 +443,7 @@ int index_tag_put(index_db *db, const struct index_tag *t, ep_err *err) {
       (r = index_check_size(t->size, "tag size", err)) < 0)
     return r;
   index_lock(db);
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   if ((r = index_stmt_get(db, IST_TAG_PUT, &st, err)) == 0) {
     index_bind_str(st, 1, t->registry);
     index_bind_str(st, 2, t->repository);
@@ -465,7 +465,7 @@ int index_tag_get(index_db *db, const char *registry, const char *repository, co
   if (r < 0)
     return r;
   index_lock(db);
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   if ((r = index_stmt_get(db, IST_TAG_GET, &st, err)) == 0) {
     index_bind_str(st, 1, registry);
     index_bind_str(st, 2, repository);
@@ -485,7 +485,7 @@ static int tag_page(index_db *db, const struct index_tag *last, struct index_tag
                     ep_err *err) {
   *n = 0;
   index_lock(db);
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int r = index_stmt_get(db, IST_TAG_PAGE, &st, err);
   if (r == 0) {
     index_bind_str(st, 1, last->registry);
@@ -529,7 +529,7 @@ int index_stats(index_db *db, struct index_stats *out, ep_err *err) {
   memset(out, 0, sizeof *out);
   out->schema_version = db->version;
   index_lock(db);
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int r = index_stmt_get(db, IST_STATS, &st, err);
   if (r == 0) {
     int rc = sqlite3_step(st);

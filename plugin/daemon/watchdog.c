@@ -44,7 +44,9 @@ static int run_checks(struct watchdog *w, char *status, size_t len) {
     const struct watchdog_check *c = &w->d.checks[i];
     ep_err why = {0};
     if (c->check(c->ud, ep_mono_ms(), w->timeout_ms, &why) < 0) {
-      snprintf(status, len, "%s: %s", c->failing, why.msg);
+      /* A STATUS= line cut short is fine; testing the count says so to gcc. */
+      if (snprintf(status, len, "%s: %s", c->failing, why.msg) >= (int)len)
+        status[len - 1] = '\0';
       return (int)i;
     }
   }

@@ -293,7 +293,7 @@ void snap_row_free(struct snap_row *r) {
 }
 
 static int read_labels(struct meta_conn *c, int64_t id, struct snap_labels *out, ep_err *err) {
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int r = stmt(c, MS_LABELS, &st, err);
   if (r < 0)
     return r;
@@ -342,7 +342,7 @@ static int read_row(struct meta_conn *c, sqlite3_stmt *st, struct snap_row *out,
 }
 
 static int get_on(struct meta_conn *c, const char *key, struct snap_row *out, ep_err *err) {
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int r = stmt(c, MS_GET, &st, err);
   if (r < 0)
     return r;
@@ -374,7 +374,7 @@ int snap_meta_w_get(snap_meta *m, const char *key, struct snap_row *out, ep_err 
 }
 
 static int chain_on(struct meta_conn *c, int64_t id, int64_t **out, size_t *n, ep_err *err) {
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int r = stmt(c, MS_CHAIN, &st, err);
   if (r < 0)
     return r;
@@ -420,7 +420,7 @@ int snap_meta_w_chain(snap_meta *m, int64_t id, int64_t **out, size_t *n, ep_err
 int snap_meta_page(snap_meta *m, int64_t after, struct snap_row *rows, size_t cap, size_t *n,
                    ep_err *err) {
   struct meta_conn *c = reader_get(m);
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   size_t k = 0;
   int r = exec(c, "BEGIN", "starting a read", err);
   if (r == 0)
@@ -469,7 +469,7 @@ int snap_meta_foreach(snap_meta *m, snap_meta_fn fn, void *ud, ep_err *err) {
 
 static int exists_on(struct meta_conn *c, enum meta_stmt id_stmt, int64_t id, bool *out,
                      ep_err *err) {
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int r = stmt(c, id_stmt, &st, err);
   if (r < 0)
     return r;
@@ -491,7 +491,7 @@ int snap_meta_id_exists(snap_meta *m, int64_t id, bool *out, ep_err *err) {
 }
 
 static int w_run(snap_meta *m, enum meta_stmt id, const char *what, ep_err *err) {
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int r = stmt(&m->w, id, &st, err);
   return r < 0 ? r : step_done(&m->w, st, what, err);
 }
@@ -511,7 +511,7 @@ void snap_meta_w_rollback(snap_meta *m) {
 
 int snap_meta_w_insert(snap_meta *m, const char *key, int64_t parent_id, enum snap_kind kind,
                        int64_t now_ns, int64_t *id_out, ep_err *err) {
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int r = stmt(&m->w, MS_INSERT, &st, err);
   if (r < 0)
     return r;
@@ -526,7 +526,7 @@ int snap_meta_w_insert(snap_meta *m, const char *key, int64_t parent_id, enum sn
 }
 
 int snap_meta_w_set_labels(snap_meta *m, int64_t id, const struct snap_labels *l, ep_err *err) {
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int r = stmt(&m->w, MS_LABELS_CLEAR, &st, err);
   if (r < 0)
     return r;
@@ -549,7 +549,7 @@ int snap_meta_w_set_labels(snap_meta *m, int64_t id, const struct snap_labels *l
 
 int snap_meta_w_to_committed(snap_meta *m, int64_t id, const char *name, int64_t now_ns,
                              const struct snap_usage *u, ep_err *err) {
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int r = stmt(&m->w, MS_TO_COMMITTED, &st, err);
   if (r < 0)
     return r;
@@ -562,7 +562,7 @@ int snap_meta_w_to_committed(snap_meta *m, int64_t id, const char *name, int64_t
 }
 
 int snap_meta_w_touch(snap_meta *m, int64_t id, int64_t now_ns, ep_err *err) {
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int r = stmt(&m->w, MS_TOUCH, &st, err);
   if (r < 0)
     return r;
@@ -576,7 +576,7 @@ int snap_meta_w_has_child(snap_meta *m, int64_t id, bool *out, ep_err *err) {
 }
 
 int snap_meta_w_delete(snap_meta *m, int64_t id, ep_err *err) {
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int r = stmt(&m->w, MS_DELETE, &st, err);
   if (r < 0)
     return r;

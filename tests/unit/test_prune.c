@@ -21,7 +21,7 @@
 static char root[64];
 
 static void plant(const char *name, int64_t age_s) {
-  char path[256];
+  char path[1024];
   snprintf(path, sizeof path, "%s/ingest/%s", root, name);
   int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   assert_true(fd >= 0);
@@ -32,7 +32,7 @@ static void plant(const char *name, int64_t age_s) {
 }
 
 static bool exists(const char *name) {
-  char path[256];
+  char path[1024];
   snprintf(path, sizeof path, "%s/ingest/%s", root, name);
   return access(path, F_OK) == 0;
 }
