@@ -126,8 +126,11 @@ static int teardown(void **state) {
 
 /* Runs edgepullctl --state-dir DIR <args> 2>&1 into f->out and f->rc. */
 static void ctl(struct fx *f, const char *args) {
-  char cmd[512];
-  snprintf(cmd, sizeof cmd, "'%s' --state-dir '%s' %s 2>&1", EP_CTL_PATH, f->dir, args);
+  char cmd[768];
+  /* EP_EMULATOR: scripts/test's cross step runs the ARM edgepullctl under qemu-user. */
+  const char *emu = getenv("EP_EMULATOR");
+  snprintf(cmd, sizeof cmd, "%s '%s' --state-dir '%s' %s 2>&1", emu != NULL ? emu : "", EP_CTL_PATH,
+           f->dir, args);
   FILE *p = popen(cmd, "r");
   assert_non_null(p);
   size_t n = fread(f->out, 1, sizeof f->out - 1, p);

@@ -7,10 +7,15 @@
  * streaming from a pipe written by another thread, including one that fails
  * mid-way. The fixture's teardown asserts nothing outside fs/ changed.
  * Runs as root: exits 77 otherwise. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -25,6 +30,16 @@ static void reset_fs(struct fx *f) {
   assert_true(f->fsfd >= 0);
 }
 
+/* Whether the kernel (or qemu-user, which lacks it before 8.0) has openat2;
+ * without it the unpacker always walks, so "openat2" expects the walker's. */
+static bool have_openat2(void) {
+  struct open_how how = {.flags = O_RDONLY | O_DIRECTORY, .resolve = RESOLVE_IN_ROOT};
+  long fd = syscall(SYS_openat2, AT_FDCWD, "/", &how, sizeof how);
+  if (fd >= 0)
+    close((int)fd);
+  return !(fd < 0 && errno == ENOSYS);
+}
+
 /* Builds the layer from ents, runs it with openat2 then with the walker,
  * expecting the given results (0 or -EP_E*), and checks containment. */
 static void hostile(struct fx *f, const struct ent *ents, size_t n, int want_openat2,
@@ -37,7 +52,7 @@ static void hostile(struct fx *f, const struct ent *ents, size_t n, int want_ope
     unpack_opts o = {.flags = walker ? UNPACK_NO_OPENAT2 : 0};
     ep_err err = {0};
     int r = run_opts(f, &o, NULL, NULL, &err);
-    int want = walker ? want_walker : want_openat2;
+    int want = walker || !have_openat2() ? want_walker : want_openat2;
     if (r != want)
       fail_msg("%s: got %d (%s), want %d", walker ? "walker" : "openat2", r, err.msg, want);
     if (r != 0)
@@ -90,6 +105,10 @@ static void test_symlink_parent(void **state) {
   layer_add(f, &(struct ent){.name = "l/evil", .data = "x"});
   layer_end(f);
   ep_err err = {0};
+  if (!have_openat2()) { /* the walker refuses every symlinked parent */
+    assert_int_equal(run(f, &err), -EP_EINVAL);
+    return;
+  }
   assert_int_equal(run(f, &err), 0);
   assert_true(exists_at(f, "inside/evil"));
 }
