@@ -15,18 +15,7 @@ ep_require_root
 
 SNAPD=$EP_BUILD_DIR/plugin/snapshot/edgepull-snapshotd
 [ -x "$SNAPD" ] || ep_die "no $SNAPD (build with -DEDGEPULL_TESTS=ON)"
-CONF=
-for d in "${EP_CONFORMANCE_DIR:-}" "$EP_SOURCE_DIR/../shared/tools/containerd-conformance" \
-  /work/shared/tools/containerd-conformance; do
-  if [ -n "$d" ] && [ -x "$d/run-suite" ]; then
-    CONF=$d
-    break
-  fi
-done
-if [ -z "$CONF" ]; then
-  echo "test_snapshot_conformance needs the containerd-conformance tool (EP_CONFORMANCE_DIR)" >&2
-  exit 77
-fi
+ep_conformance_dir
 if ! ep__overlay_works "$EP_TMP"; then
   echo "test_snapshot_conformance needs overlayfs mounts" >&2
   exit 77

@@ -20,18 +20,7 @@ ep_require_cmd containerd ctr runc docker-registry skopeo curl
 
 SNAPD=$EP_BUILD_DIR/plugin/snapshot/edgepull-snapshotd
 [ -x "$SNAPD" ] || ep_die "no $SNAPD (build with -DEDGEPULL_TESTS=ON)"
-CONF=
-for d in "${EP_CONFORMANCE_DIR:-}" "$EP_SOURCE_DIR/../shared/tools/containerd-conformance" \
-  /work/shared/tools/containerd-conformance; do
-  if [ -n "$d" ] && [ -x "$d/e2e-pull" ]; then
-    CONF=$d
-    break
-  fi
-done
-if [ -z "$CONF" ]; then
-  echo "test_snapshot_e2e needs the containerd-conformance tool (EP_CONFORMANCE_DIR)" >&2
-  exit 77
-fi
+ep_conformance_dir
 
 # run_e2e MODE (plain|remote): a fresh snapshotter, e2e-pull against it, the checks of MODE.
 run_e2e() {

@@ -24,18 +24,7 @@ ep_require_cmd containerd ctr runc docker-registry skopeo curl jq python3
   exit 77
 }
 CRI_PULL=${CONFORMANCE_BIN:-${TMPDIR:-/tmp}/containerd-conformance-bin}/cri-pull
-CONF=
-for d in "${EP_CONFORMANCE_DIR:-}" "$EP_SOURCE_DIR/../shared/tools/containerd-conformance" \
-  /work/shared/tools/containerd-conformance; do
-  if [ -n "$d" ] && [ -x "$d/build" ]; then
-    CONF=$d
-    break
-  fi
-done
-if [ -z "$CONF" ]; then
-  echo "test_snapshotter_remote needs the containerd-conformance tool (EP_CONFORMANCE_DIR)" >&2
-  exit 77
-fi
+ep_conformance_dir
 ep_timeout 400 "$CONF/build" "$(dirname "$CRI_PULL")" >"$EP_TMP/build.log" 2>&1 ||
   ep_die "containerd-conformance build failed (log: $EP_TMP/build.log)"
 if ! ep__overlay_works "$EP_TMP"; then

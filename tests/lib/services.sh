@@ -269,3 +269,19 @@ ep_ctr_pull() {
 ep_ctr_image_digest() { # NAMESPACE REF
   ep_ctr -n "$1" images ls | awk -v r="$2" '$1 == r { print $3 }'
 }
+
+# ep_conformance_dir: sets CONF to the containerd-conformance tool (shared/
+# beside the checkout, or EP_CONFORMANCE_DIR), or exits 77 saying it is missing.
+ep_conformance_dir() {
+  local d
+  CONF=
+  for d in "${EP_CONFORMANCE_DIR:-}" "$EP_SOURCE_DIR/../shared/tools/containerd-conformance" \
+    /work/shared/tools/containerd-conformance; do
+    if [ -n "$d" ] && [ -x "$d/run-suite" ]; then
+      CONF=$d
+      return 0
+    fi
+  done
+  echo "$(basename "$0" .sh) needs the containerd-conformance tool (EP_CONFORMANCE_DIR)" >&2
+  exit 77
+}
