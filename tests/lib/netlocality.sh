@@ -32,12 +32,13 @@
 #                                      ep_push_image then runs skopeo there
 #   nl_start_broker                    mosquitto in the gateway
 #   nl_start_coordinator TOPOLOGY [ARGS...]
-#                                      (NL_COORD_TUNING: its keepalive and
-#                                      heartbeat flags; set empty for defaults)
+#                                      (NL_COORD_TUNING: extra keepalive and
+#                                      heartbeat flags; default none: the
+#                                      coordinator's own defaults)
 #   nl_start_node ID [ARGS...]         edgepulld in ID's namespace (gw = gateway);
 #                                      again after a stop = restart, same state
-#                                      (NL_NODE_TUNING likewise, default
-#                                      "--keepalive 5 --heartbeat 2")
+#                                      (NL_NODE_TUNING likewise, default none:
+#                                      what users run)
 #   nl_start_all [ARGS...]             gateway + n1..nN
 #   nl_wait_topology [SECONDS]         every node has a parent (gw the root)
 #   nl_parents                         "id parent" per node (retained; "-" = root)
@@ -254,7 +255,7 @@ nl_start_coordinator() { # TOPOLOGY [ARGS...]
   COORD_LOG=$EP_TMP/coordinator.$EP_COORD_COUNT.log
   ip netns exec "$NL_GW_NS" "$EP_BUILD_DIR/coordinator/edgepull-coordinator" \
     --broker "127.0.0.1:$NL_MQTT_PORT" --locality "$EP_LOC" --topology "$topo" \
-    ${NL_COORD_TUNING---keepalive 5 --heartbeat-timeout 15} "$@" >"$COORD_LOG" 2>&1 &
+    ${NL_COORD_TUNING-} "$@" >"$COORD_LOG" 2>&1 &
   COORD_PID=$!
   ep_cleanup_push "ep_stop_pid $COORD_PID 5"
   EP_LOGS+=("$COORD_LOG")
@@ -278,7 +279,7 @@ nl_start_node() {
     args=(--advertise-addr "${NL_ADDR[$id]}" --registry "$REGISTRY_HOST=$REGISTRY_URL"
       --link-mbps "$NL_LAN_MBPS")
     # shellcheck disable=SC2206 # the tuning flags are words; empty = the defaults
-    args+=(${NL_NODE_TUNING---keepalive 5 --heartbeat 2})
+    args+=(${NL_NODE_TUNING-})
     [ "$id" != gw ] || args+=(--gateway)
     ! nl__edgepulld_has peer-secret-file || args+=(--peer-secret-file "$NL_SECRET_FILE")
     args+=("$@")
