@@ -82,6 +82,19 @@ ep_assert_match '([Cc]onnect|[Uu]nreachable|[Tt]imed? ?out|[Ss]tall|[Rr]eset|[Rr
 
 # --- b. partials kept --------------------------------------------------------------------
 
+# The report can come before the gateway's own fetch of the large layer gives
+# up (the nodes below it fail on their budget at about the same time). Wait
+# for that fetch to end: restored under a still-running fetch, the uplink would
+# carry bytes that fetch resumes before the second deploy starts counting.
+deadline=$((SECONDS + 60))
+until grep -qE "fetch ${BIG#sha256:} from .* failed" "${NODE_LOG[gw]}"; do
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    ep_fail "b: the gateway's fetch of the large layer never ended"
+    break
+  fi
+  sleep 0.2
+done
+
 KEPT=$(nl_partial_size gw "$BIG")
 echo "kept in ingest/: gw $KEPT B of $BIG_BYTES; nodes:$(for id in "${NL_NODES[@]}"; do
   printf ' %s=%s' "$id" "$(nl_partial_size "$id" "$BIG")"
