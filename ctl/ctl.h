@@ -41,6 +41,8 @@ int ctl_cmd_snapshots(const struct ctl_opts *o); /* ctl_snapshots.c */
 int ctl_deploy_main(int argc, char **argv);
 /* So does `setup` (ctl_setup.c). */
 int ctl_setup_main(int argc, char **argv);
+/* And `ca` (ctl_ca.c). */
+int ctl_ca_main(int argc, char **argv);
 
 typedef struct index_db index_db;
 /* Opens DIR/index.db read-only (path filled in); NULL after printing why. */

@@ -2,7 +2,7 @@
  * dispatches; the subcommands live in ctl_index.c (layers, images, stat,
  * schema), ctl_locality.c (nodes, where), ctl_topology.c (topology),
  * ctl_snapshots.c (snapshots), ctl_deploy.c with ctl_deploy_view.c (deploy)
- * and ctl_setup*.c (setup). Options may come before
+ * ctl_setup*.c (setup) and ctl_ca.c (ca). Options may come before
  * or after the subcommand (GNU getopt permutes), so both
  * `edgepullctl --json layers` and `edgepullctl layers --json` work.
  * Exit codes: 0 ok, 1 runtime failure, 2 usage error. */
@@ -34,6 +34,7 @@ static const struct {
 } own_options[] = {
     {"deploy", ctl_deploy_main},
     {"setup", ctl_setup_main},
+    {"ca", ctl_ca_main},
 };
 
 static void usage(FILE *out) {
@@ -59,6 +60,8 @@ static void usage(FILE *out) {
           "              (see 'edgepullctl deploy --help')\n"
           "  setup containerd|docker|podman  configure the runtime to pull through\n"
           "              edgepulld; --dry-run, --undo (see 'edgepullctl setup --help')\n"
+          "  ca init|issue NODE  the locality's CA and node certificates for mutual\n"
+          "              TLS between peers (see 'edgepullctl ca --help')\n"
           "\n"
           "Options:\n"
           "  -d, --state-dir DIR  edgepulld's state directory (default %s);\n"
