@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store/digest.h"
 
@@ -136,14 +137,70 @@ static enum MHD_Result fake_manifest(struct fake *f, struct MHD_Connection *c, b
   return ret;
 }
 
+/* A blob body sent in pieces, so that it can stop at hold_at and drop at
+ * cut_at (both offsets in the blob). */
+struct fake_body {
+  struct fake *f;
+  uint64_t from; /* the first byte sent */
+  bool cut;
+};
+
+static ssize_t fake_body_read(void *cls, uint64_t pos, char *buf, size_t max) {
+  struct fake_body *b = cls;
+  struct fake *f = b->f;
+  uint64_t off = b->from + pos;
+  pthread_mutex_lock(&f->lock);
+  if (f->hold_at > 0 && off >= f->hold_at && !f->released) {
+    f->holding++;
+    pthread_cond_broadcast(&f->cv);
+    while (!f->released)
+      pthread_cond_wait(&f->cv, &f->lock);
+    f->holding--;
+  }
+  uint64_t end = f->blob_len;
+  if (b->cut && f->cut_at < end)
+    end = f->cut_at;
+  if (f->hold_at > off && f->hold_at < end && !f->released)
+    end = f->hold_at;
+  pthread_mutex_unlock(&f->lock);
+  if (off >= f->blob_len)
+    return MHD_CONTENT_READER_END_OF_STREAM;
+  if (off >= end)
+    return MHD_CONTENT_READER_END_WITH_ERROR; /* cut: the connection drops */
+  size_t n = end - off < max ? (size_t)(end - off) : max;
+  memcpy(buf, f->blob + off, n);
+  return (ssize_t)n;
+}
+
+static enum MHD_Result fake_body_reply(struct fake *f, struct MHD_Connection *c, unsigned status,
+                                       uint64_t from, const char *const *hdrs) {
+  struct fake_body *b = malloc(sizeof *b);
+  if (b == NULL)
+    return MHD_NO;
+  *b = (struct fake_body){.f = f, .from = from};
+  if (f->cut_at > 0 && f->cuts > 0 && from < f->cut_at) {
+    f->cuts--;
+    b->cut = true;
+  }
+  struct MHD_Response *r =
+      MHD_create_response_from_callback(f->blob_len - from, 16384, fake_body_read, b, free);
+  for (size_t i = 0; hdrs != NULL && hdrs[i] != NULL; i += 2)
+    MHD_add_response_header(r, hdrs[i], hdrs[i + 1]);
+  enum MHD_Result ret = MHD_queue_response(c, status, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
 static enum MHD_Result fake_blob(struct fake *f, struct MHD_Connection *c) {
   const char *range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Range");
   snprintf(f->last_range, sizeof f->last_range, "%s", range ? range : "");
   unsigned long long from = 0;
   char cr[96], len[32];
   snprintf(len, sizeof len, "%zu", f->blob_len);
+  bool streamed = f->cut_at > 0 || f->hold_at > 0;
   if (range == NULL || !f->honour_range || sscanf(range, "bytes=%llu-", &from) != 1)
-    return fake_reply(c, 200, f->blob, f->blob_len, NULL);
+    return streamed ? fake_body_reply(f, c, 200, 0, NULL)
+                    : fake_reply(c, 200, f->blob, f->blob_len, NULL);
   if (from >= f->blob_len) {
     snprintf(cr, sizeof cr, "bytes */%zu", f->blob_len);
     const char *hdrs[] = {"Content-Range", cr, NULL};
@@ -152,6 +209,8 @@ static enum MHD_Result fake_blob(struct fake *f, struct MHD_Connection *c) {
   unsigned long long shown = f->bad_range_start ? from + 1 : from;
   snprintf(cr, sizeof cr, "bytes %llu-%zu/%zu", shown, f->blob_len - 1, f->blob_len);
   const char *hdrs[] = {"Content-Range", cr, NULL};
+  if (streamed)
+    return fake_body_reply(f, c, 206, from, hdrs);
   return fake_reply(c, 206, f->blob + from, f->blob_len - from, hdrs);
 }
 
@@ -204,8 +263,34 @@ static enum MHD_Result fake_handler(void *cls, struct MHD_Connection *c, const c
   return r;
 }
 
+int fake_wait_held(struct fake *f, int n, int timeout_ms) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += timeout_ms / 1000;
+  until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000L;
+  }
+  int r = 0;
+  pthread_mutex_lock(&f->lock);
+  while (f->holding < n && r == 0)
+    r = pthread_cond_timedwait(&f->cv, &f->lock, &until);
+  int ok = f->holding >= n ? 0 : -1;
+  pthread_mutex_unlock(&f->lock);
+  return ok;
+}
+
+void fake_release(struct fake *f) {
+  pthread_mutex_lock(&f->lock);
+  f->released = true;
+  pthread_cond_broadcast(&f->cv);
+  pthread_mutex_unlock(&f->lock);
+}
+
 int fake_start(struct fake *f) {
   pthread_mutex_init(&f->lock, NULL);
+  pthread_cond_init(&f->cv, NULL);
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   f->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL,
@@ -219,8 +304,10 @@ int fake_start(struct fake *f) {
 }
 
 void fake_stop(struct fake *f) {
+  fake_release(f); /* a held body would keep its connection thread */
   if (f->d != NULL)
     MHD_stop_daemon(f->d);
   f->d = NULL;
+  pthread_cond_destroy(&f->cv);
   pthread_mutex_destroy(&f->lock);
 }

@@ -6,6 +6,8 @@
  *   /v2/<repo>/manifests/<ref>   the one manifest
  *   /v2/<repo>/blobs/<digest>    the one blob (Range, redirects)
  *   /cdn/<anything>              the blob again, as a CDN would serve it
+ * The blob route also serves an edgepulld peer's requests (same path, with
+ * ?ns=), so a fake is a fake peer as well as a fake registry.
  * The implementation is in fake_registry.c, in ep_testlib. */
 #ifndef EP_TESTS_FAKE_REGISTRY_H
 #define EP_TESTS_FAKE_REGISTRY_H
@@ -28,6 +30,7 @@ struct fake {
   struct MHD_Daemon *d;
   uint16_t port;
   pthread_mutex_t lock;
+  pthread_cond_t cv; /* holding or released changed */
 
   /* knobs */
   enum fake_auth auth;
@@ -53,6 +56,11 @@ struct fake {
   uint16_t cdn_port;
   int force_status; /* every /v2/ request answers this */
   const char *force_body;
+  /* Blob bodies streamed (instead of sent from one buffer) when one of
+   * these is set; offsets are in the blob, whatever the Range asked. */
+  uint64_t cut_at;  /* the connection drops once the body reaches it; 0 = never */
+  int cuts;         /* how many bodies may still be cut there (then whole) */
+  uint64_t hold_at; /* the body stops there until fake_release(); 0 = never */
 
   /* observations */
   int token_calls;
@@ -61,10 +69,17 @@ struct fake {
   char last_scope[512];
   char last_service[128];
   char last_range[64];
+  int holding; /* bodies stopped at hold_at now */
+  bool released;
 };
 
 int fake_start(struct fake *f);
 void fake_stop(struct fake *f);
+/* Waits until n blob bodies stop at hold_at (bounded: 0, or -1 after
+ * timeout_ms). */
+int fake_wait_held(struct fake *f, int n, int timeout_ms);
+/* Lets every body held at hold_at go on (fake_stop does it too). */
+void fake_release(struct fake *f);
 /* "Basic <base64(user:pass)>" into out. */
 void fake_basic(const char *user, const char *pass, char *out, size_t cap);
 
