@@ -225,6 +225,7 @@ static enum MHD_Result fake_route(struct fake *f, struct MHD_Connection *c, cons
     return fake_blob(f, c);
   }
   if (f->force_status != 0) {
+    f->forced++;
     const char *b = f->force_body ? f->force_body : "";
     return fake_reply(c, (unsigned)f->force_status, b, strlen(b), NULL);
   }

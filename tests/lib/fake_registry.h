@@ -66,6 +66,7 @@ struct fake {
   int token_calls;
   int manifest_heads, manifest_gets, blob_gets;
   int cdn_requests, cdn_saw_auth;
+  int forced; /* /v2/ requests answered with force_status */
   char last_scope[512];
   char last_service[128];
   char last_range[64];
