@@ -263,8 +263,14 @@ nl_start_coordinator() { # TOPOLOGY [ARGS...]
 }
 
 # True when this edgepulld build knows --FLAG.
+# The help is read whole before matching: `--help | grep -q` under pipefail
+# fails whenever grep exits before edgepulld has written its last block
+# (SIGPIPE), and a node then started without its peer secret (401s between
+# peers, a failed deploy in bench/locality on a loaded machine).
 nl__edgepulld_has() { # FLAG
-  "$EP_BUILD_DIR/plugin/edgepulld" --help 2>&1 | grep -q -- "--$1\\b"
+  local help
+  help=$("$EP_BUILD_DIR/plugin/edgepulld" --help 2>&1) || true
+  grep -q -- "--$1\\b" <<<"$help"
 }
 
 # nl_start_node ID [ARGS...]: edgepulld in ID's namespace joined to the
