@@ -36,24 +36,17 @@
  * make the pipe go backwards: the bytes we already hold are skipped as they
  * arrive (the final digest check still covers every byte on disk).
  *
- * Threads: the job struct belongs to its fetch thread. The fetcher's mutex
- * guards the thread count (fetcher_free waits on `idle` for it to reach 0)
- * the small ring of recent failures, and the list of jobs in flight that
- * fetcher_health walks. `stopping`, the byte counters and each job's
- * heartbeat are atomic so data callbacks never take the lock. */
-#include "plugin/fetch/fetch.h"
-
-#include <pthread.h>
-#include <stdatomic.h>
+ * Every wait of a fetch (for a source to appear, out a backoff) is on the
+ * fetcher's `wake` condition, which fetcher_stop broadcasts: shutdown never
+ * sits out a sleep. Threads and the fetcher's state: fetch_int.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "common/clock.h"
 #include "common/log.h"
+#include "plugin/fetch/fetch_int.h"
 
-#define FETCH_FAILURES 64
 /* Publishing wakes every reader of the pipe (the runtime's connection, the
  * child peers). On a paced link data arrives about a packet per callback,
  * and waking every reader per packet costs far more CPU than the bytes do
@@ -62,161 +55,9 @@
  * first, and whatever is left when a transfer ends. */
 #define FETCH_PUBLISH_BYTES (64 * 1024)
 #define FETCH_PUBLISH_MS 10
-#define FETCH_RATE_WINDOW_MS 10000 /* default */
 #define FETCH_BACKOFF_MS 250
 #define FETCH_BACKOFF_MAX_MS 2000
 #define FETCH_IDLE_MS 100
-#define FETCH_BUDGET_MS 60000
-#define FETCH_MAX_BLOB (16ull << 30)
-
-/* A source that failed, and when it may be asked again. */
-struct fetch_retry {
-  struct fetch_source src;
-  int64_t at;
-  unsigned fails;
-};
-
-struct fetch_failure {
-  digest_t digest;
-  ep_err err;
-};
-
-struct fetcher {
-  struct fetcher_deps deps;
-  atomic_bool stopping;
-  pthread_mutex_t lock;
-  pthread_cond_t idle;
-  unsigned running;
-  unsigned long started;
-  struct fetch_failure failures[FETCH_FAILURES];
-  unsigned next_failure;
-  atomic_uint_least64_t upstream_bytes, peer_bytes, served_peer_bytes;
-  struct fetch_job *jobs; /* in flight, for fetcher_health (under lock) */
-};
-
-struct fetch_job {
-  fetcher *f;
-  blob_pipe *pipe;
-  digest_t digest;
-  char host[256];
-  char repo[256];
-  char exclude[64];
-  unsigned hops;
-  struct fetch_source src; /* the source being read */
-  struct fetch_retry retry[FETCH_SOURCES_MAX];
-  size_t nretry;                     /* failed sources, waiting their backoff */
-  char blame[FETCH_SOURCES_MAX][64]; /* peers that gave us bytes */
-  size_t nblame;
-  store_ingest *in;
-  uint64_t total;
-  uint64_t skip;      /* bytes of a 200 answer we already hold */
-  uint64_t committed; /* size of the blob once committed */
-  uint64_t published; /* what readers were last told they may read */
-  int64_t published_ms;
-  uint64_t known; /* trusted size (descriptor, locality index); 0 = unknown */
-  bool lied;      /* the current source broke the size bound: blame it */
-  int64_t win_ms; /* the current transfer's rate window */
-  uint64_t win_bytes;
-  int64_t orphan_checked_ms; /* last look at the pipe's readers */
-  int64_t orphan_since_ms;   /* when the last reader left; 0 = has readers */
-  ep_err err;
-  struct fetch_job *next_job;   /* fetcher->jobs */
-  atomic_int_least64_t beat_ms; /* last sign of progress (fetcher_health) */
-};
-
-static void beat(struct fetch_job *j) {
-  atomic_store(&j->beat_ms, ep_mono_ms());
-}
-
-int fetcher_new(const struct fetcher_deps *deps, fetcher **out, ep_err *err) {
-  fetcher *f = calloc(1, sizeof *f);
-  if (f == NULL)
-    return ep_error(err, EP_EINTERNAL, "out of memory");
-  f->deps = *deps;
-  if (f->deps.max_attempts <= 0)
-    f->deps.max_attempts = 4;
-  if (pthread_mutex_init(&f->lock, NULL) != 0 || pthread_cond_init(&f->idle, NULL) != 0) {
-    free(f);
-    return ep_error(err, EP_EINTERNAL, "fetcher: cannot create a mutex or condition");
-  }
-  if (f->deps.source_wait_ms <= 0)
-    f->deps.source_wait_ms = 3000;
-  if (f->deps.budget_ms <= 0)
-    f->deps.budget_ms = FETCH_BUDGET_MS;
-  if (f->deps.max_blob == 0)
-    f->deps.max_blob = FETCH_MAX_BLOB;
-  if (f->deps.rate_window_ms <= 0)
-    f->deps.rate_window_ms = FETCH_RATE_WINDOW_MS;
-  if (f->deps.stall_ms <= 0)
-    f->deps.stall_ms = FETCH_STALL_MS_DEFAULT;
-  atomic_init(&f->stopping, false);
-  atomic_init(&f->upstream_bytes, 0);
-  atomic_init(&f->peer_bytes, 0);
-  atomic_init(&f->served_peer_bytes, 0);
-  *out = f;
-  return 0;
-}
-
-void fetcher_stop(fetcher *f) {
-  atomic_store(&f->stopping, true);
-  upstream_cancel_all(f->deps.up);
-  pipe_table_cancel_all(f->deps.pipes);
-}
-
-void fetcher_free(fetcher *f) {
-  if (f == NULL)
-    return;
-  fetcher_stop(f);
-  pthread_mutex_lock(&f->lock);
-  while (f->running > 0)
-    pthread_cond_wait(&f->idle, &f->lock);
-  pthread_mutex_unlock(&f->lock);
-  pthread_cond_destroy(&f->idle);
-  pthread_mutex_destroy(&f->lock);
-  free(f);
-}
-
-static void record_failure(fetcher *f, const digest_t *d, const ep_err *e) {
-  pthread_mutex_lock(&f->lock);
-  struct fetch_failure *slot = &f->failures[f->next_failure++ % FETCH_FAILURES];
-  slot->digest = *d;
-  slot->err = *e;
-  pthread_mutex_unlock(&f->lock);
-}
-
-int fetcher_last_error(fetcher *f, const digest_t *d, ep_err *out) {
-  int found = 0;
-  pthread_mutex_lock(&f->lock);
-  for (unsigned i = 0; i < FETCH_FAILURES && i < f->next_failure; i++) {
-    unsigned k = (f->next_failure - 1 - i) % FETCH_FAILURES;
-    if (digest_equal(&f->failures[k].digest, d)) {
-      *out = f->failures[k].err;
-      found = 1;
-      break;
-    }
-  }
-  pthread_mutex_unlock(&f->lock);
-  return found;
-}
-
-void fetcher_counts(fetcher *f, unsigned *in_flight, unsigned long *started) {
-  pthread_mutex_lock(&f->lock);
-  if (in_flight)
-    *in_flight = f->running;
-  if (started)
-    *started = f->started;
-  pthread_mutex_unlock(&f->lock);
-}
-
-void fetcher_stats(fetcher *f, struct fetch_stats *out) {
-  out->upstream_bytes = atomic_load(&f->upstream_bytes);
-  out->peer_bytes = atomic_load(&f->peer_bytes);
-  out->served_peer_bytes = atomic_load(&f->served_peer_bytes);
-}
-
-void fetcher_count_served(fetcher *f, uint64_t n) {
-  atomic_fetch_add(&f->served_peer_bytes, n);
-}
 
 static const char *src_name(const struct fetch_job *j) {
   return j->src.kind == SRC_PEER ? j->src.node : j->host;
@@ -390,9 +231,8 @@ static size_t pick(struct fetch_job *j, struct fetch_source *list) {
                                  list, FETCH_SOURCES_MAX);
     if (n > 0)
       return (size_t)n > FETCH_SOURCES_MAX ? FETCH_SOURCES_MAX : (size_t)n;
-    if (waited >= f->deps.source_wait_ms || atomic_load(&f->stopping))
+    if (waited >= f->deps.source_wait_ms || !fetch_nap(f, 200))
       return 0;
-    nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = 200000000L}, NULL);
   }
 }
 
@@ -508,7 +348,10 @@ static int wait_for_source(struct fetch_job *j, bool budget, int64_t progress_ms
   long ms = budget ? FETCH_IDLE_MS : FETCH_BACKOFF_MS * *rounds;
   if (!budget)
     j->nretry = 0; /* a new round: everyone again */
-  nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L}, NULL);
+  if (!fetch_nap(f, ms)) {
+    j->err = *last;
+    return -last->code;
+  }
   return 0;
 }
 
@@ -673,7 +516,7 @@ static void *fetch_thread(void *arg) {
     else
       ep_log_warn("fetch %s from %s/%s failed: %s%s", j->digest.hex, j->host, j->repo, j->err.msg,
                   keep ? " (partial kept for resuming)" : "");
-    record_failure(f, &j->digest, &j->err);
+    fetch_record_failure(f, &j->digest, &j->err);
   } else {
     ep_log_info("fetched %s from %s/%s (%llu bytes)", j->digest.hex, j->host, j->repo,
                 (unsigned long long)j->total);
@@ -780,7 +623,7 @@ int fetcher_open_req(fetcher *f, const char *host, const char *repo, const diges
     int r = start_job(f, p, host, repo, d, rq, err);
     if (r < 0) {
       if (err != NULL) /* requests that joined meanwhile answer the same */
-        record_failure(f, d, err);
+        fetch_record_failure(f, d, err);
       pipe_finish(p, false);
       pipe_unref(p);
       return r;
@@ -788,21 +631,4 @@ int fetcher_open_req(fetcher *f, const char *host, const char *repo, const diges
   }
   *out = p;
   return 0;
-}
-
-/* The watchdog's view: every fetch in flight must have shown progress (a
- * chunk, a (re)start, a source pick, a retry round) within stall_ms. Each
- * of those steps is bounded by a libcurl timeout or a short sleep, so a
- * longer silence means a thread blocked where nothing bounds it. */
-int fetcher_health(fetcher *f, int64_t now_ms, ep_err *why) {
-  int r = 0;
-  pthread_mutex_lock(&f->lock);
-  for (struct fetch_job *j = f->jobs; j != NULL && r == 0; j = j->next_job) {
-    int64_t idle = now_ms - atomic_load(&j->beat_ms);
-    if (idle > f->deps.stall_ms)
-      r = ep_error(why, EP_EINTERNAL, "fetch of %.12s from %s/%s made no progress for %lld ms",
-                   j->digest.hex, j->host, j->repo, (long long)idle);
-  }
-  pthread_mutex_unlock(&f->lock);
-  return r;
 }
