@@ -31,6 +31,10 @@
 #define CTL_DEFAULT_CONFIG "/etc/edgepull/edgepulld.conf"
 #define CTL_STATES_MS 1000      /* at most, to collect retained states after the SUBACK */
 #define CTL_STATES_QUIET_MS 100 /* ... or until none came for this long */
+/* A live node publishes its first progress message as soon as the deploy
+ * reaches it (plugin/deploy/deploy.c, job_main), before it resolves
+ * anything: this long without a single one means nobody is there. */
+#define CTL_ANSWER_MS 10000
 
 struct dopts {
   const char *image;
@@ -383,9 +387,30 @@ static int send_deploy(struct mosquitto *m, struct dclient *c) {
   return 0;
 }
 
+/* No node answered within CTL_ANSWER_MS: an empty locality (no node online)
+ * or a silent one (online by their retained states, but not listening).
+ * Says so rather than waiting out --timeout. */
+static bool nobody_answered(struct dclient *c, int64_t answer_by) {
+  if (ctl_dview_answered(&c->v) || ep_mono_ms() < answer_by)
+    return false;
+  size_t n = ctl_dview_expected(&c->v);
+  if (n == 0)
+    snprintf(c->v.reason, sizeof c->v.reason,
+             "no node of locality %s is online, and none answered in %d s: nothing to deploy to",
+             c->o->locality, CTL_ANSWER_MS / 1000);
+  else
+    snprintf(c->v.reason, sizeof c->v.reason,
+             "none of the %zu online nodes of locality %s answered in %d s: is edgepulld running "
+             "there, with this broker and locality?",
+             n, c->o->locality, CTL_ANSWER_MS / 1000);
+  ctl_errorf("deploy %s: %s", c->v.id, c->v.reason);
+  return true;
+}
+
 static int follow(struct mosquitto *m, struct dclient *c) {
   int64_t deadline = c->v.start_ms + (int64_t)c->o->timeout_s * 1000;
-  while (!ctl_dview_complete(&c->v) && ep_mono_ms() < deadline) {
+  int64_t answer_by = ep_mono_ms() + CTL_ANSWER_MS;
+  while (!ctl_dview_complete(&c->v) && ep_mono_ms() < deadline && !nobody_answered(c, answer_by)) {
     int rc = mosquitto_loop(m, 100, 1);
     if (rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST) {
       mosquitto_reconnect(m); /* the subscriptions were not clean-session bound */
@@ -395,7 +420,8 @@ static int follow(struct mosquitto *m, struct dclient *c) {
     }
     ctl_dview_tick(&c->v, ep_mono_ms());
   }
-  return ctl_dview_report(&c->v, ep_mono_ms(), !ctl_dview_complete(&c->v));
+  bool timed_out = !ctl_dview_complete(&c->v) && c->v.reason[0] == '\0';
+  return ctl_dview_report(&c->v, ep_mono_ms(), timed_out);
 }
 
 static int run(struct dopts *o) {

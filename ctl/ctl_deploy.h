@@ -30,6 +30,7 @@ struct ctl_dview {
   size_t n;
   int drawn; /* lines of the last live display */
   int64_t start_ms, last_draw_ms;
+  char reason[320]; /* why the wait ended early (nobody answered), or "" */
 };
 
 /* Finds (or with create, adds) a node; NULL when the table is full. */
@@ -44,6 +45,10 @@ void ctl_dview_progress(struct ctl_dview *v, const struct proto_progress *p, int
 void ctl_dview_tick(struct ctl_dview *v, int64_t now_ms);
 /* Every expected node reported done or failed (and there is at least one). */
 bool ctl_dview_complete(const struct ctl_dview *v);
+/* Some node sent a progress message for this deploy. */
+bool ctl_dview_answered(const struct ctl_dview *v);
+/* The nodes expected to report (online when it was sent, or reported since). */
+size_t ctl_dview_expected(const struct ctl_dview *v);
 /* Prints the final report; returns the exit code (0 all done, 1 otherwise). */
 int ctl_dview_report(struct ctl_dview *v, int64_t now_ms, bool timed_out);
 void ctl_dview_free(struct ctl_dview *v);

@@ -148,6 +148,20 @@ bool ctl_dview_complete(const struct ctl_dview *v) {
   return nexp > 0;
 }
 
+bool ctl_dview_answered(const struct ctl_dview *v) {
+  for (size_t i = 0; i < v->n; i++)
+    if (v->nodes[i].have && v->nodes[i].p.id[0] != '\0')
+      return true;
+  return false;
+}
+
+size_t ctl_dview_expected(const struct ctl_dview *v) {
+  size_t n = 0;
+  for (size_t i = 0; i < v->n; i++)
+    n += v->nodes[i].expected;
+  return n;
+}
+
 static int report_json(struct ctl_dview *v, double secs, uint64_t uplink, size_t ndone, size_t nexp,
                        bool timed_out) {
   json_t *nodes = json_array();
@@ -169,6 +183,8 @@ static int report_json(struct ctl_dview *v, double secs, uint64_t uplink, size_t
                 "image", ctl_json_str(v->image), "wall_s", secs, "uplink_bytes", (json_int_t)uplink,
                 "nodes_done", (json_int_t)ndone, "nodes_total", (json_int_t)nexp, "timed_out",
                 timed_out, "ok", !timed_out && ndone == nexp && nexp > 0, "nodes", nodes);
+  if (j != NULL && v->reason[0] != '\0')
+    json_object_set_new(j, "reason", ctl_json_str(v->reason));
   if (j == NULL)
     return CTL_EXIT_FAIL;
   json_dumpf(j, v->out, JSON_COMPACT);
@@ -183,6 +199,8 @@ static void report_human(struct ctl_dview *v, double secs, uint64_t uplink, size
   ctl_fmt_size(uplink, up, sizeof up);
   fprintf(v->out, "\ndeploy %s: %zu/%zu nodes done in %.1f s%s; uplink %s\n", v->id, ndone, nexp,
           secs, timed_out ? " (timed out)" : "", up);
+  if (v->reason[0] != '\0')
+    fprintf(v->out, "  %s\n", v->reason);
   for (size_t i = 0; i < v->n; i++) {
     const struct ctl_dnode *n = &v->nodes[i];
     if (!n->expected)

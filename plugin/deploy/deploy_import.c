@@ -200,8 +200,9 @@ static int on_xfer(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_
   return atomic_load((atomic_bool *)ud) ? 1 : 0;
 }
 
-static int docker_post(const struct deploy_options *o, const char *path, int timeout_s,
-                       atomic_bool *stop, ep_err *err) {
+/* One Engine API request (POST or DELETE) with an empty body. */
+static int docker_call(const struct deploy_options *o, const char *method, const char *path,
+                       int timeout_s, atomic_bool *stop, ep_err *err) {
   ep_cleanup_curl CURL *c = curl_easy_init();
   if (c == NULL)
     return ep_error(err, EP_EINTERNAL, "curl_easy_init failed");
@@ -213,6 +214,7 @@ static int docker_post(const struct deploy_options *o, const char *path, int tim
       curl_easy_setopt(c, CURLOPT_URL, url) != CURLE_OK ||
       curl_easy_setopt(c, CURLOPT_POST, 1L) != CURLE_OK ||
       curl_easy_setopt(c, CURLOPT_POSTFIELDS, "") != CURLE_OK ||
+      curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method) != CURLE_OK ||
       curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)timeout_s) != CURLE_OK ||
       curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
       curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK ||
@@ -239,6 +241,13 @@ static int docker_post(const struct deploy_options *o, const char *path, int tim
   return r;
 }
 
+/* Pulls through the mirror (Docker refuses a port inside a repository path,
+ * so the pull goes by the mirror's name), names the image as the user wrote
+ * it, then removes the mirror's name: `docker images` shows the image once,
+ * under its own name. Untagging also drops the mirror's RepoDigest (Docker
+ * cannot attach a digest to the other name); the image ID stays the
+ * config's digest. A digest-only reference keeps the mirror's name: it is
+ * the only one the image has. */
 static int import_docker(const struct deploy_options *o, const struct deploy_ref *ref,
                          int timeout_s, atomic_bool *stop, ep_err *err) {
   char from[NAMES_REPO_MAX + NAMES_HOST_MAX + 140], repo[NAMES_REPO_MAX + NAMES_HOST_MAX + 2];
@@ -254,13 +263,18 @@ static int import_docker(const struct deploy_options *o, const struct deploy_ref
   int n = snprintf(path, sizeof path, "/images/create?fromImage=%s&tag=%s", from, tag);
   if (n < 0 || (size_t)n >= sizeof path)
     return ep_error(err, EP_ETOOBIG, "docker request too long");
-  if ((r = docker_post(o, path, timeout_s, stop, err)) < 0 || ref->tag[0] == '\0')
+  if ((r = docker_call(o, "POST", path, timeout_s, stop, err)) < 0 || ref->tag[0] == '\0')
     return r;
-  n = snprintf(path, sizeof path, "/images/%s:%s/tag?repo=%s&tag=%s", from, ref->tag, repo,
-               ref->tag);
+  /* what the pull named the image: from:tag, or from@digest */
+  char pulled[sizeof from + sizeof tag + 1];
+  snprintf(pulled, sizeof pulled, "%s%c%s", from, ref->has_digest ? '@' : ':', tag);
+  n = snprintf(path, sizeof path, "/images/%s/tag?repo=%s&tag=%s", pulled, repo, ref->tag);
   if (n < 0 || (size_t)n >= sizeof path)
     return ep_error(err, EP_ETOOBIG, "docker request too long");
-  return docker_post(o, path, timeout_s, stop, err);
+  if ((r = docker_call(o, "POST", path, timeout_s, stop, err)) < 0)
+    return r;
+  snprintf(path, sizeof path, "/images/%s", pulled);
+  return docker_call(o, "DELETE", path, timeout_s, stop, err);
 }
 
 int deploy_import(const struct deploy_options *o, enum proto_import imp,

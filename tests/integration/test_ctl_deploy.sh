@@ -7,6 +7,8 @@
 #    per node, and exit 0 when both are done;
 #  - a node that fails makes the report list its error and exit 1;
 #  - a node that never finishes: exit 1 at --timeout, marked unfinished;
+#  - a silent locality (nodes online, none answers) and an empty one end
+#    after the 10 s answer window, not at --timeout, and say so;
 #  - without --wait it prints the deploy id and exits 0.
 . "$(dirname "$0")/../lib/common.sh"
 ep_init test_ctl_deploy 180
@@ -115,6 +117,32 @@ ep_assert_eq 1 "$(cat "$D/slow.rc")" "exit 1 on timeout"
 REPORT=$(tail -n 1 "$D/slow.out")
 ep_assert_match '"timed_out":true' "$REPORT" "timed out"
 ep_assert_match '"node":"n1","state":"unfinished"' "$REPORT" "the silent node is unfinished"
+
+# --- nobody answers (issue 14 point 7) ---------------------------------------------
+# Default --timeout (1800 s): the wait ends after edgepullctl's 10 s answer
+# window instead, with a report and a message that say why; ep_timeout only
+# bounds the test.
+silent() { # OUT LOCALITY
+  local rc=0
+  ep_timeout 120 "$CTL" deploy alpine:3 --wait --json --broker "127.0.0.1:$PORT" --locality "$2" \
+    --config /dev/null >"$1" 2>"$1.err" || rc=$?
+  echo "$rc"
+}
+ep_assert_eq 1 "$(silent "$D/silent.out" "$LOC")" "a silent locality: exit 1"
+REPORT=$(tail -n 1 "$D/silent.out")
+ep_assert_match '"nodes_done":0,"nodes_total":2,"timed_out":false' "$REPORT" \
+  "the two online nodes expected, not timed out"
+ep_assert_match '"reason":"none of the 2 online nodes of locality site1 answered in 10 s' "$REPORT" \
+  "the report says nobody answered"
+ep_assert_match 'none of the 2 online nodes of locality site1 answered' "$(cat "$D/silent.out.err")" \
+  "and so does stderr"
+ep_assert_eq 1 "$(silent "$D/empty.out" empty1)" "an empty locality: exit 1"
+REPORT=$(tail -n 1 "$D/empty.out")
+ep_assert_match '"nodes_total":0,"timed_out":false' "$REPORT" "no node expected, not timed out"
+ep_assert_match '"reason":"no node of locality empty1 is online, and none answered in 10 s' \
+  "$REPORT" "the report says the locality is empty"
+ep_assert_match 'no node of locality empty1 is online' "$(cat "$D/empty.out.err")" \
+  "and so does stderr"
 
 # --- without --wait ---------------------------------------------------------------
 OUT=$(ep_timeout 20 "$CTL" deploy ghcr.io/org/app:1 --broker "127.0.0.1:$PORT" --locality "$LOC" \
