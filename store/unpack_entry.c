@@ -33,17 +33,18 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "store/time_abi.h"
 
 #define WH_PREFIX ".wh."
 #define WH_OPAQUE ".wh..wh..opq"
 
 void unpack_entry_times(struct archive_entry *ae, struct timespec ts[2]) {
-  struct timespec m = {archive_entry_mtime(ae), archive_entry_mtime_nsec(ae)};
+  struct timespec m = {ep_archive_entry_mtime(ae), archive_entry_mtime_nsec(ae)};
   if (m.tv_sec < 0 || m.tv_nsec < 0 || m.tv_nsec > 999999999)
     m = (struct timespec){0, 0};
   struct timespec a = m;
   if (archive_entry_atime_is_set(ae)) {
-    struct timespec t = {archive_entry_atime(ae), archive_entry_atime_nsec(ae)};
+    struct timespec t = {ep_archive_entry_atime(ae), archive_entry_atime_nsec(ae)};
     if (t.tv_sec > m.tv_sec || (t.tv_sec == m.tv_sec && t.tv_nsec > m.tv_nsec))
       a = t.tv_nsec >= 0 && t.tv_nsec <= 999999999 ? t : m;
   }

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "store/time_abi.h"
 #include "store/unpack.h"
 
 enum { F_NONE, F_GZIP, F_ZSTD };
@@ -142,7 +143,7 @@ static inline void layer_add(struct fx *f, const struct ent *e) {
   archive_entry_set_perm(ae, e->perm != 0 ? e->perm : (type == AE_IFDIR ? 0755 : 0644));
   archive_entry_set_uid(ae, e->uid);
   archive_entry_set_gid(ae, e->gid);
-  archive_entry_set_mtime(ae, e->mtime != 0 ? e->mtime : 1600000000, 0);
+  assert_int_equal(ep_archive_entry_set_mtime(ae, e->mtime != 0 ? e->mtime : 1600000000, 0), 0);
   archive_entry_set_size(ae, (la_int64_t)len);
   if (type == AE_IFLNK)
     archive_entry_set_symlink(ae, e->data);
