@@ -68,8 +68,9 @@ static void one_topic(const uint8_t *p, size_t n) {
   ep_err err = {0};
   int rc = proto_topic_parse(t, &pt, &err);
   fuzz_check_err(rc, &err, "proto_topic_parse");
-  if (rc == 0 && (!names_locality_valid(pt.locality) ||
-                  (pt.kind != PROTO_T_DEPLOY && !names_node_id_valid(pt.node))))
+  if (rc == 0 &&
+      (!names_locality_valid(pt.locality) ||
+       (pt.kind != PROTO_T_DEPLOY && pt.kind != PROTO_T_GATEWAY && !names_node_id_valid(pt.node))))
     fuzz_fail("topic \"%s\" parsed to invalid ids", t);
   enum proto_import imp;
   fuzz_check_err(proto_import_parse(t, &imp, &err), &err, "proto_import_parse");
@@ -135,8 +136,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                  proto_report_parse(js, jl, ID, &w, &e2));
     break;
   }
-  default:
+  default: {
     one_topic(p, n);
+    struct proto_gateway v;
+    rc = proto_gateway_parse(p, n, &v, &err);
+    fuzz_check_err(rc, &err, "proto_gateway_parse");
+    if (rc == 0)
+      ROUND_TRIP(struct proto_gateway, v, proto_gateway_build,
+                 proto_gateway_parse(js, jl, &w, &e2));
+    break;
+  }
   }
   return 0;
 }

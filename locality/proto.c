@@ -201,6 +201,19 @@ static int proto_deploy_topic_parse(char levels[TOPIC_LEVELS_MAX][PROTO_ID_MAX +
   return 0;
 }
 
+/* edgepull/v1/<loc>/coord/gateway: the coordinator's own topic. */
+static int coord_topic_parse(char levels[TOPIC_LEVELS_MAX][PROTO_ID_MAX + 1], const char *q,
+                             struct proto_topic *out, ep_err *err) {
+  if (strcmp(levels[1], "v1") != 0)
+    return ep_error(err, EP_EINVAL, "topic \"%s\": unsupported protocol level", q);
+  if (!names_locality_valid(levels[2]))
+    return ep_error(err, EP_EINVAL, "topic \"%s\": ids must match [A-Za-z0-9._-]{1,%d}", q,
+                    PROTO_ID_MAX);
+  out->kind = PROTO_T_GATEWAY;
+  memcpy(out->locality, levels[2], sizeof out->locality);
+  return 0;
+}
+
 int proto_topic_parse(const char *topic, struct proto_topic *out, ep_err *err) {
   char q[EP_QUOTE_BUF];
   char levels[TOPIC_LEVELS_MAX][PROTO_ID_MAX + 1];
@@ -214,11 +227,14 @@ int proto_topic_parse(const char *topic, struct proto_topic *out, ep_err *err) {
   memset(out, 0, sizeof *out);
   if (nl >= 4 && strcmp(levels[0], "edgepull") == 0 && strcmp(levels[3], "deploy") == 0)
     return proto_deploy_topic_parse(levels, nl, q, out, err);
+  if (nl == 5 && strcmp(levels[0], "edgepull") == 0 && strcmp(levels[3], "coord") == 0 &&
+      strcmp(levels[4], "gateway") == 0)
+    return coord_topic_parse(levels, q, out, err);
   if (nl < 6 || strcmp(levels[0], "edgepull") != 0 || strcmp(levels[3], "node") != 0 ||
       topic_kind(levels, nl, &kind) < 0)
     return ep_error(err, EP_EINVAL,
                     "topic \"%s\": not edgepull/v1/<loc>/node/<id>/"
-                    "(state|inventory|inventory/delta|parent|report) nor a deploy topic",
+                    "(state|inventory|inventory/delta|parent|report) nor a deploy or coord topic",
                     q);
   if (strcmp(levels[1], "v1") != 0)
     return ep_error(err, EP_EINVAL, "topic \"%s\": unsupported protocol level", q);

@@ -8,6 +8,7 @@
  *   edgepull/v1/<loc>/node/<id>/report           not retained, QoS 1       node
  *   edgepull/v1/<loc>/deploy                     not retained, QoS 1       client
  *   edgepull/v1/<loc>/deploy/<d>/progress/<id>   not retained, QoS 0/1     node
+ *   edgepull/v1/<loc>/coord/gateway              retained                  coordinator
  *
  * Payloads are JSON objects with "v": 1. A receiver drops (with one log
  * line) any payload over its size limit, not valid JSON, of another "v", or
@@ -36,6 +37,7 @@
 #define PROTO_DEPLOY_MAX (8 * 1024)
 #define PROTO_PROGRESS_MAX (2 * 1024)
 #define PROTO_REPORT_MAX (1 * 1024)
+#define PROTO_GATEWAY_MAX (1 * 1024)
 #define PROTO_DEPLOY_ID_LEN 16 /* lowercase hex digits */
 #define PROTO_IMAGE_MAX 511    /* an image reference as a user writes it */
 #define PROTO_PLATFORMS_MAX 16 /* platforms in one deploy */
@@ -50,6 +52,7 @@ enum proto_topic_kind {
   PROTO_T_REPORT,   /* node/<id>/report */
   PROTO_T_DEPLOY,   /* deploy (node is "") */
   PROTO_T_PROGRESS, /* deploy/<deploy>/progress/<node> */
+  PROTO_T_GATEWAY,  /* coord/gateway (node is "") */
 };
 
 struct proto_topic {
@@ -188,5 +191,21 @@ int proto_progress_parse(const void *buf, size_t len, const char *expected_id,
 int proto_report_build(const struct proto_report *r, char **out, size_t *len, ep_err *err);
 int proto_report_parse(const void *buf, size_t len, const char *expected_id,
                        struct proto_report *out, ep_err *err);
+
+/* ---- the locality's roles (locality/proto_coord.c) ---- */
+
+/* Which node is the gateway (the root, and the only node other nodes ask to
+ * resolve a tag) is configuration: the coordinator's --gateway, published
+ * by the coordinator alone (broker ACL) on the retained
+ * "edgepull/v1/<loc>/coord/gateway". A node's own state never makes it the
+ * gateway. */
+struct proto_gateway {
+  char id[PROTO_ID_MAX + 1]; /* the gateway's node id */
+};
+
+/* "edgepull/v1/<loc>/coord/gateway". */
+int proto_gateway_topic(const char *locality, char *buf, size_t len, ep_err *err);
+int proto_gateway_build(const struct proto_gateway *g, char **out, size_t *len, ep_err *err);
+int proto_gateway_parse(const void *buf, size_t len, struct proto_gateway *out, ep_err *err);
 
 #endif

@@ -496,6 +496,8 @@ static int on_cleared(struct agent *a, const char *topic, const struct proto_top
     break;
   case PROTO_T_DELTA:
     return drop(topic, "empty delta");
+  case PROTO_T_GATEWAY: /* the agent does not subscribe to it yet */
+    return 1;
   case PROTO_T_REPORT:
   case PROTO_T_DEPLOY:
   case PROTO_T_PROGRESS:
@@ -535,6 +537,7 @@ int agent_handle_message(struct agent *a, const char *topic, const void *payload
     return on_deploy(a, topic, payload, len);
   case PROTO_T_REPORT:   /* for the coordinator */
   case PROTO_T_PROGRESS: /* for the deploying client */
+  case PROTO_T_GATEWAY:  /* not subscribed to yet */
     return 1;
   }
   return drop(topic, "unknown topic kind");
