@@ -1,9 +1,14 @@
 /* The coordinator's core: membership, and the diff between the topology it
  * computes and the parent assignments the broker holds.
  *
- * Membership comes from `state` messages: online + gateway makes a node the
- * root, online joins, offline (a clean stop or the Last Will) leaves; a node
- * silent for longer than the heartbeat timeout leaves too. Every change goes
+ * Membership comes from `state` messages: online joins, offline (a clean
+ * stop or the Last Will) leaves; a node silent for longer than the
+ * heartbeat timeout leaves too. The root is the gateway the configuration
+ * names (--gateway), never a node whose own state says `gateway: true`:
+ * any node with broker credentials can write that into its state, and the
+ * root resolves every tag of the locality. The configured gateway is also
+ * published on the retained coord/gateway topic, which only the coordinator
+ * may write, so nodes learn it from us and not from the node itself. Every change goes
  * through locality/topo, which moves as few nodes as possible; coord_sync()
  * then walks the topology and publishes the retained parent message of each
  * node whose parent (or parent's address) differs from what the broker
@@ -36,6 +41,8 @@ int coord_new(const struct coord_config *cfg, coord **out, ep_err *err) {
     return ep_error(err, EP_EINVAL, "invalid locality name");
   if (cfg->publish == NULL)
     return ep_error(err, EP_EINVAL, "no publish callback");
+  if (cfg->gateway == NULL || !names_node_id_valid(cfg->gateway))
+    return ep_error(err, EP_EINVAL, "no valid gateway node id configured (--gateway)");
   if (cfg->strategy == TOPO_TREE && (cfg->k < 1 || cfg->k > 64))
     return ep_error(err, EP_EINVAL, "tree fan-out %u out of range 1..64", cfg->k);
   coord *c = calloc(1, sizeof *c);
@@ -52,6 +59,7 @@ int coord_new(const struct coord_config *cfg, coord **out, ep_err *err) {
     return ep_error(err, EP_EINTERNAL, "cannot create a mutex");
   }
   snprintf(c->loc, sizeof c->loc, "%s", cfg->locality);
+  snprintf(c->gateway, sizeof c->gateway, "%s", cfg->gateway);
   c->strategy = cfg->strategy;
   c->fanout = cfg->strategy == TOPO_CHAIN ? 1 : cfg->k;
   c->timeout_ms = (int64_t)(cfg->heartbeat_timeout_s ? cfg->heartbeat_timeout_s : 90) * 1000;
@@ -96,21 +104,20 @@ static void node_online(coord *c, struct coord_node *n, const struct proto_state
   n->has_state = true;
   n->live = true;
   n->last_seen_ms = now;
-  if (n->suspended && !st->gateway)
+  bool gw = coord_is_gateway(c, n->id);
+  if (n->suspended && !gw)
     return; /* rejoins when its suspension ends (coord_suspend_tick) */
   const char *root = topo_root(c->t);
   char reason[REASON_MAX] = "";
   ep_err e = {0};
   int r = 0;
-  if (st->gateway && (root == NULL || strcmp(root, n->id) != 0)) {
-    if (root != NULL)
-      ep_log_warn("%s announces itself as the gateway: it replaces %s as the root", n->id, root);
+  if (gw && (root == NULL || strcmp(root, n->id) != 0)) {
     snprintf(reason, sizeof reason, "%s is the gateway", n->id);
     r = topo_set_root(c->t, n->id, st->link_mbps, &e);
   } else if (!n->in_topo) {
     snprintf(reason, sizeof reason, "%s joined", n->id);
     r = topo_join(c->t, n->id, st->link_mbps, &e);
-  } else if (had && prev.link_mbps != st->link_mbps && !st->gateway) {
+  } else if (had && prev.link_mbps != st->link_mbps && !gw) {
     snprintf(reason, sizeof reason, "link speed of %s changed", n->id);
     r = topo_join(c->t, n->id, st->link_mbps, &e);
   } else if (had && (strcmp(prev.addr, st->addr) != 0 || prev.peer_port != st->peer_port)) {
@@ -190,6 +197,12 @@ static void on_state(coord *c, const char *id, const void *payload, size_t len, 
   struct coord_node *n = online ? coord_node_get(c, id) : coord_node_find(c, id);
   if (n == NULL)
     return;
+  if (st.gateway && !coord_is_gateway(c, id) && !n->claim_warned) {
+    ep_log_warn("%s claims the gateway role in its state: ignored, the gateway is %s "
+                "(--gateway); check that node",
+                id, c->gateway);
+    n->claim_warned = true;
+  }
   if (!c->recovered) {
     n->st = st;
     n->has_state = true;
@@ -243,6 +256,28 @@ static void on_parent(coord *c, const char *id, const void *payload, size_t len,
   n->junk = false;
 }
 
+/* What the broker holds on coord/gateway: ours, or (on a broker whose ACL
+ * lets somebody else write it) not, and then coord_tick publishes ours
+ * again, at most once a tick. */
+static void on_gateway(coord *c, const void *payload, size_t len) {
+  struct proto_gateway g;
+  ep_err e = {0};
+  if (len == 0) {
+    c->gw_held = false;
+    return;
+  }
+  if (proto_gateway_parse(payload, len, &g, &e) < 0) {
+    ep_log_warn("dropped a gateway message: %s", e.msg);
+    c->gw_held = false;
+    return;
+  }
+  c->gw_held = coord_is_gateway(c, g.id);
+  if (!c->gw_held)
+    ep_log_warn("the broker says the gateway is %s, but it is %s (--gateway): somebody else "
+                "writes coord/gateway (check the broker ACL)",
+                g.id, c->gateway);
+}
+
 void coord_message(coord *c, const char *topic, const void *payload, size_t len, bool retained,
                    int64_t now_ms) {
   if (topic == NULL || (payload == NULL && len > 0))
@@ -262,6 +297,8 @@ void coord_message(coord *c, const char *topic, const void *payload, size_t len,
     on_parent(c, pt.node, payload, len, retained);
   else if (pt.kind == PROTO_T_REPORT && len > 0)
     coord_report(c, pt.node, payload, len, now_ms);
+  else if (pt.kind == PROTO_T_GATEWAY)
+    on_gateway(c, payload, len);
   pthread_mutex_unlock(&c->mu);
 }
 
@@ -297,6 +334,8 @@ void coord_tick(coord *c, int64_t now_ms) {
     }
     coord_suspend_tick(c, now_ms);
   }
+  if (c->recovered && c->connected && !c->resyncing && !c->gw_held)
+    coord_publish_gateway(c);
   pthread_mutex_unlock(&c->mu);
 }
 

@@ -29,6 +29,11 @@ typedef int (*coord_publish_fn)(const char *topic, const void *payload, size_t l
 
 struct coord_config {
   const char *locality; /* copied */
+  /* The locality's gateway, a node id (copied; required): the root of the
+   * tree and the node every other node asks to resolve tags. Configured,
+   * never taken from a node's own state: a node that sets `gateway` in its
+   * state is only warned about. Published retained on coord/gateway. */
+  const char *gateway;
   enum topo_strategy strategy;
   unsigned k;                   /* children per node for TOPO_TREE */
   unsigned heartbeat_timeout_s; /* a node silent this long is gone */
@@ -49,12 +54,14 @@ void coord_subscribed(coord *c, int64_t now_ms);
 /* The connection to the broker was lost: no heartbeat timeouts until the
  * next coord_subscribed. */
 void coord_disconnected(coord *c);
-/* One received message. retained: delivered from the broker's retained
- * store. Malformed messages are dropped with one log line. */
+/* One received message (node states, parents, reports, and our own
+ * coord/gateway). retained: delivered from the broker's retained store.
+ * Malformed messages are dropped with one log line. */
 void coord_message(coord *c, const char *topic, const void *payload, size_t len, bool retained,
                    int64_t now_ms);
 /* Periodic work (call about once a second): ends the grace period or a
- * resync, applies the heartbeat timeout, lets suspended nodes rejoin. */
+ * resync, applies the heartbeat timeout, lets suspended nodes rejoin, and
+ * (re)publishes coord/gateway when the broker does not hold ours. */
 void coord_tick(coord *c, int64_t now_ms);
 
 /* True while id is suspended after a report (out of the topology). */

@@ -35,6 +35,7 @@ struct coord_node {
   bool junk;           /* the broker holds a parent message for it that is not pub */
   bool leaving;        /* an offline state arrived: gone at leave_at_ms unless it */
   int64_t leave_at_ms; /* comes back online or our own connection drops first */
+  bool claim_warned;   /* we logged its state's false claim of the gateway role */
   bool suspended;      /* reported: out of the topology until suspended_until_ms */
   int64_t suspended_until_ms;
 };
@@ -42,6 +43,8 @@ struct coord_node {
 struct coord {
   pthread_mutex_t mu;
   char loc[PROTO_ID_MAX + 1];
+  char gateway[PROTO_ID_MAX + 1]; /* --gateway: the root, configured */
+  bool gw_held;                   /* the broker holds our coord/gateway */
   enum topo_strategy strategy;
   unsigned fanout;
   int64_t timeout_ms;
@@ -67,6 +70,11 @@ struct coord_node *coord_node_find(coord *c, const char *id);
 /* Finds or creates; NULL when the table is full. */
 struct coord_node *coord_node_get(coord *c, const char *id);
 void coord_node_drop(coord *c, struct coord_node *n);
+
+/* id is the configured gateway (never what a node's state claims). */
+bool coord_is_gateway(const coord *c, const char *id);
+/* Publishes the retained coord/gateway message naming c->gateway. */
+void coord_publish_gateway(coord *c);
 
 /* Publishes the assignment of every attached node whose parent (or the
  * parent's address) differs from what the broker holds. Returns how many. */

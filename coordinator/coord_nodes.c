@@ -75,6 +75,29 @@ void coord_node_drop(coord *c, struct coord_node *n) {
 
 /* --- publishing ----------------------------------------------------------- */
 
+bool coord_is_gateway(const coord *c, const char *id) {
+  return strcmp(c->gateway, id) == 0;
+}
+
+void coord_publish_gateway(coord *c) {
+  struct proto_gateway g;
+  char topic[PROTO_TOPIC_MAX];
+  char *json = NULL;
+  size_t len = 0;
+  ep_err e = {0};
+  snprintf(g.id, sizeof g.id, "%s", c->gateway);
+  if (proto_gateway_topic(c->loc, topic, sizeof topic, &e) < 0 ||
+      proto_gateway_build(&g, &json, &len, &e) < 0) {
+    ep_log_err("building the gateway message: %s", e.msg);
+    return;
+  }
+  if (c->publish(topic, json, len, c->ud) < 0)
+    ep_log_warn("publishing the gateway (%s) failed; retrying", c->gateway);
+  else
+    c->gw_held = true; /* until the broker shows us something else */
+  free(json);
+}
+
 static const char *assign_text(const struct coord_assign *a) {
   if (!a->valid)
     return "(none)";

@@ -37,21 +37,10 @@ static int cmp_by_speed(const void *a, const void *b) {
   return strcmp(x->id, y->id);
 }
 
-/* The live gateway; the one that was the root before when there are two. */
+/* The configured gateway when it is live; never a node that only claims it. */
 static struct coord_node *pick_root(coord *c) {
-  struct coord_node *root = NULL;
-  size_t gateways = 0;
-  for (size_t i = 0; i < c->n; i++) {
-    struct coord_node *n = c->nodes[i];
-    if (!n->live || !n->st.gateway)
-      continue;
-    gateways++;
-    if (root == NULL || (n->pub.valid && !n->pub.has_parent))
-      root = n;
-  }
-  if (gateways > 1)
-    ep_log_warn("%zu nodes announce themselves as the gateway; %s is the root", gateways, root->id);
-  return root;
+  struct coord_node *root = coord_node_find(c, c->gateway);
+  return root != NULL && root->live ? root : NULL;
 }
 
 static size_t lower_bound(struct coord_node **kids, size_t nk, const char *parent) {
@@ -178,6 +167,7 @@ void coord_recover(coord *c, int64_t now_ms) {
 void coord_resync_begin(coord *c, int64_t now_ms) {
   c->resyncing = true;
   c->resync_end = now_ms + c->grace_ms;
+  c->gw_held = false; /* until the broker redelivers it */
   /* Nobody could be heard while we were away: everybody gets a full
    * timeout from now; nodes that died meanwhile have an offline state. */
   for (size_t i = 0; i < c->n; i++) {

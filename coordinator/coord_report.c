@@ -67,7 +67,7 @@ void coord_report(coord *c, const char *reporter, const void *payload, size_t le
     return;
   }
   const char *root = topo_root(c->t);
-  if ((root != NULL && strcmp(root, s->id) == 0) || s->st.gateway) {
+  if ((root != NULL && strcmp(root, s->id) == 0) || coord_is_gateway(c, s->id)) {
     ep_log_warn("%s: report about %s ignored: the gateway stays the root (check it!)", reporter,
                 s->id);
     return;

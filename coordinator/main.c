@@ -39,6 +39,7 @@ static int run(const struct coord_opts *o, const sigset_t *set) {
   }
   struct coord_config cfg = {
       .locality = o->locality,
+      .gateway = o->gateway,
       .strategy = o->strategy,
       .k = o->k,
       .heartbeat_timeout_s = o->heartbeat_timeout,
@@ -50,8 +51,9 @@ static int run(const struct coord_opts *o, const sigset_t *set) {
     ep_log_err("%s", e.msg);
     goto out;
   }
-  ep_log_info("edgepull-coordinator %s for locality %s, topology %s%.0u, broker %s:%u%s",
-              EDGEPULL_VERSION, o->locality,
+  ep_log_info("edgepull-coordinator %s for locality %s, gateway %s, topology %s%.0u, broker "
+              "%s:%u%s",
+              EDGEPULL_VERSION, o->locality, o->gateway,
               o->strategy == TOPO_CHAIN ? "chain" : "tree:", o->strategy == TOPO_CHAIN ? 0u : o->k,
               o->broker_host, o->broker_port, o->ca_file[0] ? " (TLS)" : "");
   int sig = run_loop(c, m, set);

@@ -1,6 +1,6 @@
 /* libmosquitto wiring of the coordinator. The network thread is
  * libmosquitto's own (mosquitto_loop_start); it calls on_connect (then
- * subscribes to the state and parent topics at QoS 1), on_subscribe (which
+ * subscribes to the state, parent, report and coord/gateway topics at QoS 1), on_subscribe (which
  * starts recovery or a resync in the core), on_message and on_disconnect.
  * Reconnects back off exponentially from 1 to 10 s. coord_mqtt_publish runs
  * on whichever thread holds the coordinator lock: mosquitto_publish is
@@ -31,6 +31,7 @@ struct coord_mqtt {
   char sub_state[PROTO_TOPIC_MAX];
   char sub_parent[PROTO_TOPIC_MAX];
   char sub_report[PROTO_TOPIC_MAX];
+  char sub_gateway[PROTO_TOPIC_MAX];
   bool running;      /* main thread only, like the three below */
   bool loop_running; /* the network thread is started */
   int64_t next_try;  /* next connect attempt while it is not */
@@ -53,10 +54,10 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc) {
   atomic_store(&m->connected, true);
   ep_log_info("connected to broker %s:%u as %s", m->o->broker_host, m->o->broker_port,
               m->o->client_id);
-  char *subs[3] = {m->sub_state, m->sub_parent, m->sub_report};
-  int r = mosquitto_subscribe_multiple(mosq, NULL, 3, subs, 1, 0, NULL);
+  char *subs[4] = {m->sub_state, m->sub_parent, m->sub_report, m->sub_gateway};
+  int r = mosquitto_subscribe_multiple(mosq, NULL, 4, subs, 1, 0, NULL);
   if (r != MOSQ_ERR_SUCCESS)
-    ep_log_err("subscribing to %s, %s and %s: %s", subs[0], subs[1], subs[2],
+    ep_log_err("subscribing to %s, %s, %s and %s: %s", subs[0], subs[1], subs[2], subs[3],
                mosquitto_strerror(r));
 }
 
@@ -102,6 +103,7 @@ int coord_mqtt_new(const struct coord_opts *o, struct coord_mqtt **out, ep_err *
   snprintf(m->sub_state, sizeof m->sub_state, "edgepull/v1/%s/node/+/state", o->locality);
   snprintf(m->sub_parent, sizeof m->sub_parent, "edgepull/v1/%s/node/+/parent", o->locality);
   snprintf(m->sub_report, sizeof m->sub_report, "edgepull/v1/%s/node/+/report", o->locality);
+  snprintf(m->sub_gateway, sizeof m->sub_gateway, "edgepull/v1/%s/coord/gateway", o->locality);
   m->mosq = mosquitto_new(o->client_id, true, m);
   if (m->mosq == NULL) {
     free(m);

@@ -31,6 +31,8 @@ static const struct opt_spec opt_table[] = {
     {"broker", T_BROKER, FIELD(broker_host), 0, 0, "HOST:PORT",
      "MQTT broker of the locality (port 1883, 8883 with --ca-file)"},
     {"locality", T_ID, FIELD(locality), 0, 0, "NAME", "locality name ([A-Za-z0-9._-], 1-63)"},
+    {"gateway", T_ID, FIELD(gateway), 0, 0, "NODE",
+     "node id of the locality's gateway: the root, and who resolves tags (required)"},
     {"topology", T_TOPOLOGY, 0, 0, 0, 0, "chain|tree:K", "distribution topology (default chain)"},
     {"username", T_STR, FIELD(username), 0, 0, "USER", "broker username"},
     {"password-file", T_PATH, FIELD(password_file), 0, 0, "FILE",
@@ -47,7 +49,8 @@ static const struct opt_spec opt_table[] = {
 #define NOPTS (sizeof opt_table / sizeof opt_table[0])
 
 void coord_opts_usage(FILE *out) {
-  fprintf(out, "usage: edgepull-coordinator --broker HOST:PORT --locality NAME [options]\n\n"
+  fprintf(out, "usage: edgepull-coordinator --broker HOST:PORT --locality NAME --gateway NODE "
+               "[options]\n\n"
                "Keeps the membership and the distribution topology of an edgepull locality\n"
                "and publishes every node's parent over MQTT.\n\noptions:\n");
   for (size_t i = 0; i < NOPTS; i++) {
@@ -170,6 +173,9 @@ static int validate(struct coord_opts *o, ep_err *err) {
     return ep_error(err, EP_EINVAL, "--broker is required");
   if (o->locality[0] == '\0')
     return ep_error(err, EP_EINVAL, "--locality is required");
+  /* Roles are configured, not claimed: no default, and never "whoever says so". */
+  if (o->gateway[0] == '\0')
+    return ep_error(err, EP_EINVAL, "--gateway is required (the gateway's node id)");
   if (o->password_file[0] != '\0' && o->username[0] == '\0')
     return ep_error(err, EP_EINVAL, "--password-file needs --username");
   if (o->broker_port == 0)

@@ -15,6 +15,7 @@ struct coord_opts {
   char broker_host[256];
   uint16_t broker_port; /* 0 until parsed: 1883, or 8883 with --ca-file */
   char locality[PROTO_ID_MAX + 1];
+  char gateway[PROTO_ID_MAX + 1]; /* the gateway's node id (required) */
   enum topo_strategy strategy;
   unsigned k;
   char username[256];

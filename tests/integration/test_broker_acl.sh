@@ -151,6 +151,18 @@ ep_assert_eq "" "$(retained n1 "$T/n3/state")" "coordinator cannot write a node'
 pub coordinator "$T2/n1/parent" '{"forged":1}' || true
 ep_assert_eq "" "$(retained n1@site2 "$T2/n1/parent")" \
   "coordinator cannot write another locality's parents"
+# The gateway's id: the coordinator's alone (roles are configured, not claimed).
+G=edgepull/v1/$LOC/coord/gateway
+pub n1 "$G" '{"v":1,"id":"n1"}' || true
+ep_assert_eq "" "$(retained coordinator "$G")" "node cannot name the gateway"
+pub deployer "$G" '{"v":1,"id":"n1"}' || true
+ep_assert_eq "" "$(retained coordinator "$G")" "deployer cannot name the gateway"
+pub coordinator "$G" '{"v":1,"id":"gw"}'
+ep_assert_eq '{"v":1,"id":"gw"}' "$(retained n1 "$G")" "coordinator names the gateway, nodes read it"
+pub coordinator "edgepull/v1/site2/coord/gateway" '{"v":1,"id":"n1"}' || true
+ep_assert_eq "" "$(retained n1@site2 "edgepull/v1/site2/coord/gateway")" \
+  "coordinator cannot name another locality's gateway"
+pub coordinator "$G" ''
 
 # --- reports and deploys ---------------------------------------------------
 DID=0123456789abcdef
@@ -210,7 +222,8 @@ if [ ! -x "$COORD" ]; then
 fi
 printf 'pw-coordinator@%s\n' "$LOC" >"$D/coord.pw"
 start_coord() { # LOG
-  "$COORD" --broker "127.0.0.1:$PORT" --locality "$LOC" --topology chain --username "coordinator@$LOC" \
+  "$COORD" --broker "127.0.0.1:$PORT" --locality "$LOC" --gateway gw --topology chain \
+    --username "coordinator@$LOC" \
     --password-file "$D/coord.pw" --keepalive 5 >"$1" 2>&1 &
   COORD_PID=$!
   EP_LOGS+=("$1")
@@ -226,11 +239,15 @@ wait_parent() { # ID REGEX: until the retained parent of ID matches
   echo "$got"
 }
 pub gw "$T/gw/state" "$(state gw online true 1000)"
-pub n2 "$T/n2/state" "$(state n2 online)"
+# n2 claims the gateway role in its own state: ignored.
+pub n2 "$T/n2/state" "$(state n2 online true)"
 start_coord "$D/coord1.log"
 ep_assert_match '"parent":null' "$(wait_parent gw 'null')" "coordinator makes the gateway the root"
+ep_assert_eq '{"v":1,"id":"gw"}' "$(retained n1 "$G")" "coordinator publishes its --gateway"
 ep_assert_match '"parent":"gw"' "$(wait_parent n1 '"gw"')" "n1 gets the gateway as parent"
 ep_assert_match '"parent":"n1"' "$(wait_parent n2 '"n1"')" "n2 is chained below n1"
+ep_assert_match 'n2 claims the gateway role in its state: ignored, the gateway is gw' \
+  "$(cat "$D/coord1.log")" "the coordinator ignores, and logs, a claimed gateway role"
 pub n3 "$T/n3/state" "$(state n3 online)"
 ep_assert_match '"parent":"n2"' "$(wait_parent n3 '"n2"')" "a joining node goes to the end of the chain"
 before=$(for n in gw n1 n2 n3; do retained n1 "$T/$n/parent"; done)

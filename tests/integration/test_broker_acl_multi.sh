@@ -71,6 +71,7 @@ start_node() { # LOC ID [--gateway]
 }
 start_coord() { # LOC
   "$EP_BUILD_DIR/coordinator/edgepull-coordinator" --broker "127.0.0.1:$PORT" --locality "$1" \
+    --gateway gw \
     --topology chain --username "coordinator@$1" --password-file "$D/coordinator@$1.pw" \
     --keepalive 5 >"$D/coord-$1.log" 2>&1 &
   ep_cleanup_push "ep_stop_pid $! 10"

@@ -10,7 +10,8 @@
 #   ep_mqtt_stop / ep_mqtt_kill            SIGTERM (clean: mosquitto publishes
 #                                          every client's Will) / kill -9
 #   ep_mqtt_restart                        start again: same port, same data
-#   ep_coord_start ARGS...                 coordinator (COORD_PID, COORD_LOG)
+#   ep_coord_start ARGS...                 coordinator (COORD_PID, COORD_LOG),
+#                                          gateway EP_GATEWAY_ID (default gw)
 #   ep_node_start ID ARGS...               edgepulld joined as node ID
 #   ep_node_kill ID                        kill -9
 #   ep_mqtt_retained FILTER [SECONDS]      "topic payload" lines the broker holds
@@ -138,7 +139,7 @@ ep_coord_start() { # ARGS... (after --broker and --locality)
   EP_COORD_COUNT=$((EP_COORD_COUNT + 1))
   COORD_LOG=$EP_TMP/coordinator.$EP_COORD_COUNT.log
   "$EP_BUILD_DIR/coordinator/edgepull-coordinator" --broker "127.0.0.1:$MQTT_PORT" \
-    --locality "$EP_LOC" "$@" >"$COORD_LOG" 2>&1 &
+    --locality "$EP_LOC" --gateway "${EP_GATEWAY_ID:-gw}" "$@" >"$COORD_LOG" 2>&1 &
   COORD_PID=$!
   ep_cleanup_push "ep_stop_pid $COORD_PID 5"
   EP_LOGS+=("$COORD_LOG")

@@ -254,7 +254,7 @@ nl_start_coordinator() { # TOPOLOGY [ARGS...]
   EP_COORD_COUNT=$((EP_COORD_COUNT + 1))
   COORD_LOG=$EP_TMP/coordinator.$EP_COORD_COUNT.log
   ip netns exec "$NL_GW_NS" "$EP_BUILD_DIR/coordinator/edgepull-coordinator" \
-    --broker "127.0.0.1:$NL_MQTT_PORT" --locality "$EP_LOC" --topology "$topo" \
+    --broker "127.0.0.1:$NL_MQTT_PORT" --locality "$EP_LOC" --gateway gw --topology "$topo" \
     ${NL_COORD_TUNING-} "$@" >"$COORD_LOG" 2>&1 &
   COORD_PID=$!
   ep_cleanup_push "ep_stop_pid $COORD_PID 5"

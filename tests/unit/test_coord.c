@@ -1,7 +1,7 @@
 /* Unit tests for the coordinator core (coordinator/coord.c, coord_recover.c)
- * and its command line (coordinator/opts.c), without a broker: messages go
- * in as (topic, payload), the retained messages it publishes are captured
- * and replayed the way a broker would hold them. */
+ * without a broker: messages go in as (topic, payload), the retained
+ * messages it publishes are captured and replayed the way a broker would
+ * hold them. Its command line: test_coord_opts.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +15,6 @@
 #include <cmocka.h>
 
 #include "coordinator/coord.h"
-#include "coordinator/opts.h"
 #include "locality/proto.h"
 #include "locality/topo.h"
 
@@ -36,10 +35,19 @@ struct fixture {
   struct pub pubs[MAXPUB];
   size_t npubs;
   int64_t now;
+  size_t gw_pubs;    /* coord/gateway publications, kept apart from pubs */
+  char gw_last[256]; /* the last one's payload */
 };
 
 static int capture(const char *topic, const void *payload, size_t len, void *ud) {
   struct fixture *f = ud;
+  if (strcmp(topic, "edgepull/v1/" LOC "/coord/gateway") == 0) {
+    assert_true(len < sizeof f->gw_last);
+    memcpy(f->gw_last, payload, len);
+    f->gw_last[len] = '\0';
+    f->gw_pubs++;
+    return 0;
+  }
   assert_true(f->npubs < MAXPUB);
   struct pub *p = &f->pubs[f->npubs++];
   snprintf(p->topic, sizeof p->topic, "%s", topic);
@@ -63,6 +71,7 @@ static struct fixture *fixture_new(enum topo_strategy st, unsigned k, unsigned t
   struct fixture *f = calloc(1, sizeof *f);
   assert_non_null(f);
   struct coord_config cfg = {.locality = LOC,
+                             .gateway = "gw",
                              .strategy = st,
                              .k = k,
                              .heartbeat_timeout_s = timeout,
@@ -586,17 +595,6 @@ static void test_random_churn(void **state) {
   fixture_free(f);
 }
 
-static int parse(struct coord_opts *o, ep_err *e, char **argv) {
-  int argc = 0;
-  while (argv[argc] != NULL)
-    argc++;
-  FILE *devnull = fopen("/dev/null", "w");
-  assert_non_null(devnull);
-  int r = coord_opts_parse(o, argc, argv, devnull, e);
-  fclose(devnull);
-  return r;
-}
-
 /* ---- suspect reports ---- */
 
 static void send_report(struct fixture *f, const char *reporter, const char *suspect) {
@@ -705,69 +703,85 @@ static void test_report_ignored(void **state) {
   fixture_free(f);
 }
 
-static void test_opts(void **state) {
+/* ---- roles ---- */
+
+/* A node whose own state claims the gateway role is an ordinary member:
+ * the root is the configured gateway, announced on coord/gateway, and a
+ * retained claim from before a restart does not make it the root either. */
+static void test_gateway_claim_ignored(void **state) {
   (void)state;
-  struct coord_opts o;
-  ep_err e = {0};
-  char *ok[] = {"x",          "--broker", "gw.lan:1884",         "--locality", "s1",
-                "--topology", "tree:3",   "--heartbeat-timeout", "30",         NULL};
-  assert_int_equal(parse(&o, &e, ok), 0);
-  assert_string_equal(o.broker_host, "gw.lan");
-  assert_int_equal(o.broker_port, 1884);
-  assert_int_equal(o.strategy, TOPO_TREE);
-  assert_int_equal(o.k, 3);
-  assert_int_equal(o.heartbeat_timeout, 30);
-  assert_int_equal(o.keepalive, 10);
-  assert_string_equal(o.client_id, "edgepull-coordinator-s1");
-  char *v6[] = {"x", "--broker=[fd00::1]:1883", "--locality=s1", NULL};
-  assert_int_equal(parse(&o, &e, v6), 0);
-  assert_string_equal(o.broker_host, "fd00::1");
-  assert_int_equal(o.strategy, TOPO_CHAIN);
-  char *help[] = {"x", "--help", NULL};
-  assert_int_equal(parse(&o, &e, help), 1);
+  struct fixture *f = fixture_new(TOPO_CHAIN, 1, 90);
+  recover(f);
+  assert_int_equal(f->gw_pubs, 1);
+  assert_string_equal(f->gw_last, "{\"v\":1,\"id\":\"gw\"}");
+  send_state(f, "a-rogue", true, true, 10000, false); /* first, fastest, claims */
+  assert_null(topo_root(coord_topology(f->c)));
+  send_state(f, "gw", true, false, 1000, false); /* the flag is not what counts */
+  expect_parent(f, "gw", NULL);
+  expect_parent(f, "a-rogue", "gw");
+  join(f, "n1", 100);
+  expect_parent(f, "n1", "a-rogue"); /* a member like any other */
+  assert_string_equal(topo_root(coord_topology(f->c)), "gw");
+  pubs_reset(f);
+  send_state(f, "a-rogue", true, true, 10000, false); /* heartbeats change nothing */
+  assert_int_equal(f->npubs, 0);
+  send_report(f, "a-rogue", "gw"); /* nor can it report the gateway away */
+  assert_false(coord_suspended(f->c, "gw"));
+  assert_int_equal(f->npubs, 0);
+  /* A restarted coordinator: the rogue's retained claim and a forged root
+   * assignment of it (an anonymous broker) do not make it the root. */
+  struct fixture *g = fixture_new(TOPO_CHAIN, 1, 90);
+  coord_subscribed(g->c, g->now);
+  const char *forged = "{\"v\":1,\"id\":\"a-rogue\",\"parent\":null,\"epoch\":99}";
+  coord_message(g->c, "edgepull/v1/" LOC "/node/a-rogue/parent", forged, strlen(forged), true,
+                g->now);
+  send_state(g, "a-rogue", true, true, 10000, true);
+  send_state(g, "gw", true, false, 1000, true);
+  g->now += GRACE;
+  coord_tick(g->c, g->now);
+  assert_string_equal(topo_root(coord_topology(g->c)), "gw");
+  expect_parent(g, "a-rogue", "gw");
+  expect_parent(g, "gw", NULL);
+  fixture_free(g);
+  fixture_free(f);
+}
 
-  char pw[] = "/tmp/test_coord_pw_XXXXXX";
-  int fd = mkstemp(pw);
-  assert_true(fd >= 0);
-  assert_int_equal(write(fd, "s3cret\nignored\n", 15), 15);
-  close(fd);
-  char *auth[] = {"x",           "--broker",        "h", "--locality", "s1", "--username",
-                  "coordinator", "--password-file", pw,  NULL};
-  assert_int_equal(parse(&o, &e, auth), 0);
-  assert_string_equal(o.password, "s3cret");
-  assert_int_equal(o.broker_port, 1883);
-  coord_opts_clear(&o);
-  assert_int_equal(o.password[0], '\0');
-  unlink(pw);
-
-  static const struct {
-    const char *args[6];
-    const char *flag;
-  } bad[] = {
-      {{"--locality", "s1"}, "--broker"},
-      {{"--broker", "h"}, "--locality"},
-      {{"--broker", "h:0", "--locality", "s1"}, "--broker"},
-      {{"--broker", "h:x", "--locality", "s1"}, "--broker"},
-      {{"--broker", ":1883", "--locality", "s1"}, "--broker"},
-      {{"--broker", "h", "--locality", "a/b"}, "--locality"},
-      {{"--broker", "h", "--locality", "s1", "--topology", "ring"}, "--topology"},
-      {{"--broker", "h", "--locality", "s1", "--keepalive", "1"}, "--keepalive"},
-      {{"--broker", "h", "--locality", "s1", "--heartbeat-timeout", "9x"}, "--heartbeat-timeout"},
-      {{"--broker", "h", "--locality", "s1", "--password-file", "/nonexistent"}, "--password-file"},
-      {{"--broker", "h", "--locality", "s1", "--ca-file", "/nonexistent"}, "--ca-file"},
-      {{"--broker", "h", "--locality", "s1", "--nope"}, "--nope"},
-      {{"--broker", "h", "--locality", "s1", "extra"}, "extra"},
-      {{"--broker"}, "--broker"},
-  };
-  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    char *argv[8] = {"x"};
-    for (size_t j = 0; j < 6 && bad[i].args[j] != NULL; j++)
-      argv[j + 1] = (char *)bad[i].args[j];
-    ep_err be = {0};
-    assert_true(parse(&o, &be, argv) < 0);
-    if (strstr(be.msg, bad[i].flag) == NULL)
-      fail_msg("case %zu: '%s' does not name %s", i, be.msg, bad[i].flag);
-  }
+/* coord/gateway: published once the broker does not hold ours (after the
+ * recovery, after a resync, after somebody else wrote it), at most once a
+ * tick, and not while our own is what the broker holds. */
+static void test_gateway_topic(void **state) {
+  (void)state;
+  struct fixture *f = fixture_new(TOPO_CHAIN, 1, 90);
+  const char *topic = "edgepull/v1/" LOC "/coord/gateway";
+  const char *ours = "{\"v\":1,\"id\":\"gw\"}";
+  coord_subscribed(f->c, f->now);
+  coord_message(f->c, topic, ours, strlen(ours), true, f->now); /* held from before */
+  f->now += GRACE;
+  coord_tick(f->c, f->now);
+  assert_false(coord_recovering(f->c));
+  assert_int_equal(f->gw_pubs, 0);
+  const char *forged = "{\"v\":1,\"id\":\"a-rogue\"}";
+  coord_message(f->c, topic, forged, strlen(forged), false, f->now);
+  coord_message(f->c, topic, "junk", 4, false, f->now);
+  f->now += 1000;
+  coord_tick(f->c, f->now);
+  assert_int_equal(f->gw_pubs, 1);
+  assert_string_equal(f->gw_last, ours);
+  coord_tick(f->c, f->now + 1000);
+  assert_int_equal(f->gw_pubs, 1);
+  coord_message(f->c, topic, "", 0, false, f->now); /* cleared */
+  coord_tick(f->c, f->now + 2000);
+  assert_int_equal(f->gw_pubs, 2);
+  /* A resync: the broker lost it (no retained copy comes back). */
+  coord_disconnected(f->c);
+  coord_tick(f->c, f->now + 3000);
+  assert_int_equal(f->gw_pubs, 2); /* not while away */
+  f->now += 4000;
+  coord_subscribed(f->c, f->now);
+  f->now += GRACE;
+  coord_tick(f->c, f->now);
+  assert_int_equal(f->gw_pubs, 3);
+  fixture_free(f);
 }
 
 int main(void) {
@@ -784,7 +798,8 @@ int main(void) {
       cmocka_unit_test(test_random_churn),
       cmocka_unit_test(test_report_suspends),
       cmocka_unit_test(test_report_ignored),
-      cmocka_unit_test(test_opts),
+      cmocka_unit_test(test_gateway_claim_ignored),
+      cmocka_unit_test(test_gateway_topic),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
