@@ -406,8 +406,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   const char *ns = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "ns");
   struct ref_target t;
   ep_err e = {0};
+  /* The OCI code names what was malformed (NAME_INVALID, DIGEST_INVALID,
+   * TAG_INVALID); http_error_from would only use it for a 404. */
   if (ref_parse_request(url, ns, s->d.default_registry, &t, &e) < 0)
-    return http_error_from(c, &e, http_code_for_parse_error(&e));
+    return http_error(c, http_status_for(e.code), http_code_for_parse_error(&e), e.msg);
   ep_log_debug("%s %s (registry %s)", method, url, t.registry);
   switch (t.kind) {
   case REF_BASE:
