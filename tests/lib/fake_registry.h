@@ -74,6 +74,11 @@ struct fake {
   bool released;
 };
 
+/* An OCI image manifest (config "{}", no layers) for the tests that serve
+ * one: the fake's `manifest`, with manifest_ctype FAKE_MANIFEST_TYPE. */
+extern const char fake_manifest_json[];
+#define FAKE_MANIFEST_TYPE "application/vnd.oci.image.manifest.v1+json"
+
 int fake_start(struct fake *f);
 void fake_stop(struct fake *f);
 /* Waits until n blob bodies stop at hold_at (bounded: 0, or -1 after

@@ -29,12 +29,6 @@
 #define REG "reg.test"
 #define REPO "library/test"
 
-static const char manifest_json[] =
-    "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
-    "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"size\":2,"
-    "\"digest\":\"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\"},"
-    "\"layers\":[]}";
-
 struct fx {
   struct fake reg; /* the upstream registry */
   struct fake gw;  /* the locality's gateway, as its peer endpoint */
@@ -43,8 +37,8 @@ struct fx {
 };
 
 static void fake_manifest_init(struct fake *f) {
-  f->manifest = manifest_json;
-  f->manifest_len = strlen(manifest_json);
+  f->manifest = fake_manifest_json;
+  f->manifest_len = strlen(fake_manifest_json);
   f->manifest_ctype = MT_OCI_MANIFEST;
   f->head_digest = f->get_digest = true;
 }
@@ -55,7 +49,7 @@ static int setup(void **state) {
     return -1;
   fake_manifest_init(&x->reg);
   fake_manifest_init(&x->gw);
-  digest_buffer(manifest_json, strlen(manifest_json), &x->dg);
+  digest_buffer(fake_manifest_json, strlen(fake_manifest_json), &x->dg);
   if (fake_start(&x->reg) < 0 || fake_start(&x->gw) < 0)
     return -1;
   *state = x;
@@ -98,8 +92,8 @@ static int get(struct fx *x, const struct ref_target *t, const char *accept, boo
   int r = mirror_manifest(&x->s.mirror, t, accept, &m, e);
   if (r < 0)
     return r;
-  assert_memory_equal(m.body, manifest_json, strlen(manifest_json));
-  assert_int_equal(m.len, strlen(manifest_json));
+  assert_memory_equal(m.body, fake_manifest_json, strlen(fake_manifest_json));
+  assert_int_equal(m.len, strlen(fake_manifest_json));
   assert_true(digest_equal(&m.digest, &x->dg));
   assert_string_equal(m.media_type, MT_OCI_MANIFEST);
   if (stale != NULL)
@@ -189,7 +183,7 @@ static void test_by_digest_verified_and_kept(void **state) {
   uint64_t size = 0;
   assert_int_equal(index_manifest_get(x->s.idx, &x->dg, mt, &size, &e), 1);
   assert_string_equal(mt, MT_OCI_MANIFEST);
-  assert_int_equal(size, strlen(manifest_json));
+  assert_int_equal(size, strlen(fake_manifest_json));
   /* Kept: served without the upstream. */
   set_status(&x->reg, 503);
   assert_int_equal(get(x, &t, NULL, NULL, &e), 0);

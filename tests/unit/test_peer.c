@@ -40,11 +40,6 @@
 #define REPO "library/test"
 #define SECRET "locality-s3cret"
 
-static const char manifest_json[] =
-    "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
-    "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"size\":2,"
-    "\"digest\":\"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\"},"
-    "\"layers\":[]}";
 static const char oci_manifest[] = "application/vnd.oci.image.manifest.v1+json";
 
 struct node {
@@ -120,11 +115,11 @@ static int setup(void **state) {
   memcpy(x->bad, x->blob, BLOB_LEN);
   x->bad[BLOB_LEN / 2] ^= 0x5a;
   digest_buffer(x->blob, BLOB_LEN, &x->blob_digest);
-  digest_buffer(manifest_json, strlen(manifest_json), &x->manifest_digest);
+  digest_buffer(fake_manifest_json, strlen(fake_manifest_json), &x->manifest_digest);
   struct fake *fs[] = {&x->reg, &x->evil};
   for (int i = 0; i < 2; i++) {
-    fs[i]->manifest = manifest_json;
-    fs[i]->manifest_len = strlen(manifest_json);
+    fs[i]->manifest = fake_manifest_json;
+    fs[i]->manifest_len = strlen(fake_manifest_json);
     fs[i]->manifest_ctype = oci_manifest;
     fs[i]->head_digest = fs[i]->get_digest = true;
     fs[i]->blob = i == 0 ? x->blob : x->bad;
@@ -264,7 +259,7 @@ static void test_tag_through_gateway(void **state) {
   get(x->n1.local_port, path, NULL, NULL, NULL, &r);
   assert_int_equal(r.status, 200);
   assert_string_equal(r.digest, want);
-  assert_int_equal(r.len, strlen(manifest_json));
+  assert_int_equal(r.len, strlen(fake_manifest_json));
   free(r.body);
   int asked = x->reg.manifest_heads + x->reg.manifest_gets;
   assert_true(asked >= 1);
@@ -670,7 +665,8 @@ static void test_disk_full(void **state) {
   set_parent(&n2, "gw", x->gw.peer_port);
   ep_err e = {0};
   assert_int_equal(
-      store_put(n2.d.st, &x->manifest_digest, manifest_json, strlen(manifest_json), &e), 0);
+      store_put(n2.d.st, &x->manifest_digest, fake_manifest_json, strlen(fake_manifest_json), &e),
+      0);
   char path[256];
   blob_path(&x->blob_digest, path, sizeof path);
   struct resp r;
@@ -693,7 +689,7 @@ static void test_disk_full(void **state) {
   snprintf(path, sizeof path, "/v2/%s/blobs/sha256:%s?ns=%s", REPO, x->manifest_digest.hex, REG);
   get(n2.local_port, path, NULL, NULL, NULL, &r);
   assert_int_equal(r.status, 200);
-  assert_int_equal(r.len, strlen(manifest_json));
+  assert_int_equal(r.len, strlen(fake_manifest_json));
   free(r.body);
   node_close(&n2);
   snprintf(cmd, sizeof cmd, "umount %s && rmdir %s", n2.dir, n2.dir);
