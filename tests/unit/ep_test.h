@@ -1,24 +1,11 @@
-/* Helpers shared by the unit tests (header-only: tests/CMakeLists.txt makes
- * an executable of every test_*.c, nothing else). */
+/* Helpers shared by the unit tests: ep_testlib's (tests/lib/testlib.h),
+ * and a PRNG small enough to stay inline. */
 #ifndef EP_TESTS_EP_TEST_H
 #define EP_TESTS_EP_TEST_H
 
-#include <arpa/inet.h>
-#include <ftw.h>
-#include <netinet/in.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-/* The port an IPv4 socket is bound to (0 on error). */
-static inline uint16_t ep_test_fd_port(int fd) {
-  struct sockaddr_in sa;
-  socklen_t sl = sizeof sa;
-  if (getsockname(fd, (struct sockaddr *)&sa, &sl) < 0)
-    return 0;
-  return ntohs(sa.sin_port);
-}
+#include "tests/lib/testlib.h"
 
 /* A small deterministic PRNG: reproducible data and chunk sizes. */
 static inline uint64_t ep_test_xorshift(uint64_t *s) {
@@ -27,20 +14,6 @@ static inline uint64_t ep_test_xorshift(uint64_t *s) {
   x ^= x >> 7;
   x ^= x << 17;
   return *s = x;
-}
-
-static inline int ep_test_rm_one(const char *path, const struct stat *st, int flag,
-                                 struct FTW *ftw) {
-  (void)st;
-  (void)flag;
-  (void)ftw;
-  return remove(path);
-}
-
-/* Removes a test's temp dir and everything in it, without a shell; symlinks
- * are removed, never followed. 0 on success. */
-static inline int ep_test_rmrf(const char *dir) {
-  return nftw(dir, ep_test_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 #endif

@@ -6,7 +6,7 @@
  *
  * End to end, without a broker: a gateway whose upstream is the in-process
  * fake registry (fake_registry.h) and a node whose parent is the gateway
- * (as tests/unit/test_peer.c builds them) each run a deploy through the
+ * (tests/lib/nodes.h, as test_peer has them) each run a deploy through the
  * worker: the gateway fetches from the registry (uplink bytes = the blob),
  * the node through the gateway (peer bytes), the registry serves the blob
  * once, a repeated deploy id is ignored, a second deploy finds everything
@@ -31,6 +31,7 @@
 #include "tests/unit/ep_test.h"
 
 #include "tests/lib/fake_registry.h"
+#include "tests/lib/nodes.h"
 #include "plugin/daemon/daemon.h"
 #include "plugin/deploy/deploy_int.h"
 #include "plugin/http/listen.h"
@@ -256,9 +257,7 @@ static void test_import_names(void **state) {
 #define E2E_REG "reg.test"
 
 struct e2e_node {
-  char dir[64];
-  struct edgepulld d;
-  uint16_t local_port, peer_port;
+  struct ep_test_node n;
   deployer *w;
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -274,15 +273,6 @@ struct e2e {
   digest_t blob_digest;
 };
 
-static int start_server(struct e2e_node *n, enum server_mode mode, uint16_t *port) {
-  int fd = -1;
-  ep_err e = {0};
-  if (listen_open("127.0.0.1:0", &fd, &e) < 0)
-    return -1;
-  *port = ep_test_fd_port(fd);
-  return edgepulld_serve(&n->d, fd, mode, &e);
-}
-
 static void on_progress(void *ud, const struct proto_progress *p, bool final) {
   struct e2e_node *n = ud;
   pthread_mutex_lock(&n->mu);
@@ -295,45 +285,27 @@ static void on_progress(void *ud, const struct proto_progress *p, bool final) {
 }
 
 static int e2e_open(struct e2e_node *n, const char *id, bool gateway, uint16_t reg_port) {
-  snprintf(n->dir, sizeof n->dir, "/tmp/ep-deploy-XXXXXX");
-  if (mkdtemp(n->dir) == NULL)
-    return -1;
   pthread_mutex_init(&n->mu, NULL);
   pthread_cond_init(&n->cv, NULL);
-  config_defaults(&n->d.cfg);
-  snprintf(n->d.cfg.state_dir, sizeof n->d.cfg.state_dir, "%s", n->dir);
-  snprintf(n->d.cfg.node_id, sizeof n->d.cfg.node_id, "%s", id);
-  n->d.cfg.gateway = gateway;
-  ep_err e = {0};
-  char spec[128];
-  snprintf(spec, sizeof spec, "%s=http://127.0.0.1:%u", E2E_REG, reg_port);
-  if (reg_port != 0 && config_add_registry_mapping(&n->d.cfg, spec, &e) < 0)
-    return -1;
-  if (edgepulld_open(&n->d, &(struct edgepulld_options){.source_wait_ms = 200}, &e) < 0) {
-    fprintf(stderr, "open %s: %s\n", id, e.msg);
-    return -1;
-  }
-  if (start_server(n, SERVER_LOCAL, &n->local_port) < 0 ||
-      start_server(n, SERVER_PEER, &n->peer_port) < 0)
+  if (ep_test_node_init(&n->n, id, gateway) < 0 || ep_test_node_start(&n->n, E2E_REG, reg_port) < 0)
     return -1;
   struct deploy_options o = {.gateway = gateway, .arch = "amd64"};
   snprintf(o.node, sizeof o.node, "%s", id);
-  snprintf(o.mirror, sizeof o.mirror, "127.0.0.1:%u", n->local_port);
-  snprintf(o.containerd_address, sizeof o.containerd_address, "%s/no-containerd.sock", n->dir);
-  snprintf(o.docker_socket, sizeof o.docker_socket, "%s/no-docker.sock", n->dir);
+  snprintf(o.mirror, sizeof o.mirror, "127.0.0.1:%u", n->n.local_port);
+  snprintf(o.containerd_address, sizeof o.containerd_address, "%s/no-containerd.sock", n->n.dir);
+  snprintf(o.docker_socket, sizeof o.docker_socket, "%s/no-docker.sock", n->n.dir);
   o.import_timeout_s = 20;
   struct deploy_deps dd;
-  edgepulld_deploy_deps(&n->d, &dd);
+  edgepulld_deploy_deps(&n->n.d, &dd);
+  ep_err e = {0};
   return deploy_new(&dd, &o, on_progress, n, &n->w, &e);
 }
 
 static void e2e_close(struct e2e_node *n) {
   deploy_free(n->w);
-  edgepulld_close(&n->d);
+  ep_test_node_close(&n->n);
   pthread_cond_destroy(&n->cv);
   pthread_mutex_destroy(&n->mu);
-  if (ep_test_rmrf(n->dir) != 0)
-    fprintf(stderr, "cleanup of %s failed\n", n->dir);
 }
 
 static int e2e_setup(void **state) {
@@ -359,16 +331,7 @@ static int e2e_setup(void **state) {
   if (fake_start(&x->reg) != 0 || e2e_open(&x->gw, "gw", true, x->reg.port) < 0 ||
       e2e_open(&x->n1, "n1", false, 0) < 0)
     return -1;
-  struct proto_parent p = {.has_parent = true, .peer_port = x->gw.peer_port};
-  snprintf(p.id, sizeof p.id, "n1");
-  snprintf(p.parent, sizeof p.parent, "gw");
-  snprintf(p.addr, sizeof p.addr, "127.0.0.1");
-  sources_set_parent(x->n1.d.src, &p);
-  struct index_node g = {.online = true, .gateway = true, .peer_port = x->gw.peer_port};
-  snprintf(g.id, sizeof g.id, "gw");
-  snprintf(g.addr, sizeof g.addr, "127.0.0.1");
-  ep_err e = {0};
-  if (index_node_put(x->n1.d.idx, &g, &e) < 0)
+  if (ep_test_node_join(&x->n1.n, &x->gw.n) < 0)
     return -1;
   *state = x;
   return 0;
@@ -420,7 +383,7 @@ static void test_end_to_end(void **state) {
   assert_int_equal(p.bytes_done, E2E_BLOB_LEN);
   assert_int_equal(p.uplink_bytes, E2E_BLOB_LEN);
   ep_err e = {0};
-  assert_int_equal(store_has(x->gw.d.st, &x->blob_digest, NULL, &e), 1);
+  assert_int_equal(store_has(x->gw.n.d.st, &x->blob_digest, NULL, &e), 1);
 
   p = run_deploy(&x->n1, "00000000000000a2", E2E_REG "/library/test:1", PROTO_IMPORT_NONE);
   if (p.state != PROTO_PROGRESS_DONE)
@@ -428,7 +391,7 @@ static void test_end_to_end(void **state) {
   assert_int_equal(p.blobs_done, 1);
   assert_int_equal(p.uplink_bytes, 0);
   assert_int_equal(p.peer_bytes, E2E_BLOB_LEN);
-  assert_int_equal(store_has(x->n1.d.st, &x->blob_digest, NULL, &e), 1);
+  assert_int_equal(store_has(x->n1.n.d.st, &x->blob_digest, NULL, &e), 1);
   assert_int_equal(x->reg.blob_gets, 1); /* the uplink carried it once */
 
   /* Again: everything is in the store already. */

@@ -68,7 +68,7 @@ static int teardown(void **state) {
   struct perm *p = *state;
   close(p->docker_fd);
   close(p->containerd_fd);
-  ep_test_rmrf(p->dir);
+  ep_test_rm_rf(p->dir);
   free(p);
   return 0;
 }

@@ -360,7 +360,7 @@ static void fx_stop(struct fx *f) {
   sem_destroy(&f->slow_go);
   sem_destroy(&f->started);
   sem_destroy(&f->done);
-  ep_test_rmrf(f->dir);
+  ep_test_rm_rf(f->dir);
   free(f);
 }
 

@@ -35,6 +35,7 @@
 #include "plugin/mirror/manifest.h"
 #include "tests/lib/fake_registry.h"
 #include "tests/lib/stack.h"
+#include "tests/lib/testlib.h"
 
 #define BLOB_LEN (300 * 1024 + 11)
 #define REG "reg.test"
@@ -95,11 +96,7 @@ static int setup_mode(void **state, enum server_mode mode) {
   ep_err e = {0};
   if (listen_open("127.0.0.1:0", &fd, &e) < 0)
     return -1;
-  struct sockaddr_in sa;
-  socklen_t sl = sizeof sa;
-  if (getsockname(fd, (struct sockaddr *)&sa, &sl) < 0)
-    return -1;
-  x->port = ntohs(sa.sin_port);
+  x->port = ep_test_fd_port(fd);
   if (server_start_mode(&d, fd, mode, &x->srv, &e) < 0) {
     fprintf(stderr, "server: %s\n", e.msg);
     return -1;

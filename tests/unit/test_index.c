@@ -39,7 +39,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   struct fix *f = *state;
-  int rc = ep_test_rmrf(f->dir);
+  int rc = ep_test_rm_rf(f->dir);
   free(f);
   return rc == 0 ? 0 : -1;
 }

@@ -422,7 +422,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   struct fx *f = *state;
-  ep_test_rmrf(f->dir);
+  ep_test_rm_rf(f->dir);
   free(f);
   return 0;
 }

@@ -12,6 +12,8 @@
  * other source until a re-parent, no Content-Length, a body longer than the
  * blob, a 10 GB Content-Length, a 2 KB/s drip, 416 on resume, a complete
  * partial, and a disk that fills up. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdatomic.h>
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,8 +35,8 @@
 #include <curl/curl.h>
 
 #include "tests/lib/fake_registry.h"
+#include "tests/lib/nodes.h"
 #include "plugin/daemon/daemon.h"
-#include "plugin/http/listen.h"
 
 #define BLOB_LEN (3 * 1024 * 1024 + 77)
 #define REG "reg.test"
@@ -42,68 +45,23 @@
 
 static const char oci_manifest[] = "application/vnd.oci.image.manifest.v1+json";
 
-struct node {
-  char dir[64];
-  struct edgepulld d;
-  uint16_t local_port, peer_port;
-};
-
 struct fx {
   struct fake reg;  /* the upstream registry */
   struct fake evil; /* a "peer" serving flipped bytes */
-  struct node gw, n1;
+  struct ep_test_node gw, n1;
   unsigned char *blob, *bad;
   digest_t blob_digest, manifest_digest;
 };
 
-static int start_server(struct node *n, enum server_mode mode, uint16_t *port) {
-  int fd = -1;
-  ep_err e = {0};
-  if (listen_open("127.0.0.1:0", &fd, &e) < 0)
+/* test_peer's nodes: stalls noticed in 2 s, the locality secret, and a
+ * blob cap that a 10 GB Content-Length is over. */
+static int node_open(struct ep_test_node *n, const char *id, bool gateway, uint16_t reg_port) {
+  if (ep_test_node_init(n, id, gateway) < 0)
     return -1;
-  *port = ep_test_fd_port(fd);
-  return edgepulld_serve(&n->d, fd, mode, &e);
-}
-
-static int node_open(struct node *n, const char *id, bool gateway, uint16_t reg_port) {
-  if (n->dir[0] == '\0') /* else a directory the test prepared */
-    snprintf(n->dir, sizeof n->dir, "/tmp/ep-peer-XXXXXX");
-  if (strstr(n->dir, "XXXXXX") != NULL && mkdtemp(n->dir) == NULL)
-    return -1;
-  config_defaults(&n->d.cfg);
-  snprintf(n->d.cfg.state_dir, sizeof n->d.cfg.state_dir, "%s", n->dir);
-  snprintf(n->d.cfg.node_id, sizeof n->d.cfg.node_id, "%s", id);
-  n->d.cfg.gateway = gateway;
   n->d.cfg.peer_stall_timeout_s = 2;
+  n->d.cfg.max_blob_mb = 64;
   snprintf(n->d.peer_secret, sizeof n->d.peer_secret, "%s", SECRET);
-  n->d.cfg.max_blob_mb = 64; /* a 10 GB Content-Length is over it */
-  ep_err e = {0};
-  char spec[128];
-  snprintf(spec, sizeof spec, "%s=http://127.0.0.1:%u", REG, reg_port);
-  if (reg_port != 0 && config_add_registry_mapping(&n->d.cfg, spec, &e) < 0)
-    return -1;
-  if (edgepulld_open(&n->d, &(struct edgepulld_options){.source_wait_ms = 200}, &e) < 0) {
-    fprintf(stderr, "open %s: %s\n", id, e.msg);
-    return -1;
-  }
-  if (start_server(n, SERVER_LOCAL, &n->local_port) < 0 ||
-      start_server(n, SERVER_PEER, &n->peer_port) < 0)
-    return -1;
-  return 0;
-}
-
-static void node_close(struct node *n) {
-  edgepulld_close(&n->d);
-  if (ep_test_rmrf(n->dir) != 0)
-    fprintf(stderr, "cleanup of %s failed\n", n->dir);
-}
-
-static void set_parent(struct node *n, const char *id, uint16_t port) {
-  struct proto_parent p = {.has_parent = true, .peer_port = port};
-  snprintf(p.id, sizeof p.id, "%s", n->d.cfg.node_id);
-  snprintf(p.parent, sizeof p.parent, "%s", id);
-  snprintf(p.addr, sizeof p.addr, "127.0.0.1");
-  sources_set_parent(n->d.src, &p);
+  return ep_test_node_start(n, REG, reg_port);
 }
 
 static int setup(void **state) {
@@ -130,12 +88,7 @@ static int setup(void **state) {
   }
   if (node_open(&x->gw, "gw", true, x->reg.port) < 0 || node_open(&x->n1, "n1", false, 0) < 0)
     return -1;
-  set_parent(&x->n1, "gw", x->gw.peer_port);
-  struct index_node g = {.online = true, .gateway = true, .peer_port = x->gw.peer_port};
-  snprintf(g.id, sizeof g.id, "gw");
-  snprintf(g.addr, sizeof g.addr, "127.0.0.1");
-  ep_err e = {0};
-  if (index_node_put(x->n1.d.idx, &g, &e) < 0)
+  if (ep_test_node_join(&x->n1, &x->gw) < 0)
     return -1;
   *state = x;
   return 0;
@@ -143,8 +96,8 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   struct fx *x = *state;
-  node_close(&x->n1);
-  node_close(&x->gw);
+  ep_test_node_close(&x->n1);
+  ep_test_node_close(&x->gw);
   fake_stop(&x->reg);
   fake_stop(&x->evil);
   free(x->blob);
@@ -355,7 +308,7 @@ static void test_asking_node_is_never_a_source(void **state) {
 
 static void test_lying_peer_is_suspect(void **state) {
   struct fx *x = *state;
-  set_parent(&x->n1, "evil", x->evil.port);
+  ep_test_node_set_parent(&x->n1, "evil", x->evil.port);
   char path[256];
   blob_path(&x->blob_digest, path, sizeof path);
   struct resp r;
@@ -365,7 +318,7 @@ static void test_lying_peer_is_suspect(void **state) {
   free(r.body);
   assert_true(sources_is_suspect(x->n1.d.src, "evil", ep_mono_ms() / 1000));
   /* With the good parent back the next pull is clean. */
-  set_parent(&x->n1, "gw", x->gw.peer_port);
+  ep_test_node_set_parent(&x->n1, "gw", x->gw.peer_port);
   for (int i = 0; i < 50; i++) { /* the failed fetch is gone */
     blob_pipe *p = pipe_table_find(x->n1.d.pipes, &x->blob_digest);
     if (p == NULL)
@@ -453,7 +406,7 @@ static void bad_start(struct fx *x, struct bad_parent *b) {
                           NULL, bad_handler, b, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_END);
   assert_non_null(b->d);
   b->port = MHD_get_daemon_info(b->d, MHD_DAEMON_INFO_BIND_PORT)->port;
-  set_parent(&x->n1, "bad", b->port);
+  ep_test_node_set_parent(&x->n1, "bad", b->port);
 }
 
 /* The gateway as a holder in n1's index: the next source, and the size. */
@@ -494,7 +447,7 @@ struct reparent {
 static void *reparent_later(void *arg) {
   struct reparent *rp = arg;
   usleep((useconds_t)rp->after_ms * 1000);
-  set_parent(&rp->x->n1, "gw", rp->x->gw.peer_port);
+  ep_test_node_set_parent(&rp->x->n1, "gw", rp->x->gw.peer_port);
   return NULL;
 }
 
@@ -641,7 +594,7 @@ static void test_416_on_resume_verifies(void **state) {
   for (int i = 0; i < 50 && access(path, F_OK) == 0; i++)
     usleep(100 * 1000);
   assert_int_not_equal(access(path, F_OK), 0); /* dropped: the next pull starts clean */
-  set_parent(&x->n1, "gw", x->gw.peer_port);
+  ep_test_node_set_parent(&x->n1, "gw", x->gw.peer_port);
   pull_completes(x, 2 * BLOB_LEN);
   MHD_stop_daemon(b.d);
 }
@@ -652,7 +605,7 @@ static void test_416_on_resume_verifies(void **state) {
  * is dropped (the disk is free again) and what n2 holds is still served. */
 static void test_disk_full(void **state) {
   struct fx *x = *state;
-  struct node n2 = {0};
+  struct ep_test_node n2 = {0};
   snprintf(n2.dir, sizeof n2.dir, "/tmp/ep-peer-XXXXXX");
   assert_non_null(mkdtemp(n2.dir));
   char cmd[256];
@@ -662,7 +615,7 @@ static void test_disk_full(void **state) {
     skip(); /* needs root (CAP_SYS_ADMIN) */
   }
   assert_int_equal(node_open(&n2, "n2", false, 0), 0);
-  set_parent(&n2, "gw", x->gw.peer_port);
+  ep_test_node_set_parent(&n2, "gw", x->gw.peer_port);
   ep_err e = {0};
   assert_int_equal(
       store_put(n2.d.st, &x->manifest_digest, fake_manifest_json, strlen(fake_manifest_json), &e),
@@ -691,7 +644,7 @@ static void test_disk_full(void **state) {
   assert_int_equal(r.status, 200);
   assert_int_equal(r.len, strlen(fake_manifest_json));
   free(r.body);
-  node_close(&n2);
+  ep_test_node_close(&n2);
   snprintf(cmd, sizeof cmd, "umount %s && rmdir %s", n2.dir, n2.dir);
   assert_int_equal(system(cmd), 0);
 }

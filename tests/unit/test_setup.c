@@ -334,7 +334,7 @@ static void test_apply_undo(void **state) {
   now = slurp(conf, &len);
   assert_memory_equal(now, orig, len);
   free(now);
-  assert_int_equal(ep_test_rmrf(dir), 0);
+  assert_int_equal(ep_test_rm_rf(dir), 0);
 }
 
 /* Truncated and mutated documents: the reader never crashes, and whatever
@@ -415,7 +415,7 @@ static void test_undo_keeps_edits(void **state) {
   assert_non_null(now);
   assert_memory_equal(now, "{\"edited\": 1}\n", len);
   free(now);
-  assert_int_equal(ep_test_rmrf(dir), 0);
+  assert_int_equal(ep_test_rm_rf(dir), 0);
 }
 
 /* A configuration that is a symbolic link stays one: its target changes. */
@@ -445,7 +445,7 @@ static void test_symlink(void **state) {
   assert_int_equal(len, 2);
   assert_memory_equal(now, "{}", 2);
   free(now);
-  assert_int_equal(ep_test_rmrf(dir), 0);
+  assert_int_equal(ep_test_rm_rf(dir), 0);
 }
 
 static void test_diff(void **state) {

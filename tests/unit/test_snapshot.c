@@ -45,7 +45,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
   struct fx *f = *state;
   snap_close(f->s);
-  ep_test_rmrf(f->dir);
+  ep_test_rm_rf(f->dir);
   free(f);
   return 0;
 }

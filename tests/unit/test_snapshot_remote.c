@@ -192,7 +192,7 @@ static int rt_teardown(void **state) {
   pipe_table_free(t->pt);
   void *g = t->gen;
   teardown(&g);
-  ep_test_rmrf(t->dir);
+  ep_test_rm_rf(t->dir);
   pthread_cond_destroy(&t->cv);
   pthread_mutex_destroy(&t->mu);
   free(t);

@@ -24,7 +24,7 @@
 /* Empties fs/ for a second run of the same layer. */
 static void reset_fs(struct fx *f) {
   close(f->fsfd);
-  assert_int_equal(ep_test_rmrf(f->fs), 0);
+  assert_int_equal(ep_test_rm_rf(f->fs), 0);
   assert_int_equal(mkdir(f->fs, 0755), 0);
   f->fsfd = open(f->fs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   assert_true(f->fsfd >= 0);

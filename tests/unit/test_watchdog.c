@@ -71,7 +71,7 @@ static void notify_close(struct notify *n) {
   close(n->fd);
   unsetenv("NOTIFY_SOCKET");
   unsetenv("WATCHDOG_USEC");
-  ep_test_rmrf(n->dir);
+  ep_test_rm_rf(n->dir);
 }
 
 static void account(struct seen *s, char *msg) {
@@ -239,7 +239,7 @@ static void test_daemon_fetch_wedge(void **state) {
   collect(&n, 600, NULL, &s);
   assert_int_equal(s.pings, 0);
   free(d);
-  ep_test_rmrf(dir);
+  ep_test_rm_rf(dir);
   notify_close(&n);
 }
 

@@ -119,7 +119,7 @@ static inline int teardown(void **state) {
   struct fx *f = *state;
   assert_contained(f);
   close(f->fsfd);
-  ep_test_rmrf(f->dir);
+  ep_test_rm_rf(f->dir);
   free(f);
   return 0;
 }
