@@ -166,6 +166,22 @@ int index_stmt_get(index_db *db, enum index_stmt id, sqlite3_stmt **out, ep_err 
   return 0;
 }
 
+/* Runs body inside BEGIN IMMEDIATE ... COMMIT under the handle's mutex,
+ * rolling back on any failure. */
+int index_in_tx(index_db *db, int (*body)(index_db *db, const void *ud, ep_err *err),
+                const void *ud, const char *what, ep_err *err) {
+  index_lock(db);
+  int r = index_run(db, IST_BEGIN, "starting a transaction", err);
+  if (r == 0) {
+    if ((r = body(db, ud, err)) == 0)
+      r = index_run(db, IST_COMMIT, what, err);
+    if (r < 0 && !sqlite3_get_autocommit(db->h))
+      index_run(db, IST_ROLLBACK, "rolling back", NULL);
+  }
+  index_unlock(db);
+  return r;
+}
+
 void index_stmt_done(sqlite3_stmt *st) {
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);

@@ -8,6 +8,7 @@
 #define EP_STORE_INDEX_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/err.h"
@@ -60,6 +61,14 @@ int index_blob_put(index_db *db, const struct index_blob *b, ep_err *err);
 /* 1 found, 0 absent, <0 error */
 int index_blob_get(index_db *db, const digest_t *d, struct index_blob *out, ep_err *err);
 int index_blob_touch(index_db *db, const digest_t *d, int64_t now, ep_err *err);
+/* A blob served at `at` (unix seconds): its last_access becomes at least that. */
+struct index_touch {
+  digest_t digest;
+  int64_t at;
+};
+/* index_blob_touch for n blobs in one transaction (store/touch.h batches
+ * them); a blob not recorded (deleted since) is passed over. */
+int index_blobs_touch(index_db *db, const struct index_touch *v, size_t n, ep_err *err);
 int index_blob_delete(index_db *db, const digest_t *d, ep_err *err);
 int index_foreach_blob(index_db *db, int (*cb)(const struct index_blob *b, void *ud), void *ud,
                        ep_err *err);

@@ -81,5 +81,9 @@ int index_row_size(index_db *db, sqlite3_stmt *st, int col, uint64_t *out, ep_er
  * the lock. index_run does it for a cached parameterless one (BEGIN ...). */
 int index_step_done(index_db *db, sqlite3_stmt *st, const char *what, ep_err *err);
 int index_run(index_db *db, enum index_stmt id, const char *what, ep_err *err);
+/* Runs body inside BEGIN IMMEDIATE ... COMMIT under the handle's mutex,
+ * rolling back on any failure; what names the commit in errors. */
+int index_in_tx(index_db *db, int (*body)(index_db *db, const void *ud, ep_err *err),
+                const void *ud, const char *what, ep_err *err);
 
 #endif

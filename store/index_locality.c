@@ -166,22 +166,6 @@ int index_node_get(index_db *db, const char *id, struct index_node *out, ep_err 
   return r;
 }
 
-/* Runs body inside BEGIN IMMEDIATE ... COMMIT under the handle's mutex,
- * rolling back on any failure. */
-static int in_tx(index_db *db, int (*body)(index_db *db, const void *ud, ep_err *err),
-                 const void *ud, const char *what, ep_err *err) {
-  index_lock(db);
-  int r = index_run(db, IST_BEGIN, "starting a transaction", err);
-  if (r == 0) {
-    if ((r = body(db, ud, err)) == 0)
-      r = index_run(db, IST_COMMIT, what, err);
-    if (r < 0 && !sqlite3_get_autocommit(db->h))
-      index_run(db, IST_ROLLBACK, "rolling back", NULL);
-  }
-  index_unlock(db);
-  return r;
-}
-
 /* Runs a cached statement whose only parameter is a node id. */
 static int node_stmt(index_db *db, enum index_stmt id, const char *node, const char *what,
                      ep_err *err) {
@@ -205,7 +189,7 @@ int index_node_delete(index_db *db, const char *id, ep_err *err) {
   if ((r = index_check_writable(db, err)) < 0 || (r = check_locality(db, err)) < 0 ||
       (r = check_node_id(id, "node id", err)) < 0)
     return r;
-  return in_tx(db, node_delete_body, id, "deleting a node", err);
+  return index_in_tx(db, node_delete_body, id, "deleting a node", err);
 }
 
 /* Fills buf with up to INDEX_PAGE_ROWS nodes after last; *n rows read. */
@@ -310,14 +294,14 @@ int index_inventory_replace(index_db *db, const char *node, const struct index_i
                             size_t n, ep_err *err) {
   struct inv_change c = {.node = node, .replace = true, .add = blobs, .nadd = n};
   int r = check_inv_change(db, &c, err);
-  return r < 0 ? r : in_tx(db, inv_change_body, &c, "committing an inventory", err);
+  return r < 0 ? r : index_in_tx(db, inv_change_body, &c, "committing an inventory", err);
 }
 
 int index_inventory_apply(index_db *db, const char *node, const struct index_inv_entry *add,
                           size_t nadd, const digest_t *del, size_t ndel, ep_err *err) {
   struct inv_change c = {.node = node, .add = add, .nadd = nadd, .del = del, .ndel = ndel};
   int r = check_inv_change(db, &c, err);
-  return r < 0 ? r : in_tx(db, inv_change_body, &c, "committing an inventory delta", err);
+  return r < 0 ? r : index_in_tx(db, inv_change_body, &c, "committing an inventory delta", err);
 }
 
 struct holder {

@@ -208,6 +208,36 @@ int index_blob_touch(index_db *db, const digest_t *d, int64_t now, ep_err *err) 
   return r;
 }
 
+struct touches {
+  const struct index_touch *v;
+  size_t n;
+};
+
+static int touches_body(index_db *db, const void *ud, ep_err *err) {
+  const struct touches *t = ud;
+  int r = 0;
+  sqlite3_stmt *st = NULL;
+  for (size_t i = 0; i < t->n && r == 0; i++)
+    if ((r = index_stmt_get(db, IST_BLOB_TOUCH, &st, err)) == 0) {
+      index_bind_digest(st, 1, &t->v[i].digest);
+      sqlite3_bind_int64(st, 2, t->v[i].at);
+      r = index_step_done(db, st, "touching a blob", err);
+    }
+  return r;
+}
+
+int index_blobs_touch(index_db *db, const struct index_touch *v, size_t n, ep_err *err) {
+  if (n == 0)
+    return 0;
+  int r = index_check_writable(db, err);
+  for (size_t i = 0; i < n && r == 0; i++)
+    r = index_check_digest(&v[i].digest, err);
+  if (r < 0)
+    return r;
+  struct touches t = {.v = v, .n = n};
+  return index_in_tx(db, touches_body, &t, "committing touches", err);
+}
+
 /* Deleting an absent blob is not an error; its manifest row and references
  * go with it (ON DELETE CASCADE). */
 int index_blob_delete(index_db *db, const digest_t *d, ep_err *err) {

@@ -258,6 +258,8 @@ int edgepulld_open(struct edgepulld *d, const struct edgepulld_options *opt, ep_
   snprintf(path, sizeof path, "%s/index.db", d->cfg.state_dir);
   if ((r = index_open(path, &d->idx, err)) < 0)
     return ep_wrap(err, "opening the index %s", path);
+  if ((r = touch_batch_new(d->idx, 0, &d->touch, err)) < 0)
+    return r;
   ep_err re = {0}; /* complete partials left by a crash: commit, no request needed */
   if (store_recover_partials(d->st, record_recovered, d, &re) < 0)
     ep_log_warn("store: recovering partials: %s", re.msg);
@@ -286,6 +288,7 @@ int edgepulld_open(struct edgepulld *d, const struct edgepulld_options *opt, ep_
 int edgepulld_serve(struct edgepulld *d, int listen_fd, enum server_mode mode, ep_err *err) {
   struct server_deps sd = {.st = d->st,
                            .idx = d->idx,
+                           .touch = d->touch,
                            .up = d->up,
                            .pipes = d->pipes,
                            .fetch = d->fetch,
@@ -366,6 +369,8 @@ void edgepulld_close(struct edgepulld *d) {
   sources_free(d->src);
   d->src = NULL;
   explicit_bzero(d->peer_secret, sizeof d->peer_secret);
+  touch_batch_free(d->touch); /* the endpoints are stopped: the last touches go in */
+  d->touch = NULL;
   if (d->idx != NULL)
     index_close(d->idx);
   d->idx = NULL;

@@ -26,6 +26,7 @@
 #include "store/index.h"
 #include "store/pipe.h"
 #include "store/store.h"
+#include "store/touch.h"
 
 struct agent;
 struct snapshot_service;
@@ -41,6 +42,7 @@ struct edgepulld {
   struct edgepulld_config cfg;
   store *st;
   index_db *idx;
+  touch_batch *touch; /* warm GETs' last-access writes, off the request threads */
   upstream *up;
   pipe_table *pipes;
   fetcher *fetch;

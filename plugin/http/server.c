@@ -169,7 +169,9 @@ static enum MHD_Result serve_stored_blob(struct server *s, struct MHD_Connection
     return queued;
   }
   ep_err e = {0};
-  if (index_blob_touch(s->d.idx, d, (int64_t)time(NULL), &e) < 0)
+  if (s->d.touch != NULL)
+    touch_batch_add(s->d.touch, d, (int64_t)time(NULL));
+  else if (index_blob_touch(s->d.idx, d, (int64_t)time(NULL), &e) < 0)
     ep_log_debug("index: touching %s: %s", d->hex, e.msg);
   if (count) /* sendfile gives no progress: counted when queued */
     fetcher_count_served(s->d.fetch, len);

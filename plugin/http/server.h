@@ -8,6 +8,7 @@
 #include "plugin/fetch/fetch.h"
 #include "plugin/fetch/sources.h"
 #include "plugin/mirror/mirror.h"
+#include "store/touch.h"
 
 struct server;
 
@@ -16,6 +17,9 @@ struct server;
 struct server_deps {
   store *st;
   index_db *idx;
+  /* Where a blob served from the store records its access, off the request
+   * thread; NULL: written at once into idx. */
+  touch_batch *touch;
   upstream *up;
   pipe_table *pipes;
   fetcher *fetch;
