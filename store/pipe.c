@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 enum pipe_state { PIPE_RUNNING = 0, PIPE_ENDED_OK = 1, PIPE_ENDED_FAILED = 2 };
@@ -123,16 +124,7 @@ static blob_pipe *pipe_new(pipe_table *t, const digest_t *d) {
   blob_pipe *p = calloc(1, sizeof *p);
   if (p == NULL)
     return NULL;
-  pthread_condattr_t ca;
-  if (pthread_condattr_init(&ca) != 0) {
-    free(p);
-    return NULL;
-  }
-  int rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  if (rc == 0)
-    rc = pthread_cond_init(&p->cond, &ca);
-  pthread_condattr_destroy(&ca);
-  if (rc != 0) {
+  if (ep_cond_init_mono(&p->cond) != 0) {
     free(p);
     return NULL;
   }

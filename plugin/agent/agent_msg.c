@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/cleanup.h"
 #include "common/escape.h"
 #include "common/names.h"
@@ -104,15 +105,11 @@ int agent_create(const struct agent_params *p, index_db *idx, struct agent **out
   a->p = *p;
   a->idx = idx;
   a->gen = random_gen();
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   int ir = pthread_mutex_init(&a->mu, NULL);
   if (ir == 0)
     ir = pthread_mutex_init(&a->pub_mu, NULL);
   if (ir == 0)
-    ir = pthread_cond_init(&a->cv, &ca);
-  pthread_condattr_destroy(&ca);
+    ir = ep_cond_init_mono(&a->cv);
   if (ir != 0) {
     free(a);
     return ep_error(err, EP_EINTERNAL, "agent: cannot create a mutex or condition");

@@ -102,13 +102,14 @@ int watchdog_start(const struct watchdog_deps *deps, watchdog **out, ep_err *err
   if (w->timeout_ms <= 0)
     w->timeout_ms = 1;
   w->failing = -1; /* healthy: READY=1 came with its STATUS= */
-  pthread_mutex_init(&w->lock, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&w->wake, &ca);
-  pthread_condattr_destroy(&ca);
-  int rc = pthread_create(&w->thread, NULL, watchdog_thread, w);
+  int rc = pthread_mutex_init(&w->lock, NULL);
+  if (rc == 0 && (rc = ep_cond_init_mono(&w->wake)) != 0)
+    pthread_mutex_destroy(&w->lock);
+  if (rc != 0) {
+    free(w);
+    return ep_error(err, EP_EINTERNAL, "watchdog: cannot create its lock: error %d", rc);
+  }
+  rc = pthread_create(&w->thread, NULL, watchdog_thread, w);
   if (rc != 0) {
     pthread_cond_destroy(&w->wake);
     pthread_mutex_destroy(&w->lock);

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/escape.h"
 #include "common/log.h"
 #include "plugin/deploy/deploy_int.h"
@@ -353,13 +354,9 @@ int deploy_submit(deployer *w, const struct proto_deploy *req, ep_err *err) {
     if (j != NULL) {
       j->w = w;
       j->req = *req;
-      pthread_condattr_t ca;
-      pthread_condattr_init(&ca);
-      pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
       int ir = pthread_mutex_init(&j->mu, NULL);
       if (ir == 0)
-        ir = pthread_cond_init(&j->cv, &ca);
-      pthread_condattr_destroy(&ca);
+        ir = ep_cond_init_mono(&j->cv);
       if (ir != 0) {
         free(j);
         r = ep_error(err, EP_EINTERNAL, "deploy %s: cannot create a mutex or condition", req->id);

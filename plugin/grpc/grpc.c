@@ -308,8 +308,13 @@ int grpc_server_start(const struct grpc_server_opts *o, grpc_server **out, ep_er
   unsigned workers = o->max_workers ? o->max_workers : GRPC_DEFAULT_WORKERS;
   uint64_t budget = 4 * (uint64_t)s->o.max_message;
   s->req_budget = budget > 64u << 20 ? budget : 64u << 20;
-  pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->work_cv, NULL);
+  int rc = pthread_mutex_init(&s->mu, NULL);
+  if (rc == 0 && (rc = pthread_cond_init(&s->work_cv, NULL)) != 0)
+    pthread_mutex_destroy(&s->mu);
+  if (rc != 0) {
+    free(s);
+    return ep_error(err, EP_EINTERNAL, "grpc: cannot create a mutex or condition");
+  }
   s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (s->wake_fd < 0) {
     int rv = ep_syserror(err, EP_EIO, "grpc: eventfd");

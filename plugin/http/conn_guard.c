@@ -114,9 +114,14 @@ int conn_guard_new(int header_timeout_ms, unsigned max_conns, void (*tick)(void 
   g->tick_ud = ud;
   g->tick_ms = tick_ms;
   g->head.next = g->head.prev = &g->head;
-  pthread_mutex_init(&g->lock, NULL);
-  pthread_cond_init(&g->wake, NULL);
-  int rc = pthread_create(&g->thread, NULL, sweeper, g);
+  int rc = pthread_mutex_init(&g->lock, NULL);
+  if (rc == 0 && (rc = pthread_cond_init(&g->wake, NULL)) != 0)
+    pthread_mutex_destroy(&g->lock);
+  if (rc != 0) {
+    free(g);
+    return ep_error(err, EP_EINTERNAL, "cannot create the connection sweeper's lock: error %d", rc);
+  }
+  rc = pthread_create(&g->thread, NULL, sweeper, g);
   if (rc != 0) {
     pthread_cond_destroy(&g->wake);
     pthread_mutex_destroy(&g->lock);

@@ -60,8 +60,15 @@ int snap_remote_new(const struct snap_remote_deps *deps, const struct snap_remot
     rm->opts = *opts;
   if (rm->opts.stall_timeout_ms <= 0)
     rm->opts.stall_timeout_ms = REMOTE_STALL_MS;
-  pthread_mutex_init(&rm->mu, NULL);
-  pthread_cond_init(&rm->cv, NULL);
+  if (pthread_mutex_init(&rm->mu, NULL) != 0) {
+    free(rm);
+    return ep_error(err, EP_EINTERNAL, "remote snapshots: cannot create a mutex");
+  }
+  if (pthread_cond_init(&rm->cv, NULL) != 0) {
+    pthread_mutex_destroy(&rm->mu);
+    free(rm);
+    return ep_error(err, EP_EINTERNAL, "remote snapshots: cannot create a condition");
+  }
   *out = rm;
   return 0;
 }

@@ -79,7 +79,10 @@ int snap_open(const struct snap_opts *o, snap **out, ep_err *err) {
   snap *s = calloc(1, sizeof *s);
   if (s == NULL)
     return ep_error(err, EP_EINTERNAL, "out of memory");
-  pthread_mutex_init(&s->wmu, NULL);
+  if (pthread_mutex_init(&s->wmu, NULL) != 0) {
+    free(s);
+    return ep_error(err, EP_EINTERNAL, "snapshotter: cannot create a mutex");
+  }
   s->remote = o->remote;
   s->remote_ud = o->remote_ud;
   s->index_off = access("/sys/module/overlay/parameters/index", F_OK) == 0;

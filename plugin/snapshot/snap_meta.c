@@ -212,10 +212,16 @@ static snap_meta *meta_new(const char *path) {
   if (m == NULL)
     return NULL;
   snprintf(m->path, sizeof m->path, "%s", path);
-  pthread_mutex_init(&m->w.mu, NULL);
-  for (int i = 0; i < META_READERS; i++)
-    pthread_mutex_init(&m->r[i].mu, NULL);
-  return m;
+  int i = -1; /* the writer's mutex, then each reader's */
+  for (; i < META_READERS; i++)
+    if (pthread_mutex_init(i < 0 ? &m->w.mu : &m->r[i].mu, NULL) != 0)
+      break;
+  if (i == META_READERS)
+    return m;
+  while (--i >= -1) /* the ones made before the failure */
+    pthread_mutex_destroy(i < 0 ? &m->w.mu : &m->r[i].mu);
+  free(m);
+  return NULL;
 }
 
 int snap_meta_open(const char *path, snap_meta **out, ep_err *err) {

@@ -56,15 +56,17 @@ static void *download(void *ud) {
   long status = 0;
   CURLcode cr = CURLE_FAILED_INIT;
   if (c != NULL) {
-    curl_easy_setopt(c, CURLOPT_URL, d->url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, d);
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
-    cr = curl_easy_perform(c);
+    if (curl_easy_setopt(c, CURLOPT_URL, d->url) != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data) != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, d) != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L) != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L) != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L) != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L) != CURLE_OK)
+      cr = CURLE_FAILED_INIT; /* an option refused: no transfer */
+    else
+      cr = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_cleanup(c);
   }
@@ -146,7 +148,11 @@ int http_src_new(const char *base, struct snap_remote_deps *deps, http_src **out
     return ep_error(err, EP_EINTERNAL, "out of memory");
   }
   snprintf(s->base, sizeof s->base, "%s", base);
-  pthread_mutex_init(&s->mu, NULL);
+  if (pthread_mutex_init(&s->mu, NULL) != 0) {
+    pipe_table_free(s->pt);
+    free(s);
+    return ep_error(err, EP_EINTERNAL, "layer source: cannot create a mutex");
+  }
   curl_global_init(CURL_GLOBAL_DEFAULT);
   *deps = (struct snap_remote_deps){.open_layer = open_layer, .ud = s};
   *out = s;
