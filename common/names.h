@@ -97,5 +97,9 @@ int names_url_parse(const char *url, char *out, size_t outsz, ep_err *err);
  *    -EP_ETOOBIG (also when the secret does not fit in outsz).
  * The buffer used is wiped; the caller wipes out (explicit_bzero). */
 int names_secret_read(const char *path, char *out, size_t outsz, ep_err *err);
+/* The same rules for the file's first line, the rest ignored: the
+ * coordinator's --password-file, documented so since its first release
+ * (docs/coordinator.md). */
+int names_secret_read_first_line(const char *path, char *out, size_t outsz, ep_err *err);
 
 #endif

@@ -6,6 +6,7 @@
  * file or a device costs nothing. The stack buffer is wiped on every path. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -39,10 +40,16 @@ static int read_bounded(int fd, struct secret_buf *s) {
   return 0;
 }
 
-static int secret_check(struct secret_buf *s, const char *q, size_t outsz, ep_err *err) {
+static int secret_check(struct secret_buf *s, const char *q, bool first_line, size_t outsz,
+                        ep_err *err) {
   if (s->len > NAMES_SECRET_MAX)
     return ep_error(err, EP_ETOOBIG, "secret file \"%s\" is larger than %d bytes", q,
                     NAMES_SECRET_MAX);
+  if (memchr(s->b, '\0', s->len) != NULL)
+    return ep_error(err, EP_EINVAL, "secret file \"%s\" holds control characters (a NUL byte)", q);
+  const char *nl = first_line ? memchr(s->b, '\n', s->len) : NULL;
+  if (nl != NULL)
+    s->len = (size_t)(nl - s->b) + 1; /* the rest is not the secret */
   if (s->len > 0 && s->b[s->len - 1] == '\n')
     s->len--;
   if (s->len > 0 && s->b[s->len - 1] == '\r')
@@ -60,7 +67,7 @@ static int secret_check(struct secret_buf *s, const char *q, size_t outsz, ep_er
   return 0;
 }
 
-int names_secret_read(const char *path, char *out, size_t outsz, ep_err *err) {
+static int secret_read(const char *path, bool first_line, char *out, size_t outsz, ep_err *err) {
   char q[EP_QUOTE_BUF];
   ep_quote(q, sizeof q, path);
   if (path == NULL || path[0] == '\0' || out == NULL || outsz == 0)
@@ -79,8 +86,16 @@ int names_secret_read(const char *path, char *out, size_t outsz, ep_err *err) {
   int r = 0;
   if (read_bounded(fd, &s) < 0)
     r = ep_syserror(err, EP_EIO, "secret file \"%s\"", q);
-  else if ((r = secret_check(&s, q, outsz, err)) == 0)
+  else if ((r = secret_check(&s, q, first_line, outsz, err)) == 0)
     memcpy(out, s.b, s.len + 1);
   secret_wipe(&s);
   return r;
+}
+
+int names_secret_read(const char *path, char *out, size_t outsz, ep_err *err) {
+  return secret_read(path, false, out, outsz, err);
+}
+
+int names_secret_read_first_line(const char *path, char *out, size_t outsz, ep_err *err) {
+  return secret_read(path, true, out, outsz, err);
 }

@@ -135,36 +135,9 @@ static int apply(struct coord_opts *o, const struct opt_spec *s, const char *v, 
   return ep_error(err, EP_EINTERNAL, "--%s: unhandled option type", s->name);
 }
 
-/* Not names_secret_read yet: the coordinator takes the first line of a
- * multi-line file, which test_coord asserts and the shared rule refuses
- * (issue 9, left for the lead to decide). */
 static int read_password(struct coord_opts *o, ep_err *err) {
-  ep_cleanup_close int fd = open(o->password_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0)
-    return ep_syserror(err, EP_EINVAL, "--password-file %s", o->password_file);
-  struct stat st;
-  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-    return ep_error(err, EP_EINVAL, "--password-file %s: not a regular file", o->password_file);
-  size_t have = 0;
-  for (;;) {
-    ssize_t r = read(fd, o->password + have, sizeof o->password - 1 - have);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0)
-      return ep_syserror(err, EP_EINVAL, "--password-file %s", o->password_file);
-    if (r == 0)
-      break;
-    have += (size_t)r;
-    if (have == sizeof o->password - 1)
-      return ep_error(err, EP_EINVAL, "--password-file %s: longer than %d bytes", o->password_file,
-                      NAMES_SECRET_MAX);
-  }
-  o->password[have] = '\0';
-  if (memchr(o->password, '\0', have) != NULL)
-    return ep_error(err, EP_EINVAL, "--password-file %s: holds a NUL byte", o->password_file);
-  o->password[strcspn(o->password, "\r\n")] = '\0';
-  if (o->password[0] == '\0')
-    return ep_error(err, EP_EINVAL, "--password-file %s: empty first line", o->password_file);
+  if (names_secret_read_first_line(o->password_file, o->password, sizeof o->password, err) < 0)
+    return ep_wrap(err, "--password-file %s", o->password_file);
   return 0;
 }
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/names.h"
 #include "store/index.h"
 
 index_db *ctl_open_locality(const struct ctl_opts *o) {
@@ -32,10 +33,8 @@ void ctl_fmt_address(const struct index_node *n, char *buf, size_t cap) {
     snprintf(buf, cap, "-");
   else if (n->peer_port == 0)
     snprintf(buf, cap, "%s", n->addr);
-  else if (strchr(n->addr, ':') != NULL)
-    snprintf(buf, cap, "[%s]:%u", n->addr, (unsigned)n->peer_port);
-  else
-    snprintf(buf, cap, "%s:%u", n->addr, (unsigned)n->peer_port);
+  else if (names_hostport_format(buf, cap, n->addr, n->peer_port, NULL) < 0)
+    snprintf(buf, cap, "-");
 }
 
 json_t *ctl_node_json(const struct index_node *n) {

@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cleanup.h"
+#include "common/cleanup_json.h"
 #include "common/escape.h"
 #include "common/vec.h"
 #include "store/index.h"
@@ -268,7 +270,8 @@ int ctl_cmd_topology(const struct ctl_opts *o) {
   index_close(db);
   if (r == -EP_ETOOBIG && e.msg[0] == '\0')
     snprintf(e.msg, sizeof e.msg, "over %d nodes in the index", CTL_NODES_MAX);
-  json_t *roots = json_array(), *unattached = json_array();
+  ep_cleanup_json json_t *roots = json_array();
+  ep_cleanup_json json_t *unattached = json_array();
   if (r == 0 && (roots == NULL || unattached == NULL))
     r = -EP_EINTERNAL;
   if (r == 0)
@@ -280,15 +283,12 @@ int ctl_cmd_topology(const struct ctl_opts *o) {
   size_t flags = v.max_depth > CTL_JSON_INDENT_DEPTH ? JSON_COMPACT : JSON_INDENT(2);
   view_free(&v);
   if (r < 0) {
-    json_decref(roots);
-    json_decref(unattached);
     ctl_errorf("topology: %s", e.msg[0] != '\0' ? e.msg : ep_errcode_name(-r));
     return CTL_EXIT_FAIL;
   }
   if (o->json)
-    return ctl_json_print_flags(json_pack("{s:o, s:o}", "roots", roots, "unattached", unattached),
+    return ctl_json_print_flags(json_pack("{s:o, s:o}", "roots", ep_steal_ptr(roots), "unattached",
+                                          ep_steal_ptr(unattached)),
                                 flags);
-  json_decref(roots);
-  json_decref(unattached);
   return fflush(stdout) == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
 }

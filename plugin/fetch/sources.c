@@ -13,7 +13,6 @@
  * entry makes room when it is full. */
 #include "plugin/fetch/sources.h"
 
-#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +21,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/names.h"
 
 struct suspect {
   char node[PROTO_ID_MAX + 1];
@@ -117,17 +117,11 @@ bool sources_upstream_allowed(struct sources *s) {
 }
 
 int sources_base_url(const char *addr, uint16_t port, char *buf, size_t len, ep_err *err) {
-  size_t n = strnlen(addr, PROTO_ADDR_MAX + 1);
-  if (n == 0 || n > PROTO_ADDR_MAX || port == 0)
-    return ep_error(err, EP_EINVAL, "peer without an address or port");
-  bool v6 = false;
-  for (size_t i = 0; i < n; i++) {
-    if (!isalnum((unsigned char)addr[i]) && addr[i] != '.' && addr[i] != '-' && addr[i] != ':')
-      return ep_error(err, EP_EINVAL, "peer address holds an invalid character");
-    v6 |= addr[i] == ':';
-  }
-  int w = snprintf(buf, len, v6 ? "http://[%s]:%u" : "http://%s:%u", addr, (unsigned)port);
-  if (w < 0 || (size_t)w >= len)
+  if (strnlen(addr, PROTO_ADDR_MAX + 1) > PROTO_ADDR_MAX || !names_addr_valid(addr) || port == 0)
+    return ep_error(err, EP_EINVAL, "peer without a valid address or port");
+  char hp[NAMES_HOST_MAX + 8];
+  if (names_hostport_format(hp, sizeof hp, addr, port, err) < 0 ||
+      (size_t)snprintf(buf, len, "http://%s", hp) >= len)
     return ep_error(err, EP_EINVAL, "peer address too long");
   return 0;
 }

@@ -26,6 +26,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "common/cleanup_json.h"
 #include "common/cleanup.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -351,11 +352,9 @@ static int64_t token_lifetime(json_t *j) {
 
 int upstream_token_parse(const struct ep_buf *b, char **tok, int64_t *life, ep_err *err) {
   json_error_t je;
-  json_t *j = json_loadb(b->data ? b->data : "", b->len, 0, &je);
-  if (!json_is_object(j)) {
-    json_decref(j);
+  ep_cleanup_json json_t *j = json_loadb(b->data ? b->data : "", b->len, 0, &je);
+  if (!json_is_object(j))
     return ep_error(err, EP_EAUTH, "token endpoint answer is not a JSON object");
-  }
   const char *t = json_string_value(json_object_get(j, "token"));
   if (t == NULL || t[0] == '\0')
     t = json_string_value(json_object_get(j, "access_token"));
@@ -372,7 +371,6 @@ int upstream_token_parse(const struct ep_buf *b, char **tok, int64_t *life, ep_e
     rc = ep_error(err, EP_EINTERNAL, "out of memory");
   if (rc == 0)
     *life = token_lifetime(j);
-  json_decref(j);
   return rc;
 }
 

@@ -10,7 +10,6 @@
  *    powered-off parent within seconds and resumes elsewhere.
  * Nothing a peer says is trusted: blobs are verified by the fetcher before
  * commit, manifests by digest here. */
-#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,16 +19,10 @@
 #include "locality/proto.h"
 #include "plugin/upstream/upstream_int.h"
 
-#define PEER_URL_MAX 256
-
+/* What sources_base_url builds: an http:// URL of the one URL grammar. */
 static bool peer_base_valid(const char *b) {
-  size_t n = strnlen(b, PEER_URL_MAX);
-  if (n >= PEER_URL_MAX || strncmp(b, "http://", 7) != 0 || n == 7)
-    return false;
-  for (size_t i = 7; i < n; i++)
-    if (!isalnum((unsigned char)b[i]) && strchr(".-:[]", b[i]) == NULL)
-      return false;
-  return true;
+  char norm[NAMES_URL_MAX + 1];
+  return strncmp(b, "http://", 7) == 0 && names_url_parse(b, norm, sizeof norm, NULL) == 0;
 }
 
 /* Checks the common arguments and builds the two edgepull header lines. */
