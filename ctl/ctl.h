@@ -6,6 +6,7 @@
 #ifndef EP_CTL_CTL_H
 #define EP_CTL_CTL_H
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -71,6 +72,17 @@ json_t *ctl_node_json(const struct index_node *n);
 
 /* "edgepullctl: <message>\n" on stderr. */
 void ctl_errorf(const char *fmt, ...) EP_PRINTF(1, 2);
+
+/* A subcommand's usage error: "edgepullctl: CMD: MSG[: ARG]" and where help
+ * is. Returns CTL_EXIT_USAGE. */
+int ctl_usage_err(const char *cmd, const char *msg, const char *arg);
+/* One step of a subcommand's getopt_long loop (optind and opterr are set
+ * up by the caller), with the rules every subcommand shares: -h prints
+ * usage on stdout; a missing argument, an unknown option and (with
+ * nonempty) an empty or overlong value are usage errors. Returns the
+ * option, -1 after the last one, or -2 with *exit_code to return. */
+int ctl_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts,
+               bool nonempty, const char *cmd, void (*usage)(FILE *out), int *exit_code);
 
 /* Aligned columns for human output. Cells are copied with control and
  * non-ASCII bytes replaced by '?', so hostile names cannot drive the

@@ -42,12 +42,7 @@ static void usage(FILE *out) {
 }
 
 static int usage_err(const char *msg, const char *what) {
-  if (what != NULL)
-    ctl_errorf("ca: %s: %s", msg, what);
-  else
-    ctl_errorf("ca: %s", msg);
-  fprintf(stderr, "Try 'edgepullctl ca --help'.\n");
-  return CTL_EXIT_USAGE;
+  return ctl_usage_err("ca", msg, what);
 }
 
 static int parse(int argc, char **argv, struct ca_opts *o) {
@@ -58,20 +53,12 @@ static int parse(int argc, char **argv, struct ca_opts *o) {
       {"force", no_argument, NULL, O_FORCE},       {"help", no_argument, NULL, 'h'},
       {"state-dir", required_argument, NULL, 'd'}, {NULL, 0, NULL, 0},
   };
-  int c;
+  int c, code = 0;
   optind = 1;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":hd:", longopts, NULL)) != -1) {
-    if (c == 'h') {
-      usage(stdout);
-      return CTL_EXIT_OK;
-    }
-    if (c == ':')
-      return usage_err("option needs an argument", argv[optind - 1]);
-    if (c == '?')
-      return usage_err("unknown option", argv[optind - 1]);
-    if (optarg != NULL && (optarg[0] == '\0' || strlen(optarg) >= 4000))
-      return usage_err("empty or too long", argv[optind - 1]);
+  while ((c = ctl_getopt(argc, argv, ":hd:", longopts, true, "ca", usage, &code)) != -1) {
+    if (c == -2)
+      return code;
     char *end = NULL;
     switch (c) {
     case O_DIR:

@@ -122,9 +122,7 @@ static void usage(FILE *out) {
 }
 
 static int usage_err(const char *msg, const char *arg) {
-  ctl_errorf("deploy: %s%s%s", msg, arg ? ": " : "", arg ? arg : "");
-  fprintf(stderr, "Try 'edgepullctl deploy --help'.\n");
-  return CTL_EXIT_USAGE;
+  return ctl_usage_err("deploy", msg, arg);
 }
 
 enum {
@@ -212,18 +210,12 @@ static int parse(int argc, char **argv, struct dopts *o) {
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
-  int c, r;
+  int c, r, code = 0;
   optind = 1;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":jhd:", longopts, NULL)) != -1) {
-    if (c == 'h') {
-      usage(stdout);
-      return CTL_EXIT_OK;
-    }
-    if (c == ':')
-      return usage_err("option needs an argument", argv[optind - 1]);
-    if (c == '?')
-      return usage_err("unknown option", argv[optind - 1]);
+  while ((c = ctl_getopt(argc, argv, ":jhd:", longopts, false, "deploy", usage, &code)) != -1) {
+    if (c == -2)
+      return code;
     if ((r = one_option(o, c, optarg)) != 0)
       return r;
   }

@@ -8,6 +8,7 @@
  * otherwise refuse the string). */
 #include "ctl/ctl.h"
 
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,32 @@ void ctl_errorf(const char *fmt, ...) {
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   fprintf(stderr, "edgepullctl: %s\n", msg);
+}
+
+int ctl_usage_err(const char *cmd, const char *msg, const char *arg) {
+  ctl_errorf("%s: %s%s%s", cmd, msg, arg ? ": " : "", arg ? arg : "");
+  fprintf(stderr, "Try 'edgepullctl %s --help'.\n", cmd);
+  return CTL_EXIT_USAGE;
+}
+
+int ctl_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts,
+               bool nonempty, const char *cmd, void (*usage)(FILE *out), int *exit_code) {
+  int c = getopt_long(argc, argv, shortopts, longopts, NULL);
+  if (c == -1)
+    return -1;
+  if (c == 'h') {
+    usage(stdout);
+    *exit_code = CTL_EXIT_OK;
+  } else if (c == ':') {
+    *exit_code = ctl_usage_err(cmd, "option needs an argument", argv[optind - 1]);
+  } else if (c == '?') {
+    *exit_code = ctl_usage_err(cmd, "unknown option", argv[optind - 1]);
+  } else if (nonempty && optarg != NULL && (optarg[0] == '\0' || strlen(optarg) >= 4000)) {
+    *exit_code = ctl_usage_err(cmd, "empty or too long", argv[optind - 1]);
+  } else {
+    return c;
+  }
+  return -2;
 }
 
 ctl_table *ctl_table_new(const struct ctl_col *cols, size_t ncols) {

@@ -71,9 +71,7 @@ static void usage(FILE *out) {
 }
 
 static int usage_err(const char *msg, const char *arg) {
-  ctl_errorf("setup: %s%s%s", msg, arg ? ": " : "", arg ? arg : "");
-  fprintf(stderr, "Try 'edgepullctl setup --help'.\n");
-  return CTL_EXIT_USAGE;
+  return ctl_usage_err("setup", msg, arg);
 }
 
 static int fail(ep_err *e) {
@@ -102,20 +100,12 @@ static int parse(int argc, char **argv, struct sopts *o) {
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
-  int c;
+  int c, code = 0;
   optind = 1;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":hd:", longopts, NULL)) != -1) {
-    if (c == 'h') {
-      usage(stdout);
-      return CTL_EXIT_OK;
-    }
-    if (c == ':')
-      return usage_err("option needs an argument", argv[optind - 1]);
-    if (c == '?')
-      return usage_err("unknown option", argv[optind - 1]);
-    if (optarg != NULL && (optarg[0] == '\0' || strlen(optarg) >= 4000))
-      return usage_err("empty or too long", argv[optind - 1]);
+  while ((c = ctl_getopt(argc, argv, ":hd:", longopts, true, "setup", usage, &code)) != -1) {
+    if (c == -2)
+      return code;
     switch (c) {
     case O_DRY:
       o->dry_run = true;

@@ -186,6 +186,21 @@ static int resolve_via_gateway(const struct mirror_deps *d, const struct ref_tar
   return 0;
 }
 
+/* A tag resolution's answer (r, um): cached and its digest taken when it
+ * names one (0); um cleared either way. */
+static int take_resolved(const struct mirror_deps *d, const struct ref_target *t, int r,
+                         struct upstream_manifest *um, int64_t now, digest_t *dg, ep_err *err) {
+  bool got = r == 0 && um->have_digest;
+  if (got) {
+    cache_tag(d, t, um, now);
+    *dg = um->digest;
+  }
+  upstream_manifest_clear(um);
+  if (r == 0 && !got)
+    r = ep_error(err, EP_EUPSTREAM, "upstream gave no digest for the tag");
+  return r;
+}
+
 static int resolve_tag(const struct mirror_deps *d, const struct ref_target *t, const char *accept,
                        const struct fetch_request *rq, digest_t *dg, bool *stale, ep_err *err) {
   struct index_tag cached = {0};
@@ -202,15 +217,8 @@ static int resolve_tag(const struct mirror_deps *d, const struct ref_target *t, 
   int r = via_gateway
               ? resolve_via_gateway(d, t, accept, rq, &um, &ue)
               : upstream_manifest_resolve(d->up, t->registry, t->name, t->tag, accept, &um, &ue);
-  if (r == 0 && um.have_digest) {
-    cache_tag(d, t, &um, now);
-    *dg = um.digest;
-    upstream_manifest_clear(&um);
+  if ((r = take_resolved(d, t, r, &um, now, dg, &ue)) == 0)
     return 0;
-  }
-  upstream_manifest_clear(&um);
-  if (r == 0)
-    r = ep_error(&ue, EP_EUPSTREAM, "upstream gave no digest for the tag");
   if (have && upstream_down(ue.code)) {
     ep_log_warn("serving stale tag %s/%s:%s -> sha256:%s (%s: %s)", t->registry, t->name, t->tag,
                 cached.digest.hex, via_gateway ? "gateway" : "upstream", ue.msg);
@@ -222,15 +230,8 @@ static int resolve_tag(const struct mirror_deps *d, const struct ref_target *t, 
     ep_log_warn("tag %s/%s:%s: gateway: %s; resolving upstream (--upstream-fallback)", t->registry,
                 t->name, t->tag, ue.msg);
     r = upstream_manifest_resolve(d->up, t->registry, t->name, t->tag, accept, &um, &ue);
-    if (r == 0 && um.have_digest) {
-      cache_tag(d, t, &um, now);
-      *dg = um.digest;
-      upstream_manifest_clear(&um);
+    if ((r = take_resolved(d, t, r, &um, now, dg, &ue)) == 0)
       return 0;
-    }
-    upstream_manifest_clear(&um);
-    if (r == 0)
-      r = ep_error(&ue, EP_EUPSTREAM, "upstream gave no digest for the tag");
   } else if (via_gateway && ue.code != EP_ENOTFOUND) {
     char why[256];
     snprintf(why, sizeof why, "%.200s", ue.msg);
