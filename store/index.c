@@ -115,6 +115,8 @@ static const char *const stmt_sql[IST__COUNT] = {
     [IST_NODE_GET] = "SELECT " NODE_COLS " FROM nodes n WHERE n.id = ?1",
     [IST_NODE_PAGE] = "SELECT " NODE_COLS " FROM nodes n WHERE n.id > ?1 ORDER BY n.id LIMIT ?2",
     [IST_NODE_DELETE] = "DELETE FROM nodes WHERE id = ?1",
+    /* One statement: there is never a moment with two gateways. */
+    [IST_NODE_GATEWAY] = "UPDATE nodes SET gateway = (id IS ?1) WHERE gateway != (id IS ?1)",
     [IST_INV_CLEAR] = "DELETE FROM inventory WHERE node_id = ?1",
     [IST_INV_ADD] = "INSERT INTO inventory (node_id, digest, size) VALUES (?1, ?2, ?3)"
                     " ON CONFLICT (node_id, digest) DO UPDATE SET size = excluded.size",

@@ -137,11 +137,18 @@ struct index_inv_entry {
   uint64_t size;
 };
 
+/* gateway marks the locality's gateway as the node agent learnt it from a
+ * trusted source (the coordinator's coord/gateway or --gateway-id), never
+ * from the node's own state; index_set_gateway() moves it. */
+
 /* Upserts everything but parent/epoch (kept). */
 int index_node_put(index_db *db, const struct index_node *n, ep_err *err);
 /* Creates the row if missing. parent NULL or "" = none. */
 int index_node_set_parent(index_db *db, const char *id, const char *parent, uint64_t epoch,
                           ep_err *err);
+/* Marks id as the only gateway (NULL: none); rows added later get the flag
+ * from index_node_put. */
+int index_set_gateway(index_db *db, const char *id, ep_err *err);
 /* 1 found, 0 absent. */
 int index_node_get(index_db *db, const char *id, struct index_node *out, ep_err *err);
 int index_node_delete(index_db *db, const char *id, ep_err *err); /* and its inventory */

@@ -144,6 +144,24 @@ int index_node_set_parent(index_db *db, const char *id, const char *parent, uint
   return r;
 }
 
+int index_set_gateway(index_db *db, const char *id, ep_err *err) {
+  int r;
+  if ((r = index_check_writable(db, err)) < 0 || (r = check_locality(db, err)) < 0 ||
+      (id != NULL && (r = check_node_id(id, "gateway id", err)) < 0))
+    return r;
+  index_lock(db);
+  sqlite3_stmt *st = NULL;
+  if ((r = index_stmt_get(db, IST_NODE_GATEWAY, &st, err)) == 0) {
+    if (id != NULL)
+      index_bind_str(st, 1, id);
+    else
+      sqlite3_bind_null(st, 1);
+    r = index_step_done(db, st, "recording the gateway", err);
+  }
+  index_unlock(db);
+  return r;
+}
+
 int index_node_get(index_db *db, const char *id, struct index_node *out, ep_err *err) {
   int r;
   if ((r = check_locality(db, err)) < 0 || (r = check_node_id(id, "node id", err)) < 0)

@@ -145,10 +145,10 @@ static void on_connect(struct mosquitto *mosq, void *ud, int rc) {
   }
   ep_log_info("agent: connected to broker %s:%d as %s in locality %s", a->p.broker_host,
               a->p.broker_port, a->p.node, a->p.locality);
-  char *subs[2] = {a->filter, a->t_deploy};
-  int s = mosquitto_subscribe_multiple(mosq, NULL, 2, subs, 1, 0, NULL);
+  char *subs[3] = {a->filter, a->t_deploy, a->t_gateway};
+  int s = mosquitto_subscribe_multiple(mosq, NULL, 3, subs, 1, 0, NULL);
   if (s != MOSQ_ERR_SUCCESS)
-    ep_log_warn("agent: subscribing to %s and %s: %s", a->filter, a->t_deploy,
+    ep_log_warn("agent: subscribing to %s, %s and %s: %s", a->filter, a->t_deploy, a->t_gateway,
                 mosquitto_strerror(s));
   publish_state(a, true);
   publish_snapshot(a);
@@ -250,8 +250,16 @@ static int mosq_fail(ep_err *err, const char *what, int rc) {
 }
 
 static int set_credentials(struct agent *a, ep_err *err) {
-  if (a->p.username[0] == '\0')
+  if (a->p.username[0] == '\0') {
+    /* Everything a node trusts on the broker (who the gateway is, its
+     * parent, the other nodes' addresses) is guarded by the broker's ACL,
+     * which needs a user per client. */
+    ep_log_warn("agent: INSECURE: no --broker-username: on a broker that admits anonymous "
+                "clients, anyone on the network can name the gateway, forge parents and other "
+                "nodes' states, and so substitute images; use the users and ACL of "
+                "contrib/mosquitto (docs/security.md)");
     return 0;
+  }
   char *pw = NULL;
   if (a->p.password_file[0] != '\0') {
     pw = calloc(1, NAMES_SECRET_MAX + 1);

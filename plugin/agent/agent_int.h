@@ -28,7 +28,8 @@ struct agent_params {
   char addr[PROTO_ADDR_MAX + 1]; /* advertised peer address, "" = none */
   uint16_t peer_port;            /* 0 = no peer endpoint */
   uint32_t link_mbps;
-  bool gateway;
+  bool gateway;                      /* this node is a gateway (--gateway) */
+  char gateway_id[PROTO_ID_MAX + 1]; /* --gateway-id: pinned; "" = coord/gateway's */
   int heartbeat_s;
   int keepalive_s;
   char broker_host[256];
@@ -57,7 +58,7 @@ struct agent {
   uint64_t gen; /* random per start */
   char t_state[PROTO_TOPIC_MAX], t_inv[PROTO_TOPIC_MAX], t_delta[PROTO_TOPIC_MAX];
   char filter[PROTO_TOPIC_MAX];
-  char t_deploy[PROTO_TOPIC_MAX], t_report[PROTO_TOPIC_MAX];
+  char t_deploy[PROTO_TOPIC_MAX], t_report[PROTO_TOPIC_MAX], t_gateway[PROTO_TOPIC_MAX];
   struct agent_deps deps; /* callbacks; agent_create leaves them NULL */
 
   struct mosquitto *mosq; /* NULL when built by agent_create alone */
@@ -82,6 +83,10 @@ struct agent {
   /* handled-message thread only (the mosquitto thread, or a test) */
   struct agent_peer *peers;
   size_t npeers;
+  /* The locality's gateway: --gateway-id, else what the coordinator says on
+   * coord/gateway; "" = unknown. Never what a state claims. Written before
+   * the mosquitto thread starts, then only by it. */
+  char gw_id[PROTO_ID_MAX + 1];
 };
 
 /* Resolves the agent's parameters from the configuration (advertise-addr
@@ -96,7 +101,10 @@ int agent_handle_message(struct agent *a, const char *topic, const void *payload
 /* Moves up to PROTO_DELTA_BLOBS queued changes into inv (add/del malloc'd,
  * freed by proto_inventory_clear); returns how many were taken. */
 size_t agent_take_delta(struct agent *a, struct proto_inventory *inv);
-/* Writes this node's own row (online) into the index, before any broker. */
+/* Writes this node's own row (online) into the index, before any broker,
+ * and resets the index's gateway mark to --gateway-id (or none until the
+ * coordinator's coord/gateway arrives): a mark left by an earlier run, or
+ * by a release that believed the nodes' own claims, is not trusted. */
 int agent_mark_self(struct agent *a, ep_err *err);
 /* This node's state payload (free space measured now). */
 int agent_state_payload(struct agent *a, bool online, char **out, size_t *len, ep_err *err);

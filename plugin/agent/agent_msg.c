@@ -3,7 +3,14 @@
  * removed blobs) and what it does with a received message (index writes).
  *
  * Received messages go through agent_handle_message(), a pure function of
- * (agent, topic, bytes) so tests drive it with hostile input. Every message
+ * (agent, topic, bytes) so tests drive it with hostile input.
+ *
+ * Roles are configured, not claimed: the index marks as gateway (the node
+ * source selection asks to resolve tags) only the node --gateway-id or the
+ * coordinator's coord/gateway names, which only the coordinator may write;
+ * the `gateway` flag of a node's own state is ignored. Addresses come from
+ * each node's own state topic, which only that node may write, and the
+ * payload's id must be the topic's, so an address is bound to its node. Every message
  * that is not one of ours, malformed, oversized or of another version is
  * dropped with exactly one warning naming the topic and the reason. A
  * zero-length payload on a retained topic is MQTT's way of clearing it: the
@@ -75,6 +82,7 @@ int agent_params_from_config(const struct edgepulld_config *c, struct agent_para
   }
   out->link_mbps = (uint32_t)c->link_mbps;
   out->gateway = c->gateway;
+  snprintf(out->gateway_id, sizeof out->gateway_id, "%s", c->gateway_id);
   out->heartbeat_s = c->heartbeat_s > 0 ? c->heartbeat_s : 30;
   out->keepalive_s = c->keepalive_s >= 2 ? c->keepalive_s : 10;
   snprintf(out->username, sizeof out->username, "%s", c->broker_username);
@@ -128,8 +136,12 @@ int agent_create(const struct agent_params *p, index_db *idx, struct agent **out
       (r = proto_topic_filter(p->locality, a->filter, sizeof a->filter, err)) < 0 ||
       (r = proto_topic(PROTO_T_REPORT, p->locality, p->node, a->t_report, sizeof a->t_report,
                        err)) < 0 ||
-      (r = proto_deploy_topic(p->locality, a->t_deploy, sizeof a->t_deploy, err)) < 0)
+      (r = proto_deploy_topic(p->locality, a->t_deploy, sizeof a->t_deploy, err)) < 0 ||
+      (r = proto_gateway_topic(p->locality, a->t_gateway, sizeof a->t_gateway, err)) < 0)
     return r;
+  if (p->gateway_id[0] != '\0' && !names_node_id_valid(p->gateway_id))
+    return ep_error(err, EP_EINVAL, "--gateway-id: must be 1-%d of [A-Za-z0-9._-]", PROTO_ID_MAX);
+  snprintf(a->gw_id, sizeof a->gw_id, "%s", p->gateway_id);
   return 0;
 }
 
@@ -185,7 +197,8 @@ static void own_state(struct agent *a, bool online, struct proto_state *s) {
   s->ts = (int64_t)time(NULL);
 }
 
-static void state_to_node(const struct proto_state *s, struct index_node *n) {
+/* gateway: s->id is the gateway a trusted source named (not s->gateway). */
+static void state_to_node(const struct proto_state *s, bool gateway, struct index_node *n) {
   memset(n, 0, sizeof *n);
   snprintf(n->id, sizeof n->id, "%s", s->id);
   snprintf(n->addr, sizeof n->addr, "%s", s->addr);
@@ -196,7 +209,7 @@ static void state_to_node(const struct proto_state *s, struct index_node *n) {
   n->free_bytes = s->free_bytes;
   snprintf(n->version, sizeof n->version, "%s", s->version);
   n->online = s->online;
-  n->gateway = s->gateway;
+  n->gateway = gateway;
   n->last_seen = (int64_t)time(NULL);
 }
 
@@ -210,8 +223,11 @@ int agent_mark_self(struct agent *a, ep_err *err) {
   struct proto_state s;
   struct index_node n;
   own_state(a, true, &s);
-  state_to_node(&s, &n);
-  return index_node_put(a->idx, &n, err);
+  state_to_node(&s, strcmp(a->p.node, a->gw_id) == 0, &n);
+  int r = index_node_put(a->idx, &n, err);
+  if (r == 0)
+    r = index_set_gateway(a->idx, a->gw_id[0] != '\0' ? a->gw_id : NULL, err);
+  return r;
 }
 
 struct snap_collect {
@@ -334,7 +350,7 @@ static int on_state(struct agent *a, const char *topic, const struct proto_topic
   if (proto_state_parse(buf, len, t->node, &s, &e) < 0)
     return drop(topic, e.msg);
   if (s.online || index_node_get(a->idx, t->node, &n, &e) != 1) {
-    state_to_node(&s, &n);
+    state_to_node(&s, strcmp(s.id, a->gw_id) == 0, &n);
   } else { /* an offline state (a Last Will) says only that: keep the rest */
     n.online = false;
     n.last_seen = (int64_t)time(NULL);
@@ -411,6 +427,39 @@ static int on_parent(struct agent *a, const char *topic, const struct proto_topi
     ep_log_info("agent: this node is the root of the locality (epoch %llu)",
                 (unsigned long long)pp.epoch);
   return 0;
+}
+
+/* Who the gateway is: the coordinator's word (only it may write the topic),
+ * unless --gateway-id pins it. id NULL: the retained message was cleared. */
+static int set_gateway(struct agent *a, const char *id) {
+  const char *want = id != NULL ? id : "";
+  if (a->p.gateway_id[0] != '\0') {
+    if (strcmp(want, a->p.gateway_id) != 0)
+      ep_log_warn("agent: the coordinator names gateway \"%s\", --gateway-id pins %s: keeping %s",
+                  want, a->p.gateway_id, a->p.gateway_id);
+    return 1;
+  }
+  if (strcmp(want, a->gw_id) == 0)
+    return 1;
+  ep_err e = {0};
+  if (index_set_gateway(a->idx, id, &e) < 0) {
+    ep_log_warn("agent: index: gateway: %s", e.msg);
+    return -e.code;
+  }
+  snprintf(a->gw_id, sizeof a->gw_id, "%s", want);
+  if (id != NULL)
+    ep_log_info("agent: the locality's gateway is %s (named by the coordinator)", id);
+  else
+    ep_log_warn("agent: the coordinator's gateway message was cleared: no gateway known");
+  return 0;
+}
+
+static int on_gateway(struct agent *a, const char *topic, const void *buf, size_t len) {
+  struct proto_gateway g;
+  ep_err e = {0};
+  if (proto_gateway_parse(buf, len, &g, &e) < 0)
+    return drop(topic, e.msg);
+  return set_gateway(a, g.id);
 }
 
 static int on_deploy(struct agent *a, const char *topic, const void *buf, size_t len) {
@@ -493,8 +542,8 @@ static int on_cleared(struct agent *a, const char *topic, const struct proto_top
     break;
   case PROTO_T_DELTA:
     return drop(topic, "empty delta");
-  case PROTO_T_GATEWAY: /* the agent does not subscribe to it yet */
-    return 1;
+  case PROTO_T_GATEWAY:
+    return set_gateway(a, NULL);
   case PROTO_T_REPORT:
   case PROTO_T_DEPLOY:
   case PROTO_T_PROGRESS:
@@ -532,9 +581,10 @@ int agent_handle_message(struct agent *a, const char *topic, const void *payload
     return on_parent(a, topic, &t, payload, len);
   case PROTO_T_DEPLOY:
     return on_deploy(a, topic, payload, len);
+  case PROTO_T_GATEWAY:
+    return on_gateway(a, topic, payload, len);
   case PROTO_T_REPORT:   /* for the coordinator */
   case PROTO_T_PROGRESS: /* for the deploying client */
-  case PROTO_T_GATEWAY:  /* not subscribed to yet */
     return 1;
   }
   return drop(topic, "unknown topic kind");

@@ -112,6 +112,8 @@ static const struct cfg_option cfg_options[] = {
     OPT_STR("locality", G_PEER, locality, CHK_IDENT, NULL, "NAME",
             "locality name, required with --broker"),
     OPT_STR("node-id", G_PEER, node_id, CHK_IDENT, NULL, "ID", "node id (default: hostname)"),
+    OPT_STR("gateway-id", G_PEER, gateway_id, CHK_IDENT, NULL, "ID",
+            "the locality's gateway (default: as the coordinator names it)"),
     OPT_STR("broker-username", G_PEER, broker_username, CHK_NONE, NULL, "NAME",
             "MQTT username; empty = anonymous"),
     OPT_STR("broker-password-file", G_PEER, broker_password_file, CHK_ABSPATH_OR_EMPTY, NULL,

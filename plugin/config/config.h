@@ -41,6 +41,7 @@ struct edgepulld_config {
   char broker[256];           /* --broker HOST:PORT */
   char locality[64];          /* --locality */
   char node_id[64];           /* --node-id, default hostname */
+  char gateway_id[64];        /* --gateway-id: pins the gateway; "" = the coordinator's word */
   char default_registry[256]; /* --default-registry, default docker.io */
   char ca_file[1024];         /* --ca-file, extra CA bundle for upstreams */
   int tag_ttl_s;              /* --tag-ttl, default 300, 0..604800 */
