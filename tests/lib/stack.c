@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "tests/lib/testlib.h"
 
@@ -93,4 +94,15 @@ void ep_test_stack_close(struct ep_test_stack *s) {
   if (s->dir[0] != '\0' && ep_test_rm_rf(s->dir) < 0)
     fprintf(stderr, "test stack: cleanup of %s failed\n", s->dir);
   memset(s, 0, sizeof *s);
+}
+
+int ep_test_fetcher_idle(fetcher *f, int timeout_ms) {
+  for (int waited = 0; waited <= timeout_ms; waited += 10) {
+    unsigned in_flight = 1;
+    fetcher_counts(f, &in_flight, NULL);
+    if (in_flight == 0)
+      return 0;
+    nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+  }
+  return -1;
 }

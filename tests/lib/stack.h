@@ -40,6 +40,9 @@ struct ep_test_stack_options {
  * (none when reg_port is 0): 0, or -1 with the reason on stderr. */
 int ep_test_stack_open(struct ep_test_stack *s, const char *host, uint16_t reg_port,
                        const struct ep_test_stack_options *o);
+/* Waits (at most timeout_ms) until f has no fetch in flight: a blob it
+ * served is then committed, or its failure recorded. 0, or -1. */
+int ep_test_fetcher_idle(fetcher *f, int timeout_ms);
 /* Frees everything in the daemon's order (the fetcher first, which waits
  * for its threads) and removes the temp dir. */
 void ep_test_stack_close(struct ep_test_stack *s);

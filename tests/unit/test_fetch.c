@@ -26,6 +26,7 @@
 
 #include "plugin/fetch/fetch.h"
 #include "tests/lib/fake_registry.h"
+#include "tests/lib/stack.h"
 #include "tests/lib/testlib.h"
 
 #define BLOB_LEN (1024 * 1024 + 7)
@@ -221,15 +222,7 @@ static void expect_blob(struct fx *x) {
 /* Until the fetch is committed (the pipe finishes after its readers saw
  * the last byte): the store and the index agree afterwards. */
 static void wait_idle(struct fx *x) {
-  for (int i = 0; i < 3000; i++) {
-    unsigned in_flight = 1;
-    fetcher_counts(x->f, &in_flight, NULL);
-    if (in_flight == 0)
-      return;
-    struct timespec ts = {0, 10 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-  }
-  fail_msg("the fetch did not end");
+  assert_int_equal(ep_test_fetcher_idle(x->f, READ_TIMEOUT_MS), 0);
 }
 
 static void test_resume_from_next_source(void **state) {

@@ -202,14 +202,7 @@ static void expect_error(const struct resp *r, int status, const char *code) {
 }
 
 static void wait_fetched(struct fx *x) {
-  for (int i = 0; i < 3000; i++) {
-    unsigned in_flight = 1;
-    fetcher_counts(x->s.fetch, &in_flight, NULL);
-    if (in_flight == 0)
-      return;
-    nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
-  }
-  fail_msg("the fetch did not end");
+  assert_int_equal(ep_test_fetcher_idle(x->s.fetch, 30000), 0);
 }
 
 static void test_base_and_errors(void **state) {
