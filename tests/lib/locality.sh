@@ -5,12 +5,19 @@
 # edgepulld nodes joined to one locality. Everything started here is pushed on
 # common.sh's cleanup stack, so it is stopped even when the test fails.
 #
+# The locality's services (broker, coordinator, the broker's command-line
+# clients) run under the command prefix EP_LOC_NSX: empty on the host, the
+# gateway's namespace in an emulated locality (netlocality.sh sets it, and
+# its nl_* wrappers are these functions). Nodes run under EP_NSX, their own.
+#
 #   ep_mqtt_start [EXTRA_LISTEN_ADDR...]  broker on 127.0.0.1:MQTT_PORT (and
-#                                          the same port on each extra address)
+#                                          the same port on each extra address;
+#                                          EP_MQTT_PORT, default a free one)
 #   ep_mqtt_stop / ep_mqtt_kill            SIGTERM (clean: mosquitto publishes
 #                                          every client's Will) / kill -9
 #   ep_mqtt_restart                        start again: same port, same data
-#   ep_coord_start ARGS...                 coordinator (COORD_PID, COORD_LOG),
+#   ep_coord_start ARGS...                 coordinator (COORD_PID, COORD_LOG)
+#   ep_mqtt_record FILE FILTER...          subscriber writing to FILE (MQTT_REC_PID),
 #                                          gateway EP_GATEWAY_ID (default gw)
 #   ep_node_start ID ARGS...               edgepulld joined as node ID
 #   ep_node_kill ID                        kill -9
@@ -30,6 +37,7 @@ ep_loc_set() {
   declare -ga NODE_IDS=()
 }
 ep_loc_set "${EP_LOC:-site1}"
+declare -ga EP_LOC_NSX=()
 EP_COORD_COUNT=0
 EP_MQTT_COUNT=0
 
@@ -47,11 +55,11 @@ ep_loc_require() {
 ep_mqtt_start() { # [EXTRA_LISTEN_ADDR...]
   local a
   MQTT_DIR=$(ep_tmpdir mqtt)
-  MQTT_PORT=$(ep_free_port)
+  MQTT_PORT=${EP_MQTT_PORT:-$(ep_free_port)}
+  EP_MQTT_ADDRS=(127.0.0.1 "$@")
   mkdir -p "$MQTT_DIR/data"
   {
-    printf 'listener %s 127.0.0.1\n' "$MQTT_PORT"
-    for a in "$@"; do printf 'listener %s %s\n' "$MQTT_PORT" "$a"; done
+    for a in "${EP_MQTT_ADDRS[@]}"; do printf 'listener %s %s\n' "$MQTT_PORT" "$a"; done
     printf 'allow_anonymous true\n'
     # Saved every second too, so retained messages survive even a kill -9.
     printf 'persistence true\npersistence_location %s/data/\nautosave_interval 1\n' "$MQTT_DIR"
@@ -71,13 +79,15 @@ ep__mqtt_spawn() {
   local i
   EP_MQTT_COUNT=$((EP_MQTT_COUNT + 1))
   MQTT_LOG=$MQTT_DIR/mosquitto.$EP_MQTT_COUNT.log
-  mosquitto -c "$MQTT_DIR/mosquitto.conf" >"$MQTT_LOG" 2>&1 &
+  "${EP_LOC_NSX[@]}" mosquitto -c "$MQTT_DIR/mosquitto.conf" >"$MQTT_LOG" 2>&1 &
   MQTT_PID=$!
+  export MQTT_LOG MQTT_PID
   ep_cleanup_push "ep_stop_pid $MQTT_PID 5"
   EP_LOGS+=("$MQTT_LOG")
+  # Ready once it listens on the last address (the one nodes use).
   for ((i = 0; i < 100; i++)); do
-    if ss -Hltn "sport = :$MQTT_PORT" | grep -q .; then
-      ep_log "mosquitto on port $MQTT_PORT (pid $MQTT_PID)"
+    if "${EP_LOC_NSX[@]}" ss -Hltn "sport = :$MQTT_PORT" | grep -qF "${EP_MQTT_ADDRS[-1]}:"; then
+      ep_log "mosquitto on ${EP_MQTT_ADDRS[*]} port $MQTT_PORT (pid $MQTT_PID)"
       return 0
     fi
     kill -0 "$MQTT_PID" 2>/dev/null || ep_die "mosquitto exited: $(tail -n 5 "$MQTT_LOG")"
@@ -106,8 +116,8 @@ ep_mqtt_restart() {
 # (default 1) for them; retained messages arrive at once on loopback.
 ep_mqtt_retained() {
   local rc=0 out
-  out=$(timeout -k 2 10 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -v -q 1 -t "$1" \
-    --retained-only -W "${2:-1}" 2>/dev/null) || rc=$?
+  out=$("${EP_LOC_NSX[@]}" timeout -k 2 10 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -v -q 1 \
+    -t "$1" --retained-only -W "${2:-1}" 2>/dev/null) || rc=$?
   # 27 = the -W timeout: the normal end.
   [ "$rc" -eq 0 ] || [ "$rc" -eq 27 ] || ep_die "mosquitto_sub on $1 failed ($rc)"
   [ -z "$out" ] || printf '%s\n' "$out" | sort
@@ -128,7 +138,8 @@ ep_mqtt_record() {
     t+=(-t "$1")
     shift
   done
-  mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 "${t[@]}" -F '%U %t %p' >"$f" 2>/dev/null &
+  "${EP_LOC_NSX[@]}" mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 "${t[@]}" -F '%U %t %p' \
+    >"$f" 2>/dev/null &
   MQTT_REC_PID=$!
   ep_cleanup_push "kill $MQTT_REC_PID"
 }
@@ -138,7 +149,7 @@ ep_mqtt_record() {
 ep_coord_start() { # ARGS... (after --broker and --locality)
   EP_COORD_COUNT=$((EP_COORD_COUNT + 1))
   COORD_LOG=$EP_TMP/coordinator.$EP_COORD_COUNT.log
-  "$EP_BUILD_DIR/coordinator/edgepull-coordinator" --broker "127.0.0.1:$MQTT_PORT" \
+  "${EP_LOC_NSX[@]}" "$EP_BUILD_DIR/coordinator/edgepull-coordinator" --broker "127.0.0.1:$MQTT_PORT" \
     --locality "$EP_LOC" --gateway "${EP_GATEWAY_ID:-gw}" "$@" >"$COORD_LOG" 2>&1 &
   COORD_PID=$!
   ep_cleanup_push "ep_stop_pid $COORD_PID 5"

@@ -158,6 +158,7 @@ nl_create() {
   # the cloud namespace; node-side commands go through nl_node_exec.
   EP_NETNS=$NL_CLOUD_NS
   EP_NSX=(ip netns exec "$NL_CLOUD_NS")
+  EP_LOC_NSX=(ip netns exec "$NL_GW_NS") # broker, coordinator (locality.sh)
   NL_BROKER=$NL_GW_ADDR:$NL_MQTT_PORT
   NL_SECRET_FILE=$EP_TMP/peer.secret
   (umask 077 && head -c 32 /dev/urandom | sha256sum | cut -d' ' -f1 >"$NL_SECRET_FILE")
@@ -219,47 +220,18 @@ nl_start_registry() {
   unset EP_UPLINK_ADDR
 }
 
+# The broker and the coordinator are locality.sh's, in the gateway's
+# namespace (EP_LOC_NSX): the broker on NL_MQTT_PORT of 127.0.0.1 and the
+# gateway's LAN address.
 nl_start_broker() {
-  MQTT_DIR=$(ep_tmpdir mqtt)
-  MQTT_PORT=$NL_MQTT_PORT
-  MQTT_LOG=$MQTT_DIR/mosquitto.log
-  mkdir -p "$MQTT_DIR/data"
-  {
-    printf 'listener %s 127.0.0.1\nlistener %s %s\n' "$MQTT_PORT" "$MQTT_PORT" "$NL_GW_ADDR"
-    printf 'allow_anonymous true\nuser %s\n' "$(id -un)"
-    printf 'persistence true\npersistence_location %s/data/\nautosave_interval 1\n' "$MQTT_DIR"
-    printf 'log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n'
-    printf 'log_type information\nconnection_messages true\nlog_timestamp_format %%T\n'
-  } >"$MQTT_DIR/mosquitto.conf"
-  ip netns exec "$NL_GW_NS" mosquitto -c "$MQTT_DIR/mosquitto.conf" >"$MQTT_LOG" 2>&1 &
-  MQTT_PID=$!
-  ep_cleanup_push "ep_stop_pid $MQTT_PID 5"
-  EP_LOGS+=("$MQTT_LOG")
-  export MQTT_DIR MQTT_PORT MQTT_LOG MQTT_PID
-  local i
-  for ((i = 0; i < 100; i++)); do
-    if ip netns exec "$NL_GW_NS" ss -Hltn "sport = :$MQTT_PORT" | grep -q "$NL_GW_ADDR"; then
-      ep_log "mosquitto at $NL_BROKER (pid $MQTT_PID)"
-      return 0
-    fi
-    kill -0 "$MQTT_PID" 2>/dev/null || ep_die "mosquitto exited: $(tail -n 5 "$MQTT_LOG")"
-    sleep 0.1
-  done
-  ep_die "mosquitto does not listen on $NL_BROKER"
+  EP_MQTT_PORT=$NL_MQTT_PORT ep_mqtt_start "$NL_GW_ADDR"
 }
 
 nl_start_coordinator() { # TOPOLOGY [ARGS...]
   local topo=$1
   shift
-  EP_COORD_COUNT=$((EP_COORD_COUNT + 1))
-  COORD_LOG=$EP_TMP/coordinator.$EP_COORD_COUNT.log
-  ip netns exec "$NL_GW_NS" "$EP_BUILD_DIR/coordinator/edgepull-coordinator" \
-    --broker "127.0.0.1:$NL_MQTT_PORT" --locality "$EP_LOC" --gateway gw --topology "$topo" \
-    ${NL_COORD_TUNING-} "$@" >"$COORD_LOG" 2>&1 &
-  COORD_PID=$!
-  ep_cleanup_push "ep_stop_pid $COORD_PID 5"
-  EP_LOGS+=("$COORD_LOG")
-  ep_log "edgepull-coordinator ($topo) pid $COORD_PID, log $COORD_LOG"
+  # shellcheck disable=SC2086 # the tuning flags are words; empty = the defaults
+  ep_coord_start --topology "$topo" ${NL_COORD_TUNING-} "$@"
 }
 
 # True when this edgepulld build knows --FLAG.
@@ -319,34 +291,19 @@ nl_stop_node() { # ID: SIGTERM; returns the exit status
 # --- the broker's view ------------------------------------------------------
 
 nl_mqtt_retained() { # FILTER [SECONDS]
-  local rc=0 out
-  out=$(ip netns exec "$NL_GW_NS" timeout -k 2 10 mosquitto_sub -h 127.0.0.1 -p "$NL_MQTT_PORT" \
-    -v -q 1 -t "$1" --retained-only -W "${2:-1}" 2>/dev/null) || rc=$?
-  [ "$rc" -eq 0 ] || [ "$rc" -eq 27 ] || ep_die "mosquitto_sub on $1 failed ($rc)"
-  [ -z "$out" ] || printf '%s\n' "$out" | sort
+  ep_mqtt_retained "$@"
 }
 
 # nl_mqtt_record FILE FILTER...: "unix_time topic payload" per message until
 # the test ends; pid in NL_REC_PID.
 nl_mqtt_record() {
-  local f=$1 t=()
-  shift
-  while [ $# -gt 0 ]; do
-    t+=(-t "$1")
-    shift
-  done
-  ip netns exec "$NL_GW_NS" mosquitto_sub -h 127.0.0.1 -p "$NL_MQTT_PORT" -q 1 "${t[@]}" \
-    -F '%U %t %p' >"$f" 2>/dev/null &
-  NL_REC_PID=$!
-  ep_cleanup_push "kill $NL_REC_PID"
+  ep_mqtt_record "$@"
+  NL_REC_PID=$MQTT_REC_PID
 }
 
 # "id parent" per node with a retained assignment; parent "-" for the root.
 nl_parents() {
-  nl_mqtt_retained "edgepull/v1/$EP_LOC/node/+/parent" | while read -r topic payload; do
-    topic=${topic%/parent}
-    jq -r --arg id "${topic##*/}" '"\($id) \(.parent // "-")"' <<<"$payload"
-  done | sort
+  ep_loc_parent_view | cut -d' ' -f1,2
 }
 
 # nl_wait_topology [SECONDS]: every started node has an assignment, gw is the
