@@ -145,6 +145,17 @@ loc__targets() {
         "$(loc__cmp "$r" "<=" 1.03)"
     fi
   fi
+  local mode tls plain
+  for mode in deploy pull; do
+    for tp in "${LOC_TOPO_LIST[@]}"; do
+      tls=$(loc__get "edgepull-$mode" "$tp" "$nmax" median_s)
+      plain=$(loc__get "edgepull-$mode-plain" "$tp" "$nmax" median_s)
+      [ -n "$tls" ] && [ -n "$plain" ] || continue
+      r=$(awk -v a="$tls" -v b="$plain" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
+      loc__target "N = $nmax: peer TLS ≤ 1.05 × plain HTTP (edgepull-$mode $tp)" \
+        "$r × ($(printf %.2f "$tls") s against $(printf %.2f "$plain") s)" "$(loc__cmp "$r" "<=" 1.05)"
+    done
+  done
   cmax=$(tail -n +2 "$LOC_OUT/runs.csv" | awk -F, '$1 != "baseline" && $1 != "edgepull-delta" {
     if ($11 > m) m = $11 } END { printf "%.3f", m }')
   loc__target "uplink = 1.00 × the image at every N (edgepull, every run)" "at most $cmax ×" \

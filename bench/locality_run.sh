@@ -389,18 +389,24 @@ loc__deploy() {
       2>/dev/null | sort -u -k1,1 >"$LOC_RUN_DIR/done"
 }
 
-# loc_run_edgepull MODE TOPO N REP: MODE pull (every runtime pulls through its
+# loc_run_edgepull MODE TOPO N REP [TLS]: MODE pull (every runtime pulls through its
 # edgepulld), deploy (edgepullctl deploy) or delta (deploy v1 untimed, then
-# the measured deploy of v2).
+# the measured deploy of v2). TLS "plain" runs the peers over plain HTTP
+# (--peer-insecure) and names the scenario edgepull-MODE-plain; default tls.
 loc_run_edgepull() {
-  local mode=$1 topo=$2 n=$3 rep=$4 t0 up0 log0
-  loc__run_begin "$mode-$topo-N$n-r$rep"
-  loc__locality "$topo" "$n"
+  local mode=$1 topo=$2 n=$3 rep=$4 t0 up0 log0 sc=edgepull-$1
+  [ "${5:-tls}" = tls ] || sc=edgepull-$1-plain
+  loc__run_begin "${sc#edgepull-}-$topo-N$n-r$rep"
+  if [ "$sc" = "edgepull-$mode" ]; then
+    loc__locality "$topo" "$n"
+  else
+    EP_PEER_TLS=off loc__locality "$topo" "$n"
+  fi
   if [ "$mode" = delta ]; then
     loc__deploy v1
     LOC_RUN_BYTES=$LOC_NEW_BYTES
   fi
-  loc__sampler_start "edgepull-${mode}_${topo}_N${n}_r$rep"
+  loc__sampler_start "${sc}_${topo}_N${n}_r$rep"
   log0=$(($(wc -l <"$REGISTRY_LOG") + 1))
   up0=$(nl_uplink_bytes)
   LOC_CPU0=$(loc__cpu_ticks)
@@ -413,6 +419,6 @@ loc_run_edgepull() {
   LOC_BUSY=$(loc__cpu_busy "$LOC_CPU0")
   loc__sampler_stop
   loc__locality_stop
-  loc__row "edgepull-$mode" "$topo" "$n" "$rep" "$t0" "$up0" "$log0"
+  loc__row "$sc" "$topo" "$n" "$rep" "$t0" "$up0" "$log0"
   loc__run_end
 }

@@ -14,12 +14,13 @@ _edgepull_opts() {
 _edgepull_optarg() {
   case "$1" in
   --config | --*-file | --state-dir | -d | --snapshotter-root | --containerd-address | \
-    --docker-socket)
+    --docker-socket | --peer-ca | --peer-cert | --peer-key | --dir | --out)
     _filedir
     ;;
   --import) mapfile -t COMPREPLY < <(compgen -W 'none containerd docker' -- "$cur") ;;
   --topology) mapfile -t COMPREPLY < <(compgen -W 'chain tree:2 tree:3 tree:4' -- "$cur") ;;
   --listen | --peer-listen | --broker | --locality | --node-id | --gateway-id | --*-username | --username | \
+    --name | --days | \
     --advertise-addr | --link-mbps | --keepalive | --heartbeat | --*-timeout | --timeout | \
     --default-registry | --registry | --tag-ttl | --max-connections | --platform | --client-id) ;;
   *) return 1 ;;
@@ -41,14 +42,18 @@ _edgepull() {
       esac
     done
     if [ -z "$sub" ] && [[ $cur != -* ]]; then
-      mapfile -t COMPREPLY < <(compgen -W 'layers images stat schema nodes where topology snapshots deploy' -- "$cur")
+      mapfile -t COMPREPLY < <(compgen -W 'layers images stat schema nodes where topology snapshots deploy setup ca' -- "$cur")
+      return
+    fi
+    if [ "$sub" = ca ] && [ "${words[cword - 1]}" = ca ] && [[ $cur != -* ]]; then
+      mapfile -t COMPREPLY < <(compgen -W 'init issue' -- "$cur")
       return
     fi
   fi
   if [[ $cur == -* ]]; then
     local opts
-    if [ "$sub" = deploy ]; then
-      opts=$(_edgepull_opts "$cmd" deploy)
+    if [ "$sub" = deploy ] || [ "$sub" = ca ]; then
+      opts=$(_edgepull_opts "$cmd" "$sub")
     else
       opts=$(_edgepull_opts "$cmd")
     fi

@@ -130,6 +130,14 @@ static const struct cfg_option cfg_options[] = {
             "republish this node's state this often"),
     OPT_STR("peer-secret-file", G_PEER, peer_secret_file, CHK_ABSPATH_OR_EMPTY, NULL, "FILE",
             "locality secret the peer endpoint requires and peer requests send"),
+    OPT_STR("peer-ca", G_PEER, peer_ca, CHK_ABSPATH_OR_EMPTY, NULL, "FILE",
+            "locality CA (PEM) peer certificates must chain to: mutual TLS with peers"),
+    OPT_STR("peer-cert", G_PEER, peer_cert, CHK_ABSPATH_OR_EMPTY, NULL, "FILE",
+            "this node's certificate (PEM, names --node-id): edgepullctl ca issue"),
+    OPT_STR("peer-key", G_PEER, peer_key, CHK_ABSPATH_OR_EMPTY, NULL, "FILE",
+            "this node's private key (PEM) for --peer-cert"),
+    OPT_BOOL("peer-insecure", G_PEER, peer_insecure,
+             "plain HTTP between peers, unauthenticated and readable (tests only)"),
     OPT_INT("peer-stall-timeout", G_PEER, peer_stall_timeout_s, 1, 300, "5", "SECONDS",
             "abandon a peer that sends nothing for this long (and its connect)"),
     OPT_INT("fetch-budget", G_PEER, fetch_budget_s, 1, 3600, "60", "SECONDS",
@@ -657,6 +665,21 @@ int config_validate(const struct edgepulld_config *c, ep_err *err) {
     return ep_error(err, EP_EINVAL, "--broker needs --locality");
   if (c->broker[0] != '\0' && c->node_id[0] == '\0')
     return ep_error(err, EP_EINVAL, "--broker needs --node-id (the hostname was not usable)");
+  int ntls = (c->peer_ca[0] != '\0') + (c->peer_cert[0] != '\0') + (c->peer_key[0] != '\0');
+  if (ntls != 0 && ntls != 3)
+    return ep_error(err, EP_EINVAL, "--peer-ca, --peer-cert and --peer-key go together");
+  if (ntls != 0 && c->peer_insecure)
+    return ep_error(err, EP_EINVAL, "--peer-insecure and --peer-cert contradict each other");
+  /* Peers authenticate each other, or the operator said plainly they do
+   * not: a peer port never falls back to plain HTTP silently. */
+  if (ntls == 0 && !c->peer_insecure && (c->peer_listen[0] != '\0' || c->broker[0] != '\0'))
+    return ep_error(err, EP_EINVAL,
+                    "%s needs peer TLS: make the locality CA once with 'edgepullctl ca init', "
+                    "this node's files with 'edgepullctl ca issue %s', then pass --peer-ca "
+                    "ca.crt --peer-cert %s.crt --peer-key %s.key (docs/security.md); or "
+                    "--peer-insecure for plain HTTP (tests only)",
+                    c->peer_listen[0] != '\0' ? "--peer-listen" : "--broker", c->node_id,
+                    c->node_id, c->node_id);
   if (c->broker_password_file[0] != '\0' && c->broker_username[0] == '\0')
     return ep_error(err, EP_EINVAL, "--broker-password-file needs --broker-username");
   if (c->nregistries > CONFIG_MAX_REGISTRIES)

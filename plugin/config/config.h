@@ -64,6 +64,10 @@ struct edgepulld_config {
                     */
   int heartbeat_s; /* --heartbeat, state refresh, default 30, 1..3600 */
   char peer_secret_file[1024];   /* --peer-secret-file: locality secret peers must present */
+  char peer_ca[1024];            /* --peer-ca: locality CA (PEM); mutual TLS with peers */
+  char peer_cert[1024];          /* --peer-cert: this node's certificate, names node_id */
+  char peer_key[1024];           /* --peer-key: its key */
+  bool peer_insecure;            /* --peer-insecure: plain HTTP between peers (tests) */
   char containerd_address[1024]; /* --containerd-address, for deploy --import containerd */
   char docker_socket[1024];      /* --docker-socket, for deploy --import docker */
   int peer_stall_timeout_s;      /* --peer-stall-timeout, default 5, 1..300 */

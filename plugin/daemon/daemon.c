@@ -8,14 +8,17 @@
 #include "plugin/daemon/daemon.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "common/cleanup.h"
 #include "common/log.h"
 #include "common/names.h"
+#include "pki/pki.h"
 #include "plugin/agent/agent.h"
 #include "plugin/ref/ref.h"
 #include "plugin/snapshot/remote.h"
@@ -29,11 +32,57 @@ static int make_state_dir(const char *dir, ep_err *err) {
   return 0;
 }
 
+/* A PEM file into memory (for libmicrohttpd), at most 1 MiB. */
+static int read_pem(const char *path, char **out, ep_err *err) {
+  ep_cleanup_fclose FILE *f = fopen(path, "re");
+  if (f == NULL)
+    return ep_syserror(err, EP_EINVAL, "reading %s", path);
+  char *buf = calloc(1, (1u << 20) + 1);
+  if (buf == NULL)
+    return ep_error(err, EP_EINTERNAL, "out of memory");
+  size_t n = fread(buf, 1, 1u << 20, f);
+  if (ferror(f) || !feof(f) || memchr(buf, '\0', n) != NULL) {
+    explicit_bzero(buf, n);
+    free(buf);
+    return ep_error(err, EP_EINVAL, "%s: unreadable, over 1 MiB or not PEM text", path);
+  }
+  *out = buf;
+  return 0;
+}
+
+static void free_pem(char **p) {
+  if (*p != NULL)
+    explicit_bzero(*p, strlen(*p));
+  free(*p);
+  *p = NULL;
+}
+
+/* Peer TLS: the files checked together (they chain to the CA, name this
+ * node, the key is the certificate's), so a mistake stops the start with a
+ * message saying which, then read for the peer endpoint. */
+static int open_peer_tls(struct edgepulld *d, ep_err *err) {
+  const struct edgepulld_config *c = &d->cfg;
+  if (c->peer_cert[0] == '\0')
+    return 0;
+  int r = pki_check_node_files(c->peer_ca, c->peer_cert, c->peer_key, c->node_id, err);
+  if (r < 0)
+    return ep_wrap(err, "peer TLS");
+  if ((r = read_pem(c->peer_ca, &d->peer_tls_ca, err)) < 0 ||
+      (r = read_pem(c->peer_cert, &d->peer_tls_cert, err)) < 0 ||
+      (r = read_pem(c->peer_key, &d->peer_tls_key, err)) < 0)
+    return ep_wrap(err, "peer TLS");
+  return 0;
+}
+
 static int open_upstream(struct edgepulld *d, ep_err *err) {
+  bool tls = d->cfg.peer_cert[0] != '\0';
   struct upstream_options uo = {
       .connect_timeout_s = d->cfg.connect_timeout_s,
       .ca_file = d->cfg.ca_file[0] != '\0' ? d->cfg.ca_file : NULL,
       .peer_low_speed_time_s = d->cfg.peer_stall_timeout_s,
+      .peer_ca = tls ? d->cfg.peer_ca : NULL,
+      .peer_cert = tls ? d->cfg.peer_cert : NULL,
+      .peer_key = tls ? d->cfg.peer_key : NULL,
   };
   int r = upstream_new(&uo, &d->up, err);
   if (r < 0)
@@ -263,7 +312,7 @@ int edgepulld_open(struct edgepulld *d, const struct edgepulld_options *opt, ep_
   ep_err re = {0}; /* complete partials left by a crash: commit, no request needed */
   if (store_recover_partials(d->st, record_recovered, d, &re) < 0)
     ep_log_warn("store: recovering partials: %s", re.msg);
-  if ((r = open_upstream(d, err)) < 0)
+  if ((r = open_peer_tls(d, err)) < 0 || (r = open_upstream(d, err)) < 0)
     return r;
   if (d->cfg.peer_secret_file[0] != '\0' &&
       (r = names_secret_read(d->cfg.peer_secret_file, d->peer_secret, sizeof d->peer_secret, err)) <
@@ -295,6 +344,9 @@ int edgepulld_serve(struct edgepulld *d, int listen_fd, enum server_mode mode, e
                            .mirror = &d->mirror,
                            .src = d->src,
                            .peer_secret = d->peer_secret,
+                           .tls_cert = d->peer_tls_cert,
+                           .tls_key = d->peer_tls_key,
+                           .tls_ca = d->peer_tls_ca,
                            .default_registry = d->cfg.default_registry,
                            .max_connections = (unsigned)d->cfg.max_connections,
                            .header_timeout_s = d->cfg.header_timeout_s,
@@ -369,6 +421,9 @@ void edgepulld_close(struct edgepulld *d) {
   sources_free(d->src);
   d->src = NULL;
   explicit_bzero(d->peer_secret, sizeof d->peer_secret);
+  free_pem(&d->peer_tls_key);
+  free_pem(&d->peer_tls_cert);
+  free_pem(&d->peer_tls_ca);
   touch_batch_free(d->touch); /* the endpoints are stopped: the last touches go in */
   d->touch = NULL;
   if (d->idx != NULL)

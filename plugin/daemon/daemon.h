@@ -52,6 +52,9 @@ struct edgepulld {
   struct sources_deps src_deps;           /* referenced by src */
   struct mirror_deps mirror;              /* manifests: what the mirror uses */
   char peer_secret[NAMES_SECRET_MAX + 1]; /* --peer-secret-file, "" = none */
+  /* Peer TLS (--peer-ca, --peer-cert, --peer-key) as PEM text for the
+   * peer endpoint; NULL with --peer-insecure. The key is wiped at close. */
+  char *peer_tls_ca, *peer_tls_cert, *peer_tls_key;
   /* Guards `agent` against fetch and deploy threads reporting while
    * edgepulld_close stops it (initialized by edgepulld_open). */
   pthread_mutex_t agent_mu;

@@ -29,6 +29,14 @@ static int open_sockets(const struct edgepulld_config *cfg, int *fd, int *peer, 
     return n;
   if (*peer < 0 && cfg->peer_listen[0] != '\0' && listen_open(cfg->peer_listen, peer, err) < 0)
     return ep_wrap(err, "peer-listen");
+  /* config_validate asks peer TLS of --peer-listen; a socket systemd
+   * passes (edgepulld-peer.socket) must meet the same rule. */
+  if (*peer >= 0 && cfg->peer_cert[0] == '\0' && !cfg->peer_insecure)
+    return ep_error(err, EP_EINVAL,
+                    "systemd passed a peer socket, which needs peer TLS: set peer-ca, peer-cert "
+                    "and peer-key (edgepullctl ca init, edgepullctl ca issue %s), or "
+                    "peer-insecure for plain HTTP",
+                    cfg->node_id);
   if (*fd >= 0) {
     ep_log_info("using the socket passed by systemd");
     return 0;
@@ -127,8 +135,9 @@ static int run(struct edgepulld *d) {
   ep_log_info("edgepulld %s serving the registry mirror on %s, state in %s", EDGEPULL_VERSION,
               where, d->cfg.state_dir);
   if (d->peer != NULL)
-    ep_log_info("peer endpoint on %s%s", pwhere,
-                d->peer_secret[0] != '\0' ? " (locality secret required)" : "");
+    ep_log_info("peer endpoint on %s (%s%s)", pwhere,
+                d->peer_tls_cert != NULL ? "mutual TLS" : "plain HTTP, --peer-insecure",
+                d->peer_secret[0] != '\0' ? ", locality secret required" : "");
   char status[WATCHDOG_STATUS_MAX];
   snprintf(status, sizeof status, "serving on %s", where);
   sd_notifyf(0, "READY=1\nSTATUS=%s", status);

@@ -304,7 +304,8 @@ static int transfer_from(struct fetch_job *j, const struct fetch_source *s, ep_e
   ep_err_clear(&j->err);
   if (s->kind == SRC_UPSTREAM)
     return upstream_blob_get(f->deps.up, j->host, j->repo, &j->digest, off, &sink, e);
-  struct upstream_peer_auth a = {.node = f->deps.node_id, .secret = f->deps.peer_secret};
+  struct upstream_peer_auth a = {
+      .node = f->deps.node_id, .secret = f->deps.peer_secret, .peer = s->node};
   return upstream_peer_blob_get(f->deps.up, s->base_url, j->host, j->repo, &j->digest, off, &a,
                                 j->hops + 1, &sink, e);
 }

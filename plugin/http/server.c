@@ -53,6 +53,7 @@
 #include "plugin/fetch/sources.h"
 #include "plugin/http/conn_guard.h"
 #include "plugin/http/http.h"
+#include "plugin/http/peer_tls.h"
 #include "plugin/mirror/mirror.h"
 #include "plugin/ref/ref.h"
 #include "store/prune.h"
@@ -68,6 +69,7 @@ struct server {
   struct server_deps d;
   struct MHD_Daemon *mhd;
   enum server_mode mode;
+  bool tls;          /* peer mode with mutual TLS */
   conn_guard *guard; /* the request-header deadline */
 };
 
@@ -361,6 +363,13 @@ static bool peer_admit(struct server *s, struct MHD_Connection *c, struct req_ct
     *queued = http_error(c, MHD_HTTP_BAD_REQUEST, "UNSUPPORTED", "invalid X-Edgepull-Node");
     return false;
   }
+  /* The node a request speaks for is the one its certificate names: no
+   * member of the locality can have itself excluded in another's name. */
+  if (s->tls && node != NULL && !peer_tls_client_is(c, node)) {
+    *queued = http_error(c, MHD_HTTP_FORBIDDEN, "DENIED",
+                         "X-Edgepull-Node is not a name of the client certificate");
+    return false;
+  }
   if (node != NULL) {
     snprintf(rc->node, sizeof rc->node, "%s", node);
     rc->fr.exclude_node = rc->node;
@@ -433,6 +442,16 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
   ep_log_debug("http: %s", msg);
 }
 
+/* Every connection: the header deadline; on the TLS peer endpoint, a
+ * client certificate required before the handshake starts. */
+static void notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                              enum MHD_ConnectionNotificationCode toe) {
+  struct server *s = cls;
+  if (s->tls && toe == MHD_CONNECTION_NOTIFY_STARTED && !peer_tls_require_client_cert(c))
+    ep_log_warn("peer endpoint: a connection without a TLS session");
+  conn_guard_notify(s->guard, c, socket_context, toe);
+}
+
 static void request_completed(void *cls, struct MHD_Connection *c, void **req_cls,
                               enum MHD_RequestTerminationCode toe) {
   struct server *s = cls;
@@ -498,9 +517,18 @@ int server_start_mode(const struct server_deps *d, int listen_fd, enum server_mo
   }
   s->d = *d;
   s->mode = mode;
-  if (mode == SERVER_PEER && d->peer_secret[0] == '\0')
-    ep_log_warn("the peer endpoint is unauthenticated: set --peer-secret-file on every node of "
-                "the locality");
+  s->tls = mode == SERVER_PEER && d->tls_cert != NULL;
+  if (s->tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+    close(listen_fd);
+    free(s);
+    return ep_error(err, EP_EUNSUPPORTED,
+                    "this libmicrohttpd has no TLS: the peer endpoint "
+                    "cannot do mutual TLS");
+  }
+  if (mode == SERVER_PEER && !s->tls)
+    ep_log_warn("the peer endpoint is plain HTTP (--peer-insecure): anyone on the network can "
+                "read what it serves%s",
+                d->peer_secret[0] == '\0' ? ", and pull from it" : "");
   int header_ms = d->header_timeout_s > 0 ? d->header_timeout_s * 1000 : 15000;
   unsigned limit = fit_fd_limit(d, d->max_connections);
   int r = conn_guard_new(header_ms, limit, mode == SERVER_LOCAL ? prune_partials : NULL, s,
@@ -515,19 +543,32 @@ int server_start_mode(const struct server_deps *d, int listen_fd, enum server_mo
   unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD |
                    MHD_USE_ERROR_LOG | MHD_USE_ITC;
   unsigned per_ip = mode == SERVER_PEER ? d->peer_max_per_ip : d->local_max_per_ip;
+  /* TLS options, or none: MHD reads the PEM text during MHD_start_daemon. */
+  struct MHD_OptionItem tls[] = {
+      {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)d->tls_key},
+      {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)d->tls_cert},
+      {MHD_OPTION_HTTPS_MEM_TRUST, 0, (void *)d->tls_ca},
+      {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)PEER_TLS_PRIORITIES},
+      {MHD_OPTION_END, 0, NULL},
+  };
+  if (s->tls)
+    flags |= MHD_USE_TLS;
   s->mhd = MHD_start_daemon(
       flags, 0, NULL, NULL, handle, s, MHD_OPTION_LISTEN_SOCKET, listen_fd,
       MHD_OPTION_CONNECTION_LIMIT, conn_guard_mhd_limit(limit), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-      per_ip, MHD_OPTION_NOTIFY_CONNECTION, conn_guard_notify, s->guard,
-      MHD_OPTION_NOTIFY_COMPLETED, request_completed, s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-      (size_t)SERVER_POOL_SIZE, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
-      MHD_OPTION_THREAD_STACK_SIZE, (size_t)SERVER_STACK_SIZE, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-      NULL, MHD_OPTION_END);
+      per_ip, MHD_OPTION_ARRAY, s->tls ? tls : &tls[4], MHD_OPTION_NOTIFY_CONNECTION,
+      notify_connection, s, MHD_OPTION_NOTIFY_COMPLETED, request_completed, s,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVER_POOL_SIZE, MHD_OPTION_CONNECTION_TIMEOUT,
+      (unsigned)300, MHD_OPTION_THREAD_STACK_SIZE, (size_t)SERVER_STACK_SIZE,
+      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
   if (s->mhd == NULL) {
     close(listen_fd);
     conn_guard_free(s->guard);
     free(s);
-    return ep_error(err, EP_EINTERNAL, "cannot start the HTTP server");
+    return ep_error(err, EP_EINTERNAL, "cannot start the HTTP server%s",
+                    mode == SERVER_PEER && d->tls_cert != NULL
+                        ? " (with TLS: is --peer-key the key of --peer-cert?)"
+                        : "");
   }
   *out = s;
   return 0;

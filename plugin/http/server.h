@@ -25,7 +25,13 @@ struct server_deps {
   fetcher *fetch;
   const struct mirror_deps *mirror;
   struct sources *src;
-  const char *peer_secret;      /* the locality secret, "" = none */
+  const char *peer_secret; /* the locality secret, "" = none */
+  /* Mutual TLS on the peer endpoint (PEM text, all three or none): this
+   * node's certificate and key, and the locality CA that client
+   * certificates must chain to. NULL: plain HTTP (--peer-insecure). */
+  const char *tls_cert;
+  const char *tls_key;
+  const char *tls_ca;
   const char *default_registry; /* for names without a registry */
   unsigned max_connections;
   /* Bounds (issue 11; docs/design.md). */
@@ -39,9 +45,12 @@ struct server_deps {
 
 enum server_mode {
   SERVER_LOCAL, /* the runtime's endpoint: never 401, anonymous */
-  /* Other nodes' endpoint: Basic auth with the locality secret (when
-   * deps->peer_secret is set), X-Edgepull-Node excluded as a source for the
-   * fetch it starts, X-Edgepull-Hops over UPSTREAM_PEER_HOPS_MAX → 508. */
+  /* Other nodes' endpoint: mutual TLS with the locality CA (when
+   * deps->tls_cert is set; X-Edgepull-Node must then be a name of the
+   * client's certificate, else 403), Basic auth with the locality secret
+   * (when deps->peer_secret is set), X-Edgepull-Node excluded as a source
+   * for the fetch it starts, X-Edgepull-Hops over UPSTREAM_PEER_HOPS_MAX →
+   * 508. */
   SERVER_PEER,
 };
 

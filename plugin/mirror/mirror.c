@@ -84,7 +84,7 @@ static int get_from(const struct mirror_deps *d, const struct ref_target *t,
                     unsigned hops, struct upstream_manifest *um, ep_err *err) {
   if (src->kind == SRC_UPSTREAM)
     return upstream_manifest_get(d->up, t->registry, t->name, ref, accept, um, err);
-  struct upstream_peer_auth a = {.node = d->node_id, .secret = d->peer_secret};
+  struct upstream_peer_auth a = {.node = d->node_id, .secret = d->peer_secret, .peer = src->node};
   return upstream_peer_manifest_get(d->up, src->base_url, t->registry, t->name, ref, accept, &a,
                                     hops + 1, um, err);
 }

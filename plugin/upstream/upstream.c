@@ -41,15 +41,26 @@ int upstream_new(const struct upstream_options *opt, upstream **out, ep_err *err
   u->peer_low_speed_time_s = opt->peer_low_speed_time_s > 0 ? opt->peer_low_speed_time_s : 5;
   u->user_agent = strdup(opt->user_agent ? opt->user_agent : "edgepull/" EDGEPULL_VERSION);
   u->ca_file = opt->ca_file && opt->ca_file[0] ? strdup(opt->ca_file) : NULL;
+  int ntls = (opt->peer_ca != NULL) + (opt->peer_cert != NULL) + (opt->peer_key != NULL);
+  if (ntls == 3) {
+    u->peer_ca = strdup(opt->peer_ca);
+    u->peer_cert = strdup(opt->peer_cert);
+    u->peer_key = strdup(opt->peer_key);
+  }
   atomic_init(&u->canceled, false);
   int mr = pthread_mutex_init(&u->reg_lock, NULL);
   if (mr == 0)
     mr = pthread_mutex_init(&u->pool_lock, NULL);
   if (mr == 0)
     mr = pthread_mutex_init(&u->tok_lock, NULL);
-  if (mr != 0 || u->user_agent == NULL || (opt->ca_file && opt->ca_file[0] && u->ca_file == NULL)) {
+  if (mr != 0 || u->user_agent == NULL || (opt->ca_file && opt->ca_file[0] && u->ca_file == NULL) ||
+      (ntls == 3 && (u->peer_ca == NULL || u->peer_cert == NULL || u->peer_key == NULL))) {
     upstream_free(u);
     return ep_error(err, EP_EINTERNAL, "out of memory");
+  }
+  if (ntls != 0 && ntls != 3) {
+    upstream_free(u);
+    return ep_error(err, EP_EINVAL, "peer TLS needs the CA, the certificate and the key");
   }
   *out = u;
   return 0;
@@ -73,6 +84,9 @@ void upstream_free(upstream *u) {
   pthread_mutex_destroy(&u->tok_lock);
   free(u->user_agent);
   free(u->ca_file);
+  free(u->peer_ca);
+  free(u->peer_cert);
+  free(u->peer_key);
   free(u);
   curl_global_cleanup();
 }

@@ -35,6 +35,12 @@ struct upstream_options {
   const char *user_agent;     /* default "edgepull/<version>" */
   const char *ca_file;        /* extra CA bundle, may be NULL */
   long peer_low_speed_time_s; /* peer transfers: stall timeout; default 5 */
+  /* Mutual TLS to peers (all three or none; NULL: plain HTTP, the
+   * --peer-insecure mode): the locality CA, the only one a peer's
+   * certificate may chain to, and this node's certificate and key. */
+  const char *peer_ca;
+  const char *peer_cert;
+  const char *peer_key;
 };
 
 int upstream_new(const struct upstream_options *opt, upstream **out, ep_err *err);
@@ -92,12 +98,16 @@ int upstream_blob_head(upstream *u, const char *host, const char *repo, const di
  * redirects (a 3xx is an error), Basic auth with this node's id and the
  * locality secret, X-Edgepull-Node (so the peer never asks us back for the
  * blob) and X-Edgepull-Hops (loop breaker). base_url is "http://addr:port".
- * ns_registry is sent as ?ns= so the peer knows the upstream. */
+ * ns_registry is sent as ?ns= so the peer knows the upstream. With peer TLS
+ * configured the request goes over https to that address, and the answer
+ * is taken only from a server whose certificate, issued by the locality
+ * CA, names auth->peer: an advertised address is bound to a node id. */
 #define UPSTREAM_PEER_HOPS_MAX 32
 
 struct upstream_peer_auth {
   const char *node;   /* this node's id: Basic username and X-Edgepull-Node */
   const char *secret; /* NULL or "": no Authorization header */
+  const char *peer;   /* the node id expected at base_url (required with peer TLS) */
 };
 
 int upstream_peer_blob_get(upstream *u, const char *base_url, const char *ns_registry,

@@ -49,6 +49,7 @@ struct upstream {
   long peer_low_speed_time_s;
   char *user_agent;
   char *ca_file;
+  char *peer_ca, *peer_cert, *peer_key; /* all or none: peer TLS */
   atomic_bool canceled;
 
   pthread_mutex_t reg_lock;
@@ -79,6 +80,7 @@ struct upstream_req {
    * list, may be NULL), redirects answered as they are, and timeouts of
    * their own (0: the handle's). */
   const char *const *headers;
+  const char *peer_node; /* over TLS: the node id the server's certificate must name */
   bool no_redirects;
   long connect_timeout_s;
   long low_speed_time_s;

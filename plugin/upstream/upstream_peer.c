@@ -2,6 +2,9 @@
  * speaks the same pull API, reached with the same curl machinery as an
  * upstream (upstream.c) but with a different contract:
  *  - no token flow and no redirects: a peer answers itself or not at all;
+ *  - mutual TLS with the locality CA when configured: this node's
+ *    certificate, and the server's must name the node expected at that
+ *    address (upstream_transport.c);
  *  - Basic auth with (this node's id, the locality secret) on every request,
  *    and X-Edgepull-Node / X-Edgepull-Hops so the peer excludes us as a
  *    source and a stale parent assignment cannot loop forever;
@@ -26,7 +29,7 @@ static bool peer_base_valid(const char *b) {
 }
 
 /* Checks the common arguments and builds the two edgepull header lines. */
-static int peer_args(const char *base_url, const char *ns, const char *repo,
+static int peer_args(upstream *u, const char *base_url, const char *ns, const char *repo,
                      const struct upstream_peer_auth *auth, unsigned hops, char node_hdr[96],
                      char hops_hdr[48], ep_err *err) {
   if (base_url == NULL || !peer_base_valid(base_url))
@@ -39,14 +42,22 @@ static int peer_args(const char *base_url, const char *ns, const char *repo,
     return ep_error(err, EP_EINVAL, "peer request without a valid node id");
   if (hops > UPSTREAM_PEER_HOPS_MAX)
     return ep_error(err, EP_EINVAL, "peer request over %d hops", UPSTREAM_PEER_HOPS_MAX);
+  if (u->peer_ca != NULL && (auth->peer == NULL || !names_node_id_valid(auth->peer)))
+    return ep_error(err, EP_EINVAL, "peer request over TLS without the node id expected");
   snprintf(node_hdr, 96, "X-Edgepull-Node: %s", auth->node);
   snprintf(hops_hdr, 48, "X-Edgepull-Hops: %u", hops);
   return 0;
 }
 
+/* base_url says where (http://addr:port); the handle says how. */
+static const char *peer_scheme(const upstream *u) {
+  return u->peer_ca != NULL ? "https://" : "http://";
+}
+
 static int peer_perform(upstream *u, struct upstream_req *req, const struct upstream_peer_auth *a,
                         struct upstream_xfer *x, ep_err *err) {
   req->no_redirects = true;
+  req->peer_node = u->peer_ca != NULL ? a->peer : NULL;
   req->connect_timeout_s = u->peer_low_speed_time_s;
   req->low_speed_time_s = u->peer_low_speed_time_s;
   struct upstream_auth ua = {0};
@@ -62,7 +73,7 @@ int upstream_peer_blob_get(upstream *u, const char *base_url, const char *ns_reg
                            const struct upstream_peer_auth *auth, unsigned hops,
                            const struct upstream_blob_sink *sink, ep_err *err) {
   char nh[96], hh[48];
-  int rc = peer_args(base_url, ns_registry, repo, auth, hops, nh, hh, err);
+  int rc = peer_args(u, base_url, ns_registry, repo, auth, hops, nh, hh, err);
   if (rc < 0)
     return rc;
   ep_err de = {0};
@@ -71,7 +82,8 @@ int upstream_peer_blob_get(upstream *u, const char *base_url, const char *ns_reg
   if (sink == NULL || sink->on_data == NULL)
     return ep_error(err, EP_EINVAL, "blob download without a data callback");
   ep_cleanup_free char *url = NULL, *what = NULL;
-  if (asprintf(&url, "%s/v2/%s/blobs/sha256:%s?ns=%s", base_url, repo, d->hex, ns_registry) < 0)
+  if (asprintf(&url, "%s%s/v2/%s/blobs/sha256:%s?ns=%s", peer_scheme(u), base_url + 7, repo, d->hex,
+               ns_registry) < 0)
     url = NULL;
   if (asprintf(&what, "blob %s@sha256:%s from %s", repo, d->hex, base_url) < 0)
     what = NULL;
@@ -108,7 +120,7 @@ int upstream_peer_manifest_get(upstream *u, const char *base_url, const char *ns
                                struct upstream_manifest *out, ep_err *err) {
   memset(out, 0, sizeof *out);
   char nh[96], hh[48];
-  int rc = peer_args(base_url, ns_registry, repo, auth, hops, nh, hh, err);
+  int rc = peer_args(u, base_url, ns_registry, repo, auth, hops, nh, hh, err);
   if (rc < 0)
     return rc;
   digest_t want = {{0}};
@@ -116,7 +128,8 @@ int upstream_peer_manifest_get(upstream *u, const char *base_url, const char *ns
   if ((rc = upstream_manifest_ref(ref, &by_digest, &want, err)) < 0)
     return rc;
   ep_cleanup_free char *url = NULL, *what = NULL;
-  if (asprintf(&url, "%s/v2/%s/manifests/%s?ns=%s", base_url, repo, ref, ns_registry) < 0)
+  if (asprintf(&url, "%s%s/v2/%s/manifests/%s?ns=%s", peer_scheme(u), base_url + 7, repo, ref,
+               ns_registry) < 0)
     url = NULL;
   if (asprintf(&what, "manifest %s%s%s from %s", repo, by_digest ? "@" : ":", ref, base_url) < 0)
     what = NULL;

@@ -25,8 +25,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "pki/pki.h"
 #include "plugin/upstream/upstream_int.h"
 
 const char upstream_default_accept[] =
@@ -164,8 +168,28 @@ static bool parse_content_range(const char *s, uint64_t *start, uint64_t *total)
   return true;
 }
 
+/* Whether the server of this TLS connection is the node the request is
+ * for. libcurl has verified its certificate against the locality CA but
+ * not its name (the URL holds an address): that is checked here, on every
+ * answer, because a kept-alive connection to an address may have been made
+ * for another node id. Fails closed with any TLS library but OpenSSL. */
+static bool peer_is_expected(struct upstream_xfer *x) {
+  struct curl_tlssessioninfo *ti = NULL;
+  if (curl_easy_getinfo(x->h, CURLINFO_TLS_SSL_PTR, &ti) != CURLE_OK || ti == NULL ||
+      ti->backend != CURLSSLBACKEND_OPENSSL || ti->internals == NULL)
+    return false;
+  X509 *cert = SSL_get0_peer_certificate(ti->internals);
+  unsigned char *der = NULL;
+  int n = cert != NULL ? i2d_X509(cert, &der) : -1;
+  bool ok = n > 0 && pki_der_names(der, (size_t)n, x->req->peer_node);
+  OPENSSL_free(der);
+  return ok;
+}
+
 static size_t on_headers_end(struct upstream_xfer *x) {
   curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &x->status);
+  if (x->req->peer_node != NULL && !peer_is_expected(x))
+    return xfer_abort(x, EP_EAUTH, "the peer's certificate does not name the node expected there");
   if (x->status >= 100 && x->status < 200)
     return 1; /* interim answer; the real one follows */
   x->headers_done = true;
@@ -273,8 +297,19 @@ static int hop_setup(struct upstream_xfer *x, const struct upstream_auth *a, con
   SET(CURLOPT_XFERINFOFUNCTION, progress_cb);
   SET(CURLOPT_XFERINFODATA, x);
   SET(CURLOPT_ERRORBUFFER, x->curl_msg);
-  if (u->ca_file != NULL)
+  if (r->peer_node != NULL) {
+    /* The locality CA and nothing else (no system CAs); the name is
+     * checked per answer (peer_is_expected), not against the address. */
+    SET(CURLOPT_CAINFO, u->peer_ca);
+    SET(CURLOPT_CAPATH, NULL);
+    SET(CURLOPT_SSL_VERIFYPEER, 1L);
+    SET(CURLOPT_SSL_VERIFYHOST, 0L);
+    SET(CURLOPT_SSLCERT, u->peer_cert);
+    SET(CURLOPT_SSLKEY, u->peer_key);
+    SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+  } else if (u->ca_file != NULL) {
     SET(CURLOPT_CAINFO, u->ca_file);
+  }
   if (r->head)
     SET(CURLOPT_NOBODY, 1L);
   char line[96];

@@ -13,6 +13,7 @@
 #  - coordinator@site1 cannot write site2's parents.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/broker_acl.sh"
+. "$(dirname "$0")/../lib/locality.sh" # ep_peer_tls_args
 ep_init test_broker_acl_multi 240
 ep_require_cmd mosquitto mosquitto_pub mosquitto_sub mosquitto_passwd jq
 
@@ -62,7 +63,9 @@ start_node() { # LOC ID [--gateway]
   local state port
   state=$(ep_tmpdir "$2-$1")
   port=$(ep_free_port)
+  EP_LOC=$1 ep_peer_tls_args "$2"
   "$EP_BUILD_DIR/plugin/edgepulld" --state-dir "$state" --listen "127.0.0.1:$port" \
+    "${EP_PEER_TLS_ARGS[@]}" \
     --peer-listen "127.0.0.1:$(ep_free_port)" --broker "127.0.0.1:$PORT" --locality "$1" \
     --node-id "$2" --broker-username "$2@$1" --broker-password-file "$D/$2@$1.pw" \
     --keepalive 5 --heartbeat 2 "${@:3}" >"$D/$2-$1.log" 2>&1 &

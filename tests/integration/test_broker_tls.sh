@@ -61,7 +61,9 @@ sub() { # USER TOPIC: the retained payload, read over TLS as USER
 }
 
 start_n1() { # PASSWORD_FILE CA_FILE LOG: n1 in the background; sets n1_pid
+  ep_peer_tls_args n1
   "$EP_BUILD_DIR/plugin/edgepulld" --state-dir "$n1_state" --listen "127.0.0.1:$n1_port" \
+    "${EP_PEER_TLS_ARGS[@]}" \
     --broker "127.0.0.1:$MQTT_PORT" --locality tls --node-id n1 \
     --broker-username n1@tls --broker-password-file "$1" \
     --broker-ca-file "$2" --keepalive 5 --heartbeat 2 >"$3" 2>&1 &
@@ -80,7 +82,9 @@ n1_joined() { # the retained state of n1, if it ever joined
 ep_log "gateway edgepulld over TLS as user gw"
 gw_state=$(ep_tmpdir gw)
 gw_port=$(ep_free_port)
+ep_peer_tls_args gw
 "$EP_BUILD_DIR/plugin/edgepulld" --state-dir "$gw_state" --listen "127.0.0.1:$gw_port" \
+  "${EP_PEER_TLS_ARGS[@]}" \
   --gateway --peer-listen "127.0.0.1:$(ep_free_port)" \
   --broker "127.0.0.1:$MQTT_PORT" --locality tls --node-id gw \
   --broker-username gw@tls --broker-password-file "$MQTT_DIR/gw.pw" \

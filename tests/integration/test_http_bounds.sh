@@ -34,7 +34,11 @@ ep_cleanup_push "kill $upid 2>/dev/null"
 ep_wait_http "http://127.0.0.1:$UPORT/v2/" 60 "$upid" || ep_die "fake registry did not start"
 ns=127.0.0.1:$UPORT
 PPORT=$(ep_free_port)
-ep_start_edgepulld --registry "$ns=http://$ns" --peer-listen "127.0.0.1:$PPORT"
+# Plain HTTP on the peer port: the bounds are measured with raw TCP clients
+# that trickle request bytes (bounds.py); over TLS they would measure the
+# handshake instead (test_peer_tls covers that a client without a
+# certificate never gets a request in).
+ep_start_edgepulld --registry "$ns=http://$ns" --peer-listen "127.0.0.1:$PPORT" --peer-insecure
 
 threads() { awk '/^Threads:/ {print $2}' "/proc/$EP_PID/status"; }
 fds() { (ls "/proc/$EP_PID/fd" 2>/dev/null || true) | wc -l; }

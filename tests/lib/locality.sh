@@ -27,6 +27,11 @@
 #
 # Per node: NODE_PID[id], NODE_PORT[id] (registry mirror), NODE_PEER[id]
 # (peer port), NODE_STATE[id], NODE_LOG[id], NODE_URL[id].
+#
+# Peers talk mutual TLS, as users run them: each locality gets a CA under
+# EP_TMP/pki/<locality> (edgepullctl ca init) and each node its certificate
+# (edgepullctl ca issue ID) on first start. EP_PEER_TLS=off runs plain HTTP
+# (--peer-insecure) instead, for what TLS would get in the way of.
 
 # ep_loc_set NAME: work on locality NAME from now on, with no node known yet
 # (stop the previous ones first); a benchmark uses a fresh one per run.
@@ -165,6 +170,34 @@ ep_coord_stop() { # exit status of the coordinator
 
 # --- nodes ---------------------------------------------------------------------
 
+# ep_peer_tls_args ID: sets EP_PEER_TLS_ARGS to node ID's peer TLS flags,
+# making the locality's CA and ID's certificate when missing; with
+# EP_PEER_TLS=off, --peer-insecure. Nothing for an edgepulld that predates
+# peer TLS (a benchmark of an older build).
+EP_PEER_TLS_KNOWN=
+ep_peer_tls_args() { # ID
+  local id=$1 dir=$EP_TMP/pki/$EP_LOC ctl=$EP_BUILD_DIR/ctl/edgepullctl
+  EP_PEER_TLS_ARGS=()
+  if [ -z "$EP_PEER_TLS_KNOWN" ]; then
+    local help
+    help=$("$EP_BUILD_DIR/plugin/edgepulld" --help 2>&1 || true)
+    EP_PEER_TLS_KNOWN=no
+    [[ $help != *--peer-cert* ]] || EP_PEER_TLS_KNOWN=yes
+  fi
+  [ "$EP_PEER_TLS_KNOWN" = yes ] || return 0
+  if [ "${EP_PEER_TLS:-on}" = off ]; then
+    EP_PEER_TLS_ARGS=(--peer-insecure)
+    return 0
+  fi
+  if [ ! -f "$dir/ca.crt" ]; then
+    { mkdir -p "$dir" && "$ctl" ca init --dir "$dir" >/dev/null; } || ep_die "edgepullctl ca init failed"
+  fi
+  if [ ! -f "$dir/$id.crt" ]; then
+    "$ctl" ca issue "$id" --dir "$dir" >/dev/null || ep_die "edgepullctl ca issue $id failed"
+  fi
+  EP_PEER_TLS_ARGS=(--peer-ca "$dir/ca.crt" --peer-cert "$dir/$id.crt" --peer-key "$dir/$id.key")
+}
+
 # ep_node_start ID ARGS...: edgepulld as node ID of the locality, its peer
 # endpoint on a port of its own (advertised; on EP_NODE_PEER_ADDR, default
 # 127.0.0.1), broker EP_NODE_BROKER (default 127.0.0.1:MQTT_PORT). A node
@@ -175,8 +208,10 @@ ep_node_start() {
   EP_STATE=${NODE_STATE[$id]:-}
   EP_PORT=${NODE_PORT[$id]:-}
   NODE_PEER[$id]=${NODE_PEER[$id]:-$(ep_free_port)}
+  ep_peer_tls_args "$id"
   ep_start_edgepulld --broker "${EP_NODE_BROKER:-127.0.0.1:$MQTT_PORT}" --locality "$EP_LOC" \
-    --node-id "$id" --peer-listen "${EP_NODE_PEER_ADDR:-127.0.0.1}:${NODE_PEER[$id]}" "$@"
+    --node-id "$id" --peer-listen "${EP_NODE_PEER_ADDR:-127.0.0.1}:${NODE_PEER[$id]}" \
+    "${EP_PEER_TLS_ARGS[@]}" "$@"
   NODE_PID[$id]=$EP_PID
   NODE_PORT[$id]=$EP_PORT
   NODE_STATE[$id]=$EP_STATE

@@ -120,7 +120,8 @@ static void test_cli_flags(void **state) {
                   "--default-registry",
                   "registry.example.com",
                   "--ca-file",
-                  "/etc/ssl/extra.pem"};
+                  "/etc/ssl/extra.pem",
+                  "--peer-insecure"};
   assert_int_equal(config_parse_args(&c, ARGC(argv), argv, &e), 0);
   assert_string_equal(c.state_dir, "/srv/ep");
   assert_string_equal(c.listen, "0.0.0.0:6000");
@@ -439,6 +440,9 @@ static void test_validate(void **state) {
   assert_int_equal(config_validate(&c, &e), -EP_EINVAL);
   assert_contains(e.msg, "--broker needs --locality");
   strcpy(c.locality, "loc");
+  assert_int_equal(config_validate(&c, &e), -EP_EINVAL);
+  assert_contains(e.msg, "--broker needs peer TLS");
+  c.peer_insecure = true;
   assert_int_equal(config_validate(&c, &e), 0);
   c.node_id[0] = '\0';
   assert_int_equal(config_validate(&c, &e), -EP_EINVAL);
@@ -456,6 +460,18 @@ static void test_validate(void **state) {
   strcpy(c.peer_listen, "[::1]");
   assert_int_equal(config_validate(&c, &e), -EP_EINVAL);
   strcpy(c.peer_listen, "0.0.0.0:5051");
+  assert_int_equal(config_validate(&c, &e), -EP_EINVAL);
+  assert_contains(e.msg, "edgepullctl ca init");
+  strcpy(c.peer_ca, "/etc/edgepull/ca.crt");
+  assert_int_equal(config_validate(&c, &e), -EP_EINVAL);
+  assert_contains(e.msg, "go together");
+  strcpy(c.peer_cert, "/etc/edgepull/n1.crt");
+  strcpy(c.peer_key, "/etc/edgepull/n1.key");
+  assert_int_equal(config_validate(&c, &e), 0);
+  c.peer_insecure = true;
+  assert_int_equal(config_validate(&c, &e), -EP_EINVAL);
+  assert_contains(e.msg, "contradict");
+  c.peer_ca[0] = c.peer_cert[0] = c.peer_key[0] = '\0';
   assert_int_equal(config_validate(&c, &e), 0);
   strcpy(c.listen, "localhost:99999");
   assert_int_equal(config_validate(&c, &e), -EP_EINVAL);
@@ -517,7 +533,11 @@ static void test_locality_options(void **state) {
                   "1000000",
                   "--keepalive=5",
                   "--heartbeat",
-                  "3600"};
+                  "3600",
+                  "--peer-ca=/etc/edgepull/ca.crt",
+                  "--peer-cert=/etc/edgepull/n1.crt",
+                  "--peer-key",
+                  "/etc/edgepull/n1.key"};
   assert_int_equal(config_parse_args(&c, ARGC(argv), argv, &e), 0);
   assert_string_equal(c.broker_username, "node:n1");
   assert_string_equal(c.broker_password_file, secret_path);
@@ -526,6 +546,8 @@ static void test_locality_options(void **state) {
   assert_int_equal(c.link_mbps, 1000000);
   assert_int_equal(c.keepalive_s, 5);
   assert_int_equal(c.heartbeat_s, 3600);
+  assert_string_equal(c.peer_cert, "/etc/edgepull/n1.crt");
+  assert_false(c.peer_insecure);
   assert_int_equal(config_validate(&c, &e), 0);
   assert_int_equal(names_secret_read(c.broker_password_file, pw, sizeof pw, &e), 0);
   assert_string_equal(pw, "s3cret:pw");
