@@ -21,6 +21,7 @@
 . "$(dirname "$0")/../lib/common.sh"
 . "$EP_SOURCE_DIR/tests/lib/mkimage.sh"
 . "$(dirname "$0")/../lib/broker_acl.sh"
+. "$(dirname "$0")/../lib/locality.sh" # ep_peer_tls_args: every node its certificate
 ep_init test_broker_acl_rogue 300
 ep_require_cmd mosquitto mosquitto_pub mosquitto_sub mosquitto_passwd jq docker-registry skopeo
 
@@ -80,7 +81,8 @@ start_node() { # ID ARGS...
   shift
   EP_STATE='' EP_PORT=''
   PEER[$id]=$(ep_free_port)
-  ep_start_edgepulld --peer-listen "127.0.0.1:${PEER[$id]}" --broker "127.0.0.1:$PORT" \
+  EP_LOC=$LOC ep_peer_tls_args "$id"
+  ep_start_edgepulld "${EP_PEER_TLS_ARGS[@]}" --peer-listen "127.0.0.1:${PEER[$id]}" --broker "127.0.0.1:$PORT" \
     --locality "$LOC" --node-id "$id" --broker-username "$id@$LOC" \
     --broker-password-file "$D/$id.pw" "$@"
   URL[$id]=$EP_URL STATE[$id]=$EP_STATE LOG[$id]=$EP_LOG
@@ -164,7 +166,8 @@ ep_assert_eq "$REAL" "$(tr -d '\r' <<<"$(ep_curl -fsSI "${ACCEPT[@]}" \
 
 # --- a node without a broker user says it is insecure -------------------------
 EP_STATE='' EP_PORT=''
-ep_start_edgepulld --broker "127.0.0.1:$PORT" --locality "$LOC" --node-id anon
+EP_LOC=$LOC ep_peer_tls_args anon
+ep_start_edgepulld "${EP_PEER_TLS_ARGS[@]}" --broker "127.0.0.1:$PORT" --locality "$LOC" --node-id anon
 ep_assert_match 'INSECURE: no --broker-username' "$(cat "$EP_LOG")" \
   "a node without a broker user warns that it is insecure"
 ep_assert_eq 0 "$(cat "${LOG[n1]}" "${LOG[gw]}" | grep -c INSECURE || true)" \
