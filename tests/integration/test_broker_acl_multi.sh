@@ -10,7 +10,7 @@
 #  - a node of site1 cannot write nor read under site2, even under its own
 #    node id (the leak of the old `edgepull/v1/+/node/%u/...` pattern), so
 #    it cannot forge site2's states, parents or deploys;
-#  - coordinator@site1 cannot write site2's parents.
+#  - coordinator@site1 cannot write site2's parents nor name its gateway.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/broker_acl.sh"
 . "$(dirname "$0")/../lib/locality.sh" # ep_peer_tls_args
@@ -121,6 +121,10 @@ pub n1@site1 "$T2/n1/parent" '{"forged":1}' || true
 pub coordinator@site1 "$T2/n1/parent" '{"forged":2}' || true
 ep_assert_match '"parent":"gw"' "$(retained n1@site2 "$T2/n1/parent")" \
   "neither site1's node nor its coordinator can write site2's parents"
+pub n1@site1 "edgepull/v1/site2/coord/gateway" '{"v":1,"id":"n1"}' || true
+pub coordinator@site1 "edgepull/v1/site2/coord/gateway" '{"v":1,"id":"n1"}' || true
+ep_assert_eq '{"v":1,"id":"gw"}' "$(retained n1@site2 "edgepull/v1/site2/coord/gateway")" \
+  "neither site1's node nor its coordinator can name site2's gateway"
 pub n1@site1 "edgepull/v1/site2/deploy" '{"forged":1}' || true
 pub deployer@site1 "edgepull/v1/site2/deploy" '{"forged":1}' || true
 ep_assert_eq "" "$(retained n1@site2 "edgepull/v1/site2/deploy")" \
