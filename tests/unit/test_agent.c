@@ -60,8 +60,7 @@ static int setup(void **state) {
   struct agent_params p;
   ep_err e = {0};
   assert_non_null(f);
-  strcpy(f->dir, "/tmp/ep-test-agent-XXXXXX");
-  assert_non_null(mkdtemp(f->dir));
+  assert_int_equal(ep_test_tmpdir(f->dir, sizeof f->dir, "ep-test-agent-"), 0);
   snprintf(path, sizeof path, "%s/index.db", f->dir);
   assert_int_equal(index_open(path, &f->idx, &e), 0);
   params_for(&p, "me", f->dir);
@@ -585,8 +584,7 @@ struct node {
 static void node_start(struct node *n, const char *id, int port, unsigned first_blob) {
   char path[128];
   ep_err e = {0};
-  strcpy(n->dir, "/tmp/ep-test-agent-node-XXXXXX");
-  assert_non_null(mkdtemp(n->dir));
+  assert_int_equal(ep_test_tmpdir(n->dir, sizeof n->dir, "ep-test-agent-node-"), 0);
   snprintf(path, sizeof path, "%s/index.db", n->dir);
   assert_int_equal(index_open(path, &n->d.idx, &e), 0);
   for (unsigned i = first_blob; i < first_blob + 3; i++) {
@@ -646,8 +644,7 @@ struct bfx {
 static int broker_setup(void **state) {
   struct bfx *x = calloc(1, sizeof *x);
   assert_non_null(x);
-  strcpy(x->b.dir, "/tmp/ep-test-agent-broker-XXXXXX");
-  assert_non_null(mkdtemp(x->b.dir));
+  assert_int_equal(ep_test_tmpdir(x->b.dir, sizeof x->b.dir, "ep-test-agent-broker-"), 0);
   x->b.port = free_port();
   *state = x;
   return 0;

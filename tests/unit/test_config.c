@@ -28,8 +28,7 @@ struct fx {
 static int setup(void **state) {
   struct fx *f = calloc(1, sizeof *f);
   assert_non_null(f);
-  strcpy(f->dir, "/tmp/ep-test-config-XXXXXX");
-  assert_non_null(mkdtemp(f->dir));
+  assert_int_equal(ep_test_tmpdir(f->dir, sizeof f->dir, "ep-test-config-"), 0);
   *state = f;
   return 0;
 }

@@ -110,8 +110,7 @@ static void build_snapshots(const char *dir) {
 static int setup(void **state) {
   struct fx *f = calloc(1, sizeof *f);
   assert_non_null(f);
-  strcpy(f->dir, "/tmp/ep-test-ctlsnap-XXXXXX");
-  assert_non_null(mkdtemp(f->dir));
+  assert_int_equal(ep_test_tmpdir(f->dir, sizeof f->dir, "ep-test-ctlsnap-"), 0);
   build_index(f->dir);
   *state = f;
   return 0;

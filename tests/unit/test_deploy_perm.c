@@ -51,8 +51,8 @@ static int setup(void **state) {
   struct perm *p = calloc(1, sizeof *p);
   if (p == NULL)
     return -1;
-  strcpy(p->dir, "/tmp/ep-test-perm-XXXXXX");
-  if (mkdtemp(p->dir) == NULL || chmod(p->dir, 0755) < 0) /* nobody may look inside */
+  if (ep_test_tmpdir(p->dir, sizeof p->dir, "ep-test-perm-") < 0 ||
+      chmod(p->dir, 0755) < 0) /* nobody may look inside */
     return -1;
   snprintf(p->o.mirror, sizeof p->o.mirror, "127.0.0.1:5050");
   snprintf(p->o.docker_socket, sizeof p->o.docker_socket, "%s/docker.sock", p->dir);

@@ -331,8 +331,7 @@ static struct grpc_method methods[] = {
 static struct fx *fx_start(size_t max_message) {
   struct fx *f = calloc(1, sizeof(*f));
   assert_non_null(f);
-  snprintf(f->dir, sizeof(f->dir), "/tmp/ep-grpc-XXXXXX");
-  assert_non_null(mkdtemp(f->dir));
+  assert_int_equal(ep_test_tmpdir(f->dir, sizeof f->dir, "ep-grpc-"), 0);
   snprintf(f->sock, sizeof(f->sock), "%s/s.sock", f->dir);
   f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_un sa = {.sun_family = AF_UNIX};

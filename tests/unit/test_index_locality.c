@@ -28,8 +28,7 @@ static int setup(void **state) {
   struct fix *f = calloc(1, sizeof *f);
   if (f == NULL)
     return -1;
-  snprintf(f->dir, sizeof f->dir, "/tmp/ep-test-idxloc-XXXXXX");
-  if (mkdtemp(f->dir) == NULL) {
+  if (ep_test_tmpdir(f->dir, sizeof f->dir, "ep-test-idxloc-") < 0) {
     free(f);
     return -1;
   }

@@ -411,8 +411,7 @@ static int setup(void **state) {
   struct fx *f = calloc(1, sizeof *f);
   if (f == NULL)
     return -1;
-  snprintf(f->dir, sizeof f->dir, "/tmp/ep-names-XXXXXX");
-  if (mkdtemp(f->dir) == NULL) {
+  if (ep_test_tmpdir(f->dir, sizeof f->dir, "ep-names-") < 0) {
     free(f);
     return -1;
   }

@@ -606,8 +606,7 @@ static void test_416_on_resume_verifies(void **state) {
 static void test_disk_full(void **state) {
   struct fx *x = *state;
   struct ep_test_node n2 = {0};
-  snprintf(n2.dir, sizeof n2.dir, "/tmp/ep-peer-XXXXXX");
-  assert_non_null(mkdtemp(n2.dir));
+  assert_int_equal(ep_test_tmpdir(n2.dir, sizeof n2.dir, "ep-peer-"), 0);
   char cmd[256];
   snprintf(cmd, sizeof cmd, "mount -t tmpfs -o size=2m edgepull-test %s 2>/dev/null", n2.dir);
   if (system(cmd) != 0) {

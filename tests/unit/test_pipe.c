@@ -44,8 +44,7 @@ static int setup(void **state) {
   struct fx *f = calloc(1, sizeof *f);
   if (f == NULL)
     return -1;
-  strcpy(f->dir, "/tmp/ep-test-pipe-XXXXXX");
-  if (mkdtemp(f->dir) == NULL)
+  if (ep_test_tmpdir(f->dir, sizeof f->dir, "ep-test-pipe-") < 0)
     return -1;
   snprintf(f->path, sizeof f->path, "%s/blob.partial", f->dir);
   f->len = BLOB_LEN;

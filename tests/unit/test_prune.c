@@ -7,6 +7,8 @@
 
 #include <cmocka.h>
 
+#include "tests/lib/testlib.h"
+
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,8 +48,7 @@ static const char *pname(int i) {
 
 static void test_prune(void **state) {
   (void)state;
-  strcpy(root, "/tmp/ep-test-prune-XXXXXX");
-  assert_non_null(mkdtemp(root));
+  assert_int_equal(ep_test_tmpdir(root, sizeof root, "ep-test-prune-"), 0);
   store *s = NULL;
   assert_int_equal(store_open(root, &s, NULL), 0);
   plant(pname(0), 10);    /* young */
@@ -74,9 +75,7 @@ static void test_prune(void **state) {
   assert_false(exists(pname(1)));
   assert_int_equal(gone, 3);
   store_ingest_abort(in, false);
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", root);
-  assert_int_equal(system(cmd), 0);
+  assert_int_equal(ep_test_rm_rf(root), 0);
   store_close(s);
 }
 

@@ -268,8 +268,8 @@ static void write_file(const char *path, const char *s, mode_t mode) {
 /* apply twice (the second adds a file), then undo: byte for byte. */
 static void test_apply_undo(void **state) {
   (void)state;
-  char dir[] = "/tmp/ep-test-setup-XXXXXX";
-  assert_non_null(mkdtemp(dir));
+  char dir[64];
+  assert_int_equal(ep_test_tmpdir(dir, sizeof dir, "ep-test-setup-"), 0);
   char conf[256], rec[300], created[300], bak[300];
   snprintf(conf, sizeof conf, "%s/config.toml", dir);
   snprintf(rec, sizeof rec, "%s.edgepull-setup", conf);
@@ -395,8 +395,8 @@ static const char *docker_setup(const char *path, const char *rec) {
 /* An edit made after setup survives --undo as FILE.edgepull-replaced. */
 static void test_undo_keeps_edits(void **state) {
   (void)state;
-  char dir[] = "/tmp/ep-test-setup-XXXXXX";
-  assert_non_null(mkdtemp(dir));
+  char dir[64];
+  assert_int_equal(ep_test_tmpdir(dir, sizeof dir, "ep-test-setup-"), 0);
   char conf[256], rec[300], keep[300];
   snprintf(conf, sizeof conf, "%s/daemon.json", dir);
   snprintf(rec, sizeof rec, "%s.edgepull-setup", conf);
@@ -421,8 +421,8 @@ static void test_undo_keeps_edits(void **state) {
 /* A configuration that is a symbolic link stays one: its target changes. */
 static void test_symlink(void **state) {
   (void)state;
-  char dir[] = "/tmp/ep-test-setup-XXXXXX";
-  assert_non_null(mkdtemp(dir));
+  char dir[64];
+  assert_int_equal(ep_test_tmpdir(dir, sizeof dir, "ep-test-setup-"), 0);
   char real[256], link[256], rec[300];
   snprintf(real, sizeof real, "%s/real.json", dir);
   snprintf(link, sizeof link, "%s/daemon.json", dir);

@@ -32,8 +32,7 @@ struct fx {
 static int setup(void **state) {
   struct fx *f = calloc(1, sizeof *f);
   assert_non_null(f);
-  strcpy(f->dir, "/tmp/ep-test-snapshot-XXXXXX");
-  assert_non_null(mkdtemp(f->dir));
+  assert_int_equal(ep_test_tmpdir(f->dir, sizeof f->dir, "ep-test-snapshot-"), 0);
   snprintf(f->root, sizeof f->root, "%s/root", f->dir);
   ep_err err = {0};
   struct snap_opts o = {.root = f->root};

@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "tests/lib/testlib.h"
+
 #include "tests/unit/unpack_layers.h"
 
 #include "common/names.h"
@@ -167,8 +169,7 @@ static int rt_setup(void **state) {
   void *g = NULL;
   assert_int_equal(setup(&g), 0);
   t->gen = g;
-  strcpy(t->dir, "/tmp/ep-test-snapremote-XXXXXX");
-  assert_non_null(mkdtemp(t->dir));
+  assert_int_equal(ep_test_tmpdir(t->dir, sizeof t->dir, "ep-test-snapremote-"), 0);
   snprintf(t->root, sizeof t->root, "%s/root", t->dir);
   t->pt = pipe_table_new();
   t->fail_at = -1;

@@ -50,8 +50,7 @@ static void holds(index_db *db, const char *id, const digest_t *d) {
 
 static int setup(void **state) {
   struct fx *x = calloc(1, sizeof *x);
-  snprintf(x->dir, sizeof x->dir, "/tmp/ep-sources-XXXXXX");
-  if (mkdtemp(x->dir) == NULL)
+  if (ep_test_tmpdir(x->dir, sizeof x->dir, "ep-sources-") < 0)
     return -1;
   config_defaults(&x->d.cfg);
   snprintf(x->d.cfg.node_id, sizeof x->d.cfg.node_id, "self");

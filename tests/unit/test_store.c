@@ -51,8 +51,7 @@ static int setup(void **state) {
   struct fx *f = calloc(1, sizeof *f);
   if (f == NULL)
     return -1;
-  strcpy(f->parent, "/tmp/ep-test-store-XXXXXX");
-  if (mkdtemp(f->parent) == NULL)
+  if (ep_test_tmpdir(f->parent, sizeof f->parent, "ep-test-store-") < 0)
     return -1;
   /* Nested and missing: store_open must create it (mkdir -p). */
   snprintf(f->root, sizeof f->root, "%s/state/nested", f->parent);
@@ -515,8 +514,8 @@ static void test_foreach_skips_junk(void **state) {
 
 static void test_hostile_partial_symlink(void **state) {
   struct fx *f = *state;
-  char outside[] = "/tmp/ep-test-outside-XXXXXX";
-  assert_non_null(mkdtemp(outside));
+  char outside[64];
+  assert_int_equal(ep_test_tmpdir(outside, sizeof outside, "ep-test-outside-"), 0);
   char target[128];
   snprintf(target, sizeof target, "%s/victim", outside);
   int tfd = open(target, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
@@ -598,8 +597,8 @@ static void test_write_failure_resumes(void **state) {
 /* The 0444-partial resume again without root's privilege to ignore modes
  * (the daemon may run as its own user): in a child with a plain uid. */
 static int readonly_partial_child(void) {
-  char dir[] = "/tmp/ep-test-store-ro-XXXXXX";
-  if (mkdtemp(dir) == NULL)
+  char dir[64];
+  if (ep_test_tmpdir(dir, sizeof dir, "ep-test-store-ro-") < 0)
     return 10;
   int rc = 0;
   store *s = NULL;
@@ -728,8 +727,8 @@ static void test_recover_partials(void **state) {
 static void test_disk_full(void **state) {
   struct fx *f = *state;
   (void)f;
-  char dir[64] = "/tmp/ep-test-full-XXXXXX", cmd[256];
-  assert_non_null(mkdtemp(dir));
+  char dir[64], cmd[256];
+  assert_int_equal(ep_test_tmpdir(dir, sizeof dir, "ep-test-full-"), 0);
   snprintf(cmd, sizeof cmd, "mount -t tmpfs -o size=256k edgepull-test %s 2>/dev/null", dir);
   if (system(cmd) != 0) {
     rmdir(dir);

@@ -53,8 +53,7 @@ struct seen {
 };
 
 static int notify_open(struct notify *n) {
-  snprintf(n->dir, sizeof n->dir, "/tmp/ep-wd-XXXXXX");
-  if (mkdtemp(n->dir) == NULL)
+  if (ep_test_tmpdir(n->dir, sizeof n->dir, "ep-wd-") < 0)
     return -1;
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   snprintf(sa.sun_path, sizeof sa.sun_path, "%s/notify", n->dir);
@@ -194,8 +193,8 @@ static void test_daemon_fetch_wedge(void **state) {
   assert_int_equal(listen_open("127.0.0.1:0", &reg, &e), 0);
   struct edgepulld *d = calloc(1, sizeof *d);
   assert_non_null(d);
-  char dir[64] = "/tmp/ep-wd-state-XXXXXX";
-  assert_non_null(mkdtemp(dir));
+  char dir[64];
+  assert_int_equal(ep_test_tmpdir(dir, sizeof dir, "ep-wd-state-"), 0);
   config_defaults(&d->cfg);
   snprintf(d->cfg.state_dir, sizeof d->cfg.state_dir, "%s", dir);
   char spec[128];

@@ -57,8 +57,7 @@ static inline int setup(void **state) {
   struct fx *f = calloc(1, sizeof *f);
   if (f == NULL)
     return -1;
-  strcpy(f->dir, "/tmp/ep-test-unpack-XXXXXX");
-  if (mkdtemp(f->dir) == NULL)
+  if (ep_test_tmpdir(f->dir, sizeof f->dir, "ep-test-unpack-") < 0)
     return -1;
   snprintf(f->fs, sizeof f->fs, "%s/fs", f->dir);
   snprintf(f->sentinel, sizeof f->sentinel, "%s/sentinel", f->dir);
