@@ -45,6 +45,12 @@ void pipe_table_cancel_all(pipe_table *t);
 
 void pipe_ref(blob_pipe *p);
 void pipe_unref(blob_pipe *p);
+/* Scope cleanup of a reference (NULL: nothing), for functions that leave
+ * by several exits; hand the pipe on with ep_steal_ptr. */
+static inline void pipe_unrefp(blob_pipe **p) {
+  pipe_unref(*p);
+}
+#define ep_cleanup_pipe __attribute__((cleanup(pipe_unrefp)))
 const digest_t *pipe_digest(const blob_pipe *p);
 /* References held now (the writer's and every reader's): the fetch uses it
  * to notice that every reader has hung up. */

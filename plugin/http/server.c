@@ -49,6 +49,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "common/cleanup.h"
 #include "common/log.h"
 #include "plugin/fetch/sources.h"
 #include "plugin/http/conn_guard.h"
@@ -199,23 +200,19 @@ static enum MHD_Result fetch_failed(struct server *s, struct MHD_Connection *c, 
 static enum MHD_Result serve_streamed_blob(struct server *s, struct MHD_Connection *c,
                                            const struct ref_target *t, bool head,
                                            const struct req_ctx *rc) {
-  blob_pipe *p = NULL;
+  ep_cleanup_pipe blob_pipe *p = NULL;
   ep_err e = {0};
   if (fetcher_open_req(s->d.fetch, t->registry, t->name, &t->digest, &rc->fr, &p, &e) < 0)
     return http_error_from(c, &e, "BLOB_UNKNOWN");
   uint64_t size = 0;
   int st = pipe_wait_size(p, &size, SERVER_WAIT_MS);
-  if (st != PIPE_MORE && st != PIPE_DONE) {
-    pipe_unref(p);
+  if (st != PIPE_MORE && st != PIPE_DONE)
     return fetch_failed(s, c, &t->digest, st);
-  }
   uint64_t first, len;
   unsigned status;
   enum MHD_Result queued = MHD_NO;
-  if (!choose_range(c, size, &first, &len, &status, &queued)) {
-    pipe_unref(p);
+  if (!choose_range(c, size, &first, &len, &status, &queued))
     return queued;
-  }
   /* The status line waits for the first byte of the range: a fetch that
    * fails before it (disk full, no source) is answered with its own status
    * (507, 503...) instead of a 200 whose body is then cut at once. A
@@ -223,16 +220,12 @@ static enum MHD_Result serve_streamed_blob(struct server *s, struct MHD_Connecti
    * byte is only published once verified, so a client never mistakes a cut
    * body for a whole one. A HEAD sends no body: it answers at once. */
   uint64_t avail = 0;
-  if (!head && len > 0 && (st = pipe_wait(p, first, &avail, SERVER_WAIT_MS)) < 0) {
-    pipe_unref(p);
+  if (!head && len > 0 && (st = pipe_wait(p, first, &avail, SERVER_WAIT_MS)) < 0)
     return fetch_failed(s, c, &t->digest, st);
-  }
   struct pipe_reader *r = calloc(1, sizeof *r);
-  if (r == NULL) {
-    pipe_unref(p);
+  if (r == NULL)
     return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "UNKNOWN", "out of memory");
-  }
-  r->pipe = p;
+  r->pipe = ep_steal_ptr(p); /* pipe_reader_free drops it */
   r->first = first;
   r->served = rc->peer && !head ? s->d.fetch : NULL;
   (void)head; /* MHD sends no body for HEAD and never calls the reader */

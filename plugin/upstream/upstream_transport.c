@@ -362,7 +362,9 @@ static int hop(struct upstream_xfer *x, const struct upstream_auth *a, const cha
   xfer_reset(x);
   int r = hop_setup(x, a, url, &hdrs, &authz);
   CURLcode c = r == 0 ? curl_easy_perform(x->h) : CURLE_OUT_OF_MEMORY;
-  curl_easy_setopt(x->h, CURLOPT_HTTPHEADER, NULL);
+  /* Unset before the list is freed; clearing an option cannot fail, and the
+   * next hop's curl_easy_reset clears it again anyway. */
+  (void)curl_easy_setopt(x->h, CURLOPT_HTTPHEADER, NULL);
   curl_slist_free_all(hdrs);
   upstream_free_secret(authz);
   if (c == CURLE_OK)
