@@ -19,7 +19,7 @@ _edgepull_optarg() {
     ;;
   --import) mapfile -t COMPREPLY < <(compgen -W 'none containerd docker' -- "$cur") ;;
   --topology) mapfile -t COMPREPLY < <(compgen -W 'chain tree:2 tree:3 tree:4' -- "$cur") ;;
-  --listen | --peer-listen | --broker | --locality | --node-id | --gateway-id | --*-username | --username | \
+  --listen | --peer-listen | --metrics-listen | --broker | --locality | --node-id | --gateway-id | --*-username | --username | \
     --name | --days | \
     --advertise-addr | --link-mbps | --keepalive | --heartbeat | --*-timeout | --timeout | \
     --default-registry | --registry | --tag-ttl | --max-connections | --platform | --client-id) ;;

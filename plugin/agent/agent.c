@@ -426,6 +426,15 @@ int agent_parent(struct agent *a, struct proto_parent *out) {
   return has;
 }
 
+bool agent_connected(struct agent *a) {
+  if (a == NULL)
+    return false;
+  pthread_mutex_lock(&a->mu);
+  bool up = a->connected;
+  pthread_mutex_unlock(&a->mu);
+  return up;
+}
+
 void agent_report_suspect(struct agent *a, const char *node, const digest_t *d, const char *why) {
   if (a == NULL)
     return;

@@ -55,6 +55,9 @@ void agent_blob_added(struct agent *a, const digest_t *d, uint64_t size);
 void agent_blob_removed(struct agent *a, const digest_t *d);
 /* This node's current parent assignment: 1 and *out when assigned. */
 int agent_parent(struct agent *a, struct proto_parent *out);
+/* Whether the broker accepted the connection and it has not dropped since
+ * (false for NULL). */
+bool agent_connected(struct agent *a);
 /* Thread-safe: tells the coordinator that peer `node` served bytes that did
  * not match blob d (why: a short reason, sanitized here). Publishes
  * node/<self>/report, QoS 1, not retained; a NULL agent, an invalid node id

@@ -88,6 +88,8 @@ static const struct cfg_option cfg_options[] = {
             "blob store and index.db (absolute path)"),
     OPT_STR("listen", G_LOCAL, listen, CHK_ADDR, "127.0.0.1:5050", "ADDR:PORT",
             "mirror endpoint for the local runtime (loopback)"),
+    OPT_STR("metrics-listen", G_LOCAL, metrics_listen, CHK_ADDR_OR_EMPTY, NULL, "ADDR:PORT",
+            "also serve GET /metrics (Prometheus) here; empty = on --listen only"),
     OPT_INT("max-connections", G_LOCAL, max_connections, 1, 16384, "256", "N",
             "concurrent connections per endpoint (raises RLIMIT_NOFILE to fit)"),
     OPT_INT("header-timeout", G_BOUND, header_timeout_s, 1, 300, "15", "SECONDS",
@@ -661,6 +663,9 @@ int config_validate(const struct edgepulld_config *c, ep_err *err) {
   }
   if (strcmp(c->listen, c->peer_listen) == 0)
     return ep_error(err, EP_EINVAL, "--listen and --peer-listen must differ");
+  if (c->metrics_listen[0] != '\0' &&
+      (strcmp(c->metrics_listen, c->listen) == 0 || strcmp(c->metrics_listen, c->peer_listen) == 0))
+    return ep_error(err, EP_EINVAL, "--metrics-listen must differ from --listen and --peer-listen");
   if (c->broker[0] != '\0' && c->locality[0] == '\0')
     return ep_error(err, EP_EINVAL, "--broker needs --locality");
   if (c->broker[0] != '\0' && c->node_id[0] == '\0')

@@ -36,6 +36,7 @@ struct edgepulld_config {
   char state_dir[1024];       /* --state-dir, default /var/lib/edgepull */
   char listen[128];           /* --listen, default 127.0.0.1:5050 */
   char peer_listen[128];      /* --peer-listen, "" = off */
+  char metrics_listen[128];   /* --metrics-listen, "" = /metrics on --listen only */
   bool gateway;               /* --gateway */
   bool upstream_fallback;     /* --upstream-fallback */
   char broker[256];           /* --broker HOST:PORT */

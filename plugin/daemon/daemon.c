@@ -179,7 +179,7 @@ static void snap_log_stats(struct edgepulld *d) {
 
 int edgepulld_serve_snapshots(struct edgepulld *d, int listen_fd, const char *unlink_path,
                               ep_err *err) {
-  struct snap_remote_deps deps = {.open_layer = snap_open_layer, .ud = d};
+  struct snap_remote_deps deps = {.open_layer = snap_open_layer, .ud = d, .metrics = &d->metrics};
   int r = snap_remote_new(&deps, NULL, &d->snap_remote, err);
   if (r < 0) {
     close(listen_fd);
@@ -195,7 +195,8 @@ int edgepulld_serve_snapshots(struct edgepulld *d, int listen_fd, const char *un
   struct snapshot_service_opts o = {.root = root,
                                     .listen_fd = listen_fd,
                                     .remote = snap_remote_prepare,
-                                    .remote_ud = d->snap_remote};
+                                    .remote_ud = d->snap_remote,
+                                    .metrics = &d->metrics};
   if ((r = snapshot_service_start(&o, &d->snaps, err)) < 0) {
     d->snaps = NULL;
     return ep_wrap(err, "snapshotter in %s", root);
@@ -260,7 +261,8 @@ static int open_fetcher(struct edgepulld *d, const struct edgepulld_options *opt
                             .max_jobs = (unsigned)d->cfg.max_fetches,
                             .orphan_grace_ms = d->cfg.fetch_orphan_grace_s * 1000,
                             .stall_ms = opt != NULL ? opt->fetch_stall_ms : 0,
-                            .peer_secret = d->peer_secret[0] != '\0' ? d->peer_secret : NULL};
+                            .peer_secret = d->peer_secret[0] != '\0' ? d->peer_secret : NULL,
+                            .metrics = &d->metrics};
   return fetcher_new(&fd, &d->fetch, err);
 }
 
@@ -297,6 +299,11 @@ int edgepulld_open(struct edgepulld *d, const struct edgepulld_options *opt, ep_
     if (pthread_mutex_init(&d->agent_mu, NULL) != 0 || pthread_mutex_init(&d->deploy_mu, NULL) != 0)
       return ep_error(err, EP_EINTERNAL, "cannot create the daemon's mutexes");
     d->mu_ready = true;
+  }
+  if (!d->metrics_ready) {
+    if (metrics_init(&d->metrics) < 0)
+      return ep_error(err, EP_EINTERNAL, "cannot create the metrics");
+    d->metrics_ready = true;
   }
   int r = make_state_dir(d->cfg.state_dir, err);
   if (r < 0)
@@ -354,8 +361,14 @@ int edgepulld_serve(struct edgepulld *d, int listen_fd, enum server_mode mode, e
                            .peer_max_per_ip = (unsigned)d->cfg.peer_max_per_ip,
                            .endpoints = d->cfg.peer_listen[0] != '\0' ? 2 : 1,
                            .max_fetches = (unsigned)d->cfg.max_fetches,
-                           .partial_max_age_s = d->cfg.partial_max_age_s};
-  return server_start_mode(&sd, listen_fd, mode, mode == SERVER_PEER ? &d->peer : &d->local, err);
+                           .partial_max_age_s = d->cfg.partial_max_age_s,
+                           .metrics = &d->metrics,
+                           .render_metrics = edgepulld_render_metrics,
+                           .metrics_ud = d};
+  struct server **slot = mode == SERVER_PEER      ? &d->peer
+                         : mode == SERVER_METRICS ? &d->metrics_srv
+                                                  : &d->local;
+  return server_start_mode(&sd, listen_fd, mode, slot, err);
 }
 
 /* Watchdog thread: no fetch stuck. */
@@ -388,12 +401,14 @@ void edgepulld_stop(struct edgepulld *d) {
   d->wd = NULL;
   server_quiesce(d->local);
   server_quiesce(d->peer);
+  server_quiesce(d->metrics_srv);
   if (d->fetch != NULL)
     fetcher_stop(d->fetch);
   snap_stop(d);
   server_stop(d->local);
   server_stop(d->peer);
-  d->local = d->peer = NULL;
+  server_stop(d->metrics_srv); /* its scrapes read what edgepulld_close frees */
+  d->local = d->peer = d->metrics_srv = NULL;
 }
 
 void edgepulld_close(struct edgepulld *d) {
@@ -437,4 +452,7 @@ void edgepulld_close(struct edgepulld *d) {
     pthread_mutex_destroy(&d->deploy_mu);
   }
   d->mu_ready = false;
+  if (d->metrics_ready)
+    metrics_destroy(&d->metrics);
+  d->metrics_ready = false;
 }

@@ -21,6 +21,7 @@
 #include "plugin/fetch/fetch.h"
 #include "plugin/fetch/sources.h"
 #include "plugin/http/server.h"
+#include "plugin/metrics/metrics.h"
 #include "plugin/mirror/mirror.h"
 #include "plugin/upstream/upstream.h"
 #include "store/index.h"
@@ -46,8 +47,11 @@ struct edgepulld {
   upstream *up;
   pipe_table *pipes;
   fetcher *fetch;
-  struct server *local;                   /* the runtime's endpoint (loopback) */
-  struct server *peer;                    /* the peer endpoint (--peer-listen), NULL when off */
+  struct server *local;       /* the runtime's endpoint (loopback) */
+  struct server *peer;        /* the peer endpoint (--peer-listen), NULL when off */
+  struct server *metrics_srv; /* --metrics-listen, NULL when off */
+  struct metrics metrics;     /* every module counts into it (metrics_ready) */
+  bool metrics_ready;
   struct sources *src;                    /* source order and suspect peers */
   struct sources_deps src_deps;           /* referenced by src */
   struct mirror_deps mirror;              /* manifests: what the mirror uses */
@@ -77,7 +81,8 @@ struct edgepulld {
  * NULL (defaults). */
 int edgepulld_open(struct edgepulld *d, const struct edgepulld_options *opt, ep_err *err);
 /* Serves mode's endpoint on listen_fd (owned from then on, also on
- * failure): d->local for SERVER_LOCAL, d->peer for SERVER_PEER. */
+ * failure): d->local for SERVER_LOCAL, d->peer for SERVER_PEER,
+ * d->metrics_srv for SERVER_METRICS. */
 int edgepulld_serve(struct edgepulld *d, int listen_fd, enum server_mode mode, ep_err *err);
 /* Serves containerd's snapshotter API on listen_fd (owned from then on, also
  * on failure), layers fetched through the fetch engine. unlink_path: the
@@ -100,5 +105,8 @@ void edgepulld_stop(struct edgepulld *d);
  * sees this node offline at once), then fetches and readers; frees
  * everything opened. Safe on partial opens. */
 void edgepulld_close(struct edgepulld *d);
+/* The exposition of d's metrics, with the store, fetch and locality
+ * gauges sampled now (daemon_metrics.c; the endpoints' render_metrics). */
+int edgepulld_render_metrics(void *d, struct ep_buf *out);
 
 #endif

@@ -21,10 +21,10 @@
 #include "plugin/http/listen.h"
 
 /* The local socket and, when configured or passed by systemd, the peer
- * one (*peer -1 when off); *snap: systemd's snapshotter socket or -1. */
-static int open_sockets(const struct edgepulld_config *cfg, int *fd, int *peer, int *snap,
+ * and metrics ones (-1 when off); *snap: systemd's snapshotter socket or -1. */
+static int open_sockets(const struct edgepulld_config *cfg, int *fd, int *peer, int *snap, int *mfd,
                         ep_err *err) {
-  int n = listen_from_systemd(fd, peer, snap, err);
+  int n = listen_from_systemd(fd, peer, snap, mfd, err);
   if (n < 0)
     return n;
   if (*peer < 0 && cfg->peer_listen[0] != '\0' && listen_open(cfg->peer_listen, peer, err) < 0)
@@ -37,6 +37,8 @@ static int open_sockets(const struct edgepulld_config *cfg, int *fd, int *peer, 
                     "and peer-key (edgepullctl ca init, edgepullctl ca issue %s), or "
                     "peer-insecure for plain HTTP",
                     cfg->node_id);
+  if (*mfd < 0 && cfg->metrics_listen[0] != '\0' && listen_open(cfg->metrics_listen, mfd, err) < 0)
+    return ep_wrap(err, "metrics-listen");
   if (*fd >= 0) {
     ep_log_info("using the socket passed by systemd");
     return 0;
@@ -109,26 +111,33 @@ static int run(struct edgepulld *d) {
     ep_log_err("%s", e.msg);
     return 1;
   }
-  int fd = -1, pfd = -1, sfd = -1;
-  if (open_sockets(&d->cfg, &fd, &pfd, &sfd, &e) < 0) {
+  int fd = -1, pfd = -1, sfd = -1, mfd = -1;
+  if (open_sockets(&d->cfg, &fd, &pfd, &sfd, &mfd, &e) < 0) {
     if (pfd >= 0)
       close(pfd);
     if (sfd >= 0)
       close(sfd);
+    if (mfd >= 0)
+      close(mfd);
     ep_log_err("%s", e.msg);
     return 1;
   }
-  char where[160], pwhere[160];
+  char where[160], pwhere[160], mwhere[160];
   local_address(fd, where, sizeof where);
   if (pfd >= 0)
     local_address(pfd, pwhere, sizeof pwhere);
+  if (mfd >= 0)
+    local_address(mfd, mwhere, sizeof mwhere);
   if (edgepulld_serve(d, fd, SERVER_LOCAL, &e) < 0 ||
       (pfd >= 0 && edgepulld_serve(d, ep_steal_fd(pfd), SERVER_PEER, &e) < 0) ||
+      (mfd >= 0 && edgepulld_serve(d, ep_steal_fd(mfd), SERVER_METRICS, &e) < 0) ||
       serve_snapshots(d, ep_steal_fd(sfd), &e) < 0) {
     if (pfd >= 0)
       close(pfd);
     if (sfd >= 0)
       close(sfd);
+    if (mfd >= 0)
+      close(mfd);
     ep_log_err("%s", e.msg);
     return 1; /* main's edgepulld_close stops what was started */
   }
@@ -138,6 +147,8 @@ static int run(struct edgepulld *d) {
     ep_log_info("peer endpoint on %s (%s%s)", pwhere,
                 d->peer_tls_cert != NULL ? "mutual TLS" : "plain HTTP, --peer-insecure",
                 d->peer_secret[0] != '\0' ? ", locality secret required" : "");
+  if (d->metrics_srv != NULL)
+    ep_log_info("metrics on http://%s/metrics", mwhere);
   char status[WATCHDOG_STATUS_MAX];
   snprintf(status, sizeof status, "serving on %s", where);
   sd_notifyf(0, "READY=1\nSTATUS=%s", status);

@@ -208,6 +208,10 @@ static int on_data(void *ud, const void *buf, size_t len) {
     return -1;
   blame_add(j);
   atomic_fetch_add(j->src.kind == SRC_PEER ? &j->f->peer_bytes : &j->f->upstream_bytes, len);
+  if (j->src_ctr != NULL)
+    metrics_add(j->src_ctr, len);
+  if (j->peer_ctr != NULL)
+    metrics_add(j->peer_ctr, len);
   publish(j, false);
   return check_rate(j, len);
 }
@@ -280,8 +284,24 @@ static void retry_later(struct fetch_job *j, const struct fetch_source *s, int64
 static void blame_source(struct fetch_job *j, const struct fetch_source *s, const char *why) {
   j->lied = false;
   ep_log_err("fetch %s: %s: %s; dropping it", j->digest.hex, src_name(j), why);
+  if (s->kind == SRC_PEER && j->f->deps.metrics != NULL)
+    metrics_add(&j->f->deps.metrics->suspects, 1);
   if (s->kind == SRC_PEER && j->f->deps.on_bad_source != NULL)
     j->f->deps.on_bad_source(j->f->deps.sources_ud, s->node, &j->digest, why);
+}
+
+/* Resolved once per transfer, so that each chunk costs two atomic adds. */
+static void count_source(struct fetch_job *j, const struct fetch_source *s, uint64_t off) {
+  struct metrics *m = j->f->deps.metrics;
+  if (m == NULL)
+    return;
+  if (off > 0)
+    metrics_add(&m->resumes, 1);
+  enum metrics_source k = s->kind == SRC_UPSTREAM ? METRICS_SRC_UPSTREAM
+                          : s->parent             ? METRICS_SRC_PARENT
+                                                  : METRICS_SRC_PEER;
+  j->src_ctr = &m->source_bytes[k];
+  j->peer_ctr = s->kind == SRC_PEER ? metrics_peer_counter(m, s->node) : NULL;
 }
 
 /* The partial holds the whole blob: at the known size, or (size unknown)
@@ -302,6 +322,7 @@ static int transfer_from(struct fetch_job *j, const struct fetch_source *s, ep_e
   j->win_ms = ep_mono_ms();
   j->win_bytes = 0;
   ep_err_clear(&j->err);
+  count_source(j, s, off);
   if (s->kind == SRC_UPSTREAM)
     return upstream_blob_get(f->deps.up, j->host, j->repo, &j->digest, off, &sink, e);
   struct upstream_peer_auth a = {
@@ -490,6 +511,8 @@ static void report_bad_sources(struct fetch_job *j) {
   for (size_t i = 0; i < j->nblame; i++) {
     ep_log_err("fetch %s: peer %s served bytes that failed verification; marking it suspect",
                j->digest.hex, j->blame[i]);
+    if (j->f->deps.metrics != NULL)
+      metrics_add(&j->f->deps.metrics->suspects, 1);
     if (j->f->deps.on_bad_source != NULL)
       j->f->deps.on_bad_source(j->f->deps.sources_ud, j->blame[i], &j->digest, j->err.msg);
   }
@@ -501,6 +524,18 @@ static void jobs_remove(fetcher *f, struct fetch_job *j) {
       *p = j->next_job;
       return;
     }
+}
+
+static void count_end(struct fetch_job *j, int r) {
+  struct metrics *m = j->f->deps.metrics;
+  if (m == NULL)
+    return;
+  if (r == 0)
+    metrics_observe_us(&m->fetch_seconds, (uint64_t)(ep_mono_ms() - j->start_ms) * 1000);
+  else
+    metrics_add(&m->fetch_failures, 1);
+  if (r < 0 && j->err.code == EP_EDIGEST)
+    metrics_add(&m->verify_failures, 1);
 }
 
 static void *fetch_thread(void *arg) {
@@ -522,6 +557,7 @@ static void *fetch_thread(void *arg) {
     ep_log_info("fetched %s from %s/%s (%llu bytes)", j->digest.hex, j->host, j->repo,
                 (unsigned long long)j->total);
   }
+  count_end(j, r);
   if (r == 0)
     pipe_publish(j->pipe, j->committed); /* verified: now the last byte too */
   if (r == 0)
@@ -563,6 +599,7 @@ static int start_job(fetcher *f, blob_pipe *p, const char *host, const char *rep
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   pthread_attr_setstacksize(&attr, 256 * 1024);
   atomic_init(&j->beat_ms, ep_mono_ms());
+  j->start_ms = ep_mono_ms();
   pthread_mutex_lock(&f->lock);
   bool full = f->deps.max_jobs > 0 && f->running >= f->deps.max_jobs;
   if (!full) {

@@ -8,6 +8,7 @@
 #define EP_PLUGIN_FETCH_H
 
 #include "common/err.h"
+#include "plugin/metrics/metrics.h"
 #include "plugin/upstream/upstream.h"
 #include "store/digest.h"
 #include "store/index.h"
@@ -22,6 +23,7 @@ struct fetch_source {
   enum { SRC_UPSTREAM, SRC_PEER } kind;
   char node[64];      /* peer node id; "" for the upstream */
   char base_url[128]; /* peer: http://addr:port */
+  bool parent;        /* peer: the parent the coordinator assigned (for the metrics) */
 };
 #define FETCH_SOURCES_MAX 8
 
@@ -78,6 +80,9 @@ struct fetcher_deps {
    * silences a healthy fetch has: libcurl's timeouts, the 200 ms source
    * wait, back-offs of 250 ms x max_attempts. */
   int stall_ms;
+  /* Where bytes, resumes, suspects, verification failures and fetch
+   * durations are counted; NULL = nowhere. Outlives the fetcher. */
+  struct metrics *metrics;
 };
 
 /* Longer than any silence a healthy fetch can have: each step is bounded

@@ -77,6 +77,9 @@ struct fetch_job {
   int64_t orphan_checked_ms; /* last look at the pipe's readers */
   int64_t orphan_since_ms;   /* when the last reader left; 0 = has readers */
   ep_err err;
+  int64_t start_ms;               /* for the duration histogram */
+  atomic_uint_least64_t *src_ctr; /* the current source's byte counters; NULL = none */
+  atomic_uint_least64_t *peer_ctr;
   struct fetch_job *next_job;   /* fetcher->jobs */
   atomic_int_least64_t beat_ms; /* last sign of progress (fetcher_health) */
 };

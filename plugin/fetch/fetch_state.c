@@ -119,6 +119,8 @@ void fetcher_stats(fetcher *f, struct fetch_stats *out) {
 
 void fetcher_count_served(fetcher *f, uint64_t n) {
   atomic_fetch_add(&f->served_peer_bytes, n);
+  if (f->deps.metrics != NULL)
+    metrics_add(&f->deps.metrics->served_peer_bytes, n);
 }
 
 /* The watchdog's view: every fetch in flight must have shown progress (a

@@ -146,12 +146,14 @@ static bool eligible(struct pick_ctx *c, const char *node) {
   return true;
 }
 
-static void add_peer(struct pick_ctx *c, const char *node, const char *addr, uint16_t port) {
+static void add_peer(struct pick_ctx *c, const char *node, const char *addr, uint16_t port,
+                     bool parent) {
   if (c->n >= c->max || !eligible(c, node))
     return;
   struct fetch_source *s = &c->out[c->n];
   memset(s, 0, sizeof *s);
   s->kind = SRC_PEER;
+  s->parent = parent;
   if (strlen(node) >= sizeof s->node ||
       sources_base_url(addr, port, s->base_url, sizeof s->base_url, NULL) < 0)
     return;
@@ -165,7 +167,7 @@ static int holder_cb(const struct index_node *n, uint64_t size, void *ud) {
   if (!n->online || c->peers >= SOURCES_PEERS_MAX || c->n >= c->max)
     return c->n >= c->max ? 1 : 0;
   size_t before = c->n;
-  add_peer(c, n->id, n->addr, n->peer_port);
+  add_peer(c, n->id, n->addr, n->peer_port, false);
   c->peers += c->n > before;
   return 0;
 }
@@ -177,7 +179,7 @@ int sources_pick(struct sources *s, const digest_t *dg, const char *exclude_node
   bool member = sources_in_locality(s);
   struct proto_parent p;
   if (member && current_parent(s, &p))
-    add_peer(&c, p.parent, p.addr, p.peer_port);
+    add_peer(&c, p.parent, p.addr, p.peer_port, true);
   if (member && s->deps->idx != NULL) {
     ep_err e = {0};
     if (index_where(s->deps->idx, dg, holder_cb, &c, &e) < 0)

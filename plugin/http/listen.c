@@ -67,8 +67,8 @@ int listen_open(const char *spec, int *fd_out, ep_err *err) {
   return 0;
 }
 
-int listen_from_systemd(int *local_fd, int *peer_fd, int *snap_fd, ep_err *err) {
-  *local_fd = *peer_fd = *snap_fd = -1;
+int listen_from_systemd(int *local_fd, int *peer_fd, int *snap_fd, int *metrics_fd, ep_err *err) {
+  *local_fd = *peer_fd = *snap_fd = *metrics_fd = -1;
   char **names = NULL;
   int n = sd_listen_fds_with_names(1, &names);
   if (n < 0)
@@ -80,6 +80,8 @@ int listen_from_systemd(int *local_fd, int *peer_fd, int *snap_fd, ep_err *err) 
       *peer_fd = fd;
     else if (strcmp(name, "snapshotter") == 0 && *snap_fd < 0)
       *snap_fd = fd;
+    else if (strcmp(name, "metrics") == 0 && *metrics_fd < 0)
+      *metrics_fd = fd;
     else if (*local_fd < 0 && (strcmp(name, "local") == 0 || strcmp(name, "unknown") == 0 ||
                                strcmp(name, "edgepulld.socket") == 0))
       *local_fd = fd;

@@ -63,6 +63,7 @@
 #define SERVER_POOL_SIZE (128 * 1024)
 #define SERVER_BLOCK_SIZE (64 * 1024)
 #define SERVER_WAIT_MS (120 * 1000)
+#define SERVER_METRICS_MAX (1 << 20) /* the exposition is tens of kB */
 
 #define PEER_AUTH_B64_MAX 6000 /* base64 of "node:secret", secret <= 4 KiB */
 
@@ -84,7 +85,8 @@ struct req_ctx {
 struct pipe_reader {
   blob_pipe *pipe;
   uint64_t first;
-  fetcher *served; /* peer mode: counts the bytes sent */
+  fetcher *served;         /* peer mode: counts the bytes sent */
+  struct metrics *metrics; /* counts this reader while it lives; NULL = none */
 };
 
 static ssize_t pipe_reader_cb(void *cls, uint64_t pos, char *buf, size_t max) {
@@ -105,6 +107,8 @@ static ssize_t no_body_cb(void *cls, uint64_t pos, char *buf, size_t max) {
 
 static void pipe_reader_free(void *cls) {
   struct pipe_reader *r = cls;
+  if (r->metrics != NULL)
+    atomic_fetch_sub_explicit(&r->metrics->readers, 1, memory_order_relaxed);
   pipe_unref(r->pipe);
   free(r);
 }
@@ -162,8 +166,17 @@ static enum MHD_Result queue_blob(struct MHD_Connection *c, struct MHD_Response 
   return ret;
 }
 
+static void count_hit(struct server *s, uint64_t len, bool local) {
+  if (s->d.metrics == NULL)
+    return;
+  metrics_add(&s->d.metrics->cache_hits, 1);
+  if (local)
+    metrics_count_source(s->d.metrics, METRICS_SRC_LOCAL, len);
+}
+
 static enum MHD_Result serve_stored_blob(struct server *s, struct MHD_Connection *c,
-                                         const digest_t *d, int fd, uint64_t size, bool count) {
+                                         const digest_t *d, int fd, uint64_t size, bool count,
+                                         bool head) {
   uint64_t first, len;
   unsigned status;
   enum MHD_Result queued = MHD_NO;
@@ -178,6 +191,8 @@ static enum MHD_Result serve_stored_blob(struct server *s, struct MHD_Connection
     ep_log_debug("index: touching %s: %s", d->hex, e.msg);
   if (count) /* sendfile gives no progress: counted when queued */
     fetcher_count_served(s->d.fetch, len);
+  if (!head)
+    count_hit(s, len, s->mode == SERVER_LOCAL);
   /* Once the response exists MHD owns fd and closes it with the response;
    * when creation fails the fd is still ours. */
   struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(len, fd, first);
@@ -228,6 +243,11 @@ static enum MHD_Result serve_streamed_blob(struct server *s, struct MHD_Connecti
   r->pipe = ep_steal_ptr(p); /* pipe_reader_free drops it */
   r->first = first;
   r->served = rc->peer && !head ? s->d.fetch : NULL;
+  if (!head && s->d.metrics != NULL) {
+    r->metrics = s->d.metrics;
+    atomic_fetch_add_explicit(&r->metrics->readers, 1, memory_order_relaxed);
+    metrics_add(&r->metrics->cache_misses, 1);
+  }
   (void)head; /* MHD sends no body for HEAD and never calls the reader */
   struct MHD_Response *resp = MHD_create_response_from_callback(
       len, SERVER_BLOCK_SIZE, pipe_reader_cb, r, pipe_reader_free);
@@ -259,7 +279,7 @@ static enum MHD_Result serve_blob(struct server *s, struct MHD_Connection *c,
   ep_err e = {0};
   int r = store_open_blob(s->d.st, &t->digest, &fd, &size, &e);
   if (r == 0)
-    return serve_stored_blob(s, c, &t->digest, fd, size, rc->peer && !head);
+    return serve_stored_blob(s, c, &t->digest, fd, size, rc->peer && !head, head);
   if (r != -EP_ENOTFOUND)
     return http_error_from(c, &e, "BLOB_UNKNOWN");
   if (head) {
@@ -384,6 +404,32 @@ static bool peer_admit(struct server *s, struct MHD_Connection *c, struct req_ct
   return true;
 }
 
+/* The exposition, rendered per scrape: a scrape is rare and small (tens of
+ * kB), so nothing is cached. */
+static enum MHD_Result serve_metrics(struct server *s, struct MHD_Connection *c) {
+  if (s->d.render_metrics == NULL)
+    return http_error(c, MHD_HTTP_NOT_FOUND, "UNSUPPORTED", "no metrics");
+  struct ep_buf b;
+  ep_buf_init(&b, SERVER_METRICS_MAX);
+  if (s->d.render_metrics(s->d.metrics_ud, &b) < 0) {
+    ep_buf_free(&b);
+    return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "UNKNOWN", "cannot render the metrics");
+  }
+  size_t len = 0;
+  char *body = ep_buf_steal(&b, &len);
+  struct MHD_Response *resp =
+      body != NULL ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE) : NULL;
+  if (resp == NULL) {
+    free(body);
+    return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "UNKNOWN", "cannot build a response");
+  }
+  enum MHD_Result ret = MHD_NO;
+  if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, METRICS_CONTENT_TYPE) == MHD_YES)
+    ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+  MHD_destroy_response(resp);
+  return ret;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_size, void **req_cls) {
@@ -403,6 +449,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   if (http_headers_too_large(c))
     return http_error(c, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "UNSUPPORTED",
                       "request headers too large");
+  /* Never on the peer endpoint: it faces the network, the figures are the operator's. */
+  if (s->mode != SERVER_PEER && strcmp(url, "/metrics") == 0)
+    return serve_metrics(s, c);
+  if (s->mode == SERVER_METRICS)
+    return http_error(c, MHD_HTTP_NOT_FOUND, "UNSUPPORTED", "only /metrics is served here");
   struct req_ctx rc = {.peer = s->mode == SERVER_PEER};
   enum MHD_Result early = MHD_NO;
   if (rc.peer && !peer_admit(s, c, &rc, &early))

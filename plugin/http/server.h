@@ -7,6 +7,7 @@
 #include "common/err.h"
 #include "plugin/fetch/fetch.h"
 #include "plugin/fetch/sources.h"
+#include "plugin/metrics/metrics.h"
 #include "plugin/mirror/mirror.h"
 #include "store/touch.h"
 
@@ -41,6 +42,12 @@ struct server_deps {
   unsigned endpoints;        /* endpoints sharing RLIMIT_NOFILE (local, peer): 1 or 2 */
   unsigned max_fetches;      /* fetch jobs: their fds, and 2x the partials kept */
   int partial_max_age_s;     /* the local endpoint prunes partials older than this */
+  /* Cache hits and misses, local bytes and readers are counted here (NULL:
+   * not counted); GET /metrics on the local and metrics endpoints answers
+   * what render_metrics writes (NULL: 404). */
+  struct metrics *metrics;
+  int (*render_metrics)(void *ud, struct ep_buf *out);
+  void *metrics_ud;
 };
 
 enum server_mode {
@@ -52,6 +59,7 @@ enum server_mode {
    * for the fetch it starts, X-Edgepull-Hops over UPSTREAM_PEER_HOPS_MAX →
    * 508. */
   SERVER_PEER,
+  SERVER_METRICS, /* --metrics-listen: GET /metrics only */
 };
 
 /* Serves on listen_fd (a bound, listening socket; the server owns it from

@@ -132,7 +132,8 @@ static int render_fetch(struct metrics *m, const struct metrics_sample *s, struc
                "Transfers that resumed a partial blob with a Range request.", ld(&m->resumes));
   if (r == 0)
     r = scalar(out, "edgepull_suspect_reports_total", "counter",
-               "Peers marked suspect: bad bytes, a broken size bound, or too slow.",
+               "Peers marked suspect by this node's fetches: bytes that failed verification or "
+               "broke the size bound.",
                ld(&m->suspects));
   if (r == 0)
     r = scalar(out, "edgepull_verification_failures_total", "counter",

@@ -287,13 +287,18 @@ static int unpack_commit(snap_remote *rm, snap *s, const digest_t *chain, const 
     rm->st.unpacked++;
     rm->st.compressed += j.res.compressed;
     rm->st.uncompressed += j.res.bytes;
-    rm->st.unpack_ns += mono_ns() - t0;
+    uint64_t ns = mono_ns() - t0;
+    rm->st.unpack_ns += ns;
     pthread_mutex_unlock(&rm->mu);
+    if (rm->deps.metrics != NULL)
+      metrics_observe_us(&rm->deps.metrics->unpack_seconds, ns / 1000);
     ep_log_info("remote snapshot %s: layer sha256:%s from %s/%s, %llu entries", name,
                 src->layer.hex, src->host, src->repo, (unsigned long long)j.res.entries);
   } else if (r == -SNAP_EEXISTS) { /* the same chain and parent, committed meanwhile */
     ep_err_clear(err);
     r = 0;
+  } else if (rm->deps.metrics != NULL) {
+    metrics_add(&rm->deps.metrics->unpack_failures, 1);
   }
   return r;
 }

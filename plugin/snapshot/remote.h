@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "plugin/metrics/metrics.h"
 #include "plugin/snapshot/snap.h"
 #include "store/digest.h"
 #include "store/pipe.h"
@@ -42,6 +43,7 @@ struct snap_remote_deps {
   int (*lookup_chain)(void *ud, const digest_t *chain_id, digest_t *layer, char *host,
                       size_t hostlen, char *repo, size_t repolen, ep_err *err);
   void *ud;
+  struct metrics *metrics; /* unpacks counted and timed; NULL = none */
 };
 
 struct snap_remote_opts {

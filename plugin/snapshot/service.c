@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "plugin/grpc/grpc.h"
 #include "plugin/snapshot/snapshots.pb-c.h"
@@ -156,13 +157,29 @@ static void create(grpc_call *c, snap *core, enum snap_kind kind, const char *ke
   snap_mount_free(&m);
 }
 
+static int64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* A call's duration, failed or not: containerd retries what fails, and a
+ * slow failure is as much the operator's business as a slow success. */
+static void observe(void *core, enum metrics_snap_op op, int64_t t0) {
+  struct metrics *m = snap_metrics(core);
+  if (m != NULL)
+    metrics_observe_us(&m->snap_seconds[op], (uint64_t)(now_us() - t0));
+}
+
 static void h_prepare(grpc_call *c, const uint8_t *req, size_t len, void *ud) {
+  int64_t t0 = now_us();
   PB(PrepareSnapshotRequest) *m = (void *)unpack(c, &PBD(prepare_snapshot_request), req, len);
   if (m == NULL)
     return;
   create(c, ud, SNAP_KIND_ACTIVE, m->key, m->parent, (void *const *)m->labels, m->n_labels,
          &PBD(prepare_snapshot_response));
   protobuf_c_message_free_unpacked(&m->base, NULL);
+  observe(ud, METRICS_SNAP_PREPARE, t0);
 }
 
 static void h_view(grpc_call *c, const uint8_t *req, size_t len, void *ud) {
@@ -189,6 +206,7 @@ static void h_mounts(grpc_call *c, const uint8_t *req, size_t len, void *ud) {
 }
 
 static void h_commit(grpc_call *c, const uint8_t *req, size_t len, void *ud) {
+  int64_t t0 = now_us();
   PB(CommitSnapshotRequest) *m = (void *)unpack(c, &PBD(commit_snapshot_request), req, len);
   if (m == NULL)
     return;
@@ -203,9 +221,11 @@ static void h_commit(grpc_call *c, const uint8_t *req, size_t len, void *ud) {
   else
     send_empty(c);
   protobuf_c_message_free_unpacked(&m->base, NULL);
+  observe(ud, METRICS_SNAP_COMMIT, t0);
 }
 
 static void h_remove(grpc_call *c, const uint8_t *req, size_t len, void *ud) {
+  int64_t t0 = now_us();
   PB(RemoveSnapshotRequest) *m = (void *)unpack(c, &PBD(remove_snapshot_request), req, len);
   if (m == NULL)
     return;
@@ -215,6 +235,7 @@ static void h_remove(grpc_call *c, const uint8_t *req, size_t len, void *ud) {
   else
     send_empty(c);
   protobuf_c_message_free_unpacked(&m->base, NULL);
+  observe(ud, METRICS_SNAP_REMOVE, t0);
 }
 
 /* A proto Info over a snap_info, with its storage (the caller provides it, nothing allocated
@@ -420,7 +441,8 @@ int snapshot_service_start(const struct snapshot_service_opts *o, snapshot_servi
   snapshot_service *s = calloc(1, sizeof *s);
   if (s == NULL)
     return ep_error(err, EP_EINTERNAL, "out of memory");
-  struct snap_opts so = {.root = o->root, .remote = o->remote, .remote_ud = o->remote_ud};
+  struct snap_opts so = {
+      .root = o->root, .remote = o->remote, .remote_ud = o->remote_ud, .metrics = o->metrics};
   int r = snap_open(&so, &s->core, err);
   if (r < 0) {
     free(s);

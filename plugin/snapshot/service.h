@@ -5,6 +5,7 @@
 #define EP_PLUGIN_SNAPSHOT_SERVICE_H
 
 #include "common/err.h"
+#include "plugin/metrics/metrics.h"
 #include "plugin/snapshot/snap.h"
 
 typedef struct snapshot_service snapshot_service;
@@ -15,6 +16,7 @@ struct snapshot_service_opts {
   unsigned max_workers;  /* concurrent RPCs; 0 = the transport's default */
   snap_remote_fn remote; /* the remote-prepare hook; NULL = a plain overlay snapshotter */
   void *remote_ud;
+  struct metrics *metrics; /* Prepare, Commit and Remove are timed into it; NULL = none */
 };
 
 int snapshot_service_start(const struct snapshot_service_opts *o, snapshot_service **out,

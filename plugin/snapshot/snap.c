@@ -44,6 +44,7 @@ struct snap {
   bool index_off; /* overlay.go: "index=off" when the kernel has the parameter */
   snap_remote_fn remote;
   void *remote_ud;
+  struct metrics *metrics;
   snap_crash_fn crash;
   void *crash_ud;
   /* temp dirs of snap_create_committed being filled outside the mutex: Cleanup skips them */
@@ -85,6 +86,7 @@ int snap_open(const struct snap_opts *o, snap **out, ep_err *err) {
   }
   s->remote = o->remote;
   s->remote_ud = o->remote_ud;
+  s->metrics = o->metrics;
   s->index_off = access("/sys/module/overlay/parameters/index", F_OK) == 0;
   s->snaps_fd = openat(root_fd, "snapshots", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   s->root = realpath(o->root, NULL);
@@ -730,4 +732,8 @@ int snap_cleanup(snap *s, ep_err *err) {
   }
   free(names);
   return r < 0 ? ep_wrap(err, "cleanup") : 0;
+}
+
+struct metrics *snap_metrics(snap *s) {
+  return s->metrics;
 }

@@ -12,6 +12,8 @@
 
 #include "common/err.h"
 
+struct metrics;
+
 typedef struct snap snap;
 
 /* Values as in containerd's snapshots API (Kind enum). */
@@ -82,10 +84,13 @@ struct snap_opts {
   const char *root; /* absolute; created 0700 if missing */
   snap_remote_fn remote;
   void *remote_ud;
+  struct metrics *metrics; /* the service times its calls into it; NULL = none */
 };
 
 int snap_open(const struct snap_opts *o, snap **out, ep_err *err);
 void snap_close(snap *s);
+/* snap_opts.metrics (the service's handlers see only the core). */
+struct metrics *snap_metrics(snap *s);
 
 /* Prepare (kind ACTIVE) or View (kind VIEW): parent "" or a committed snapshot's name. */
 int snap_prepare(snap *s, enum snap_kind kind, const char *key, const char *parent,
