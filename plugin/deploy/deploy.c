@@ -260,14 +260,17 @@ static void *job_main(void *ud) {
   if (!j->failed && j->req.import != PROTO_IMPORT_NONE &&
       deploy_import(&w->o, j->req.import, &j->ref, &w->stopping, &e) < 0)
     job_fail(j, "import into %s: %s", proto_import_name(j->req.import), e.msg);
-  job_publish(j, true);
   if (j->failed)
     ep_log_warn("deploy %s: failed: %s", j->req.id, j->error);
   else
     ep_log_info("deploy %s: done, %zu blobs", j->req.id, j->nblobs);
+  /* Finished before the final answer goes out: whoever reads it may submit
+   * the next deploy at once, and must find this slot reapable (the join
+   * then waits only for the publish below, which never takes w->mu). */
   pthread_mutex_lock(&w->mu);
   j->finished = true;
   pthread_mutex_unlock(&w->mu);
+  job_publish(j, true);
   return NULL;
 }
 
