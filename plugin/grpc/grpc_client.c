@@ -1,0 +1,218 @@
+/* The unary client: connect, send the HTTP/2 preface with the request (HEADERS + one DATA frame
+ * carrying the length-prefixed message, END_STREAM), then read until the stream closes, keeping
+ * the response message and the grpc-status trailer. nghttp2 does the framing, flow control and
+ * HPACK; the loop only moves bytes between it and the socket. */
+#include "plugin/grpc/grpc_client.h"
+
+#include <errno.h>
+#include <nghttp2/nghttp2.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NV(n, v)                                                                                   \
+  { (uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE }
+
+struct client_state {
+  int fd;
+  const uint8_t *out; /* the framed request */
+  size_t out_len, out_off;
+  struct ep_buf raw; /* response DATA, length prefixes included */
+  int status;        /* -1 until the grpc-status header */
+  char *msg;
+  size_t msgcap;
+  bool closed;
+  uint32_t close_code;
+};
+
+static ssize_t send_cb(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *ud) {
+  (void)s, (void)flags;
+  struct client_state *st = ud;
+  ssize_t n = send(st->fd, data, len, MSG_NOSIGNAL);
+  if (n < 0)
+    return errno == EAGAIN || errno == EINTR ? NGHTTP2_ERR_WOULDBLOCK
+                                             : NGHTTP2_ERR_CALLBACK_FAILURE;
+  return n;
+}
+
+static ssize_t body_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
+                       nghttp2_data_source *src, void *ud) {
+  (void)s, (void)sid, (void)src;
+  struct client_state *st = ud;
+  size_t n = st->out_len - st->out_off < len ? st->out_len - st->out_off : len;
+  memcpy(buf, st->out + st->out_off, n);
+  st->out_off += n;
+  if (st->out_off == st->out_len)
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+  return (ssize_t)n;
+}
+
+static int data_cb(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data, size_t len,
+                   void *ud) {
+  (void)s, (void)flags, (void)sid;
+  struct client_state *st = ud;
+  /* a bigger answer than the caller allows is an error, not a silent cut */
+  return ep_buf_append(&st->raw, data, len) < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+}
+
+static int header_cb(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
+                     const uint8_t *value, size_t vlen, uint8_t flags, void *ud) {
+  (void)s, (void)f, (void)flags;
+  struct client_state *st = ud;
+  if (nlen == 11 && memcmp(name, "grpc-status", 11) == 0) {
+    char v[16];
+    snprintf(v, sizeof v, "%.*s", (int)(vlen < 15 ? vlen : 15), (const char *)value);
+    st->status = atoi(v);
+  } else if (nlen == 12 && memcmp(name, "grpc-message", 12) == 0 && st->msgcap > 0) {
+    /* percent-encoded on the wire; kept as is: it is only ever logged */
+    snprintf(st->msg, st->msgcap, "%.*s", (int)vlen, (const char *)value);
+  }
+  return 0;
+}
+
+static int close_cb(nghttp2_session *s, int32_t sid, uint32_t code, void *ud) {
+  (void)s, (void)sid;
+  struct client_state *st = ud;
+  st->closed = true;
+  st->close_code = code;
+  return 0;
+}
+
+static int connect_unix(const char *path, ep_err *err) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof sa.sun_path)
+    return ep_error(err, EP_EINVAL, "socket path too long: %s", path);
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return ep_syserror(err, EP_EIO, "socket");
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    int r = ep_syserror(err, EP_EUNREACH, "connecting to %s", path);
+    close(fd);
+    return r;
+  }
+  return fd;
+}
+
+static long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* Moves bytes until the stream closes, the peer goes away or the deadline passes. */
+static int pump(nghttp2_session *ses, struct client_state *st, long deadline, ep_err *err) {
+  uint8_t buf[16384];
+  while (!st->closed) {
+    int rv = nghttp2_session_send(ses);
+    if (rv != 0)
+      return ep_error(err, EP_EIO, "h2 send: %s", nghttp2_strerror(rv));
+    long left = deadline - now_ms();
+    if (left <= 0)
+      return ep_error(err, EP_ECANCELED, "gRPC call timed out");
+    struct pollfd p = {.fd = st->fd, .events = POLLIN};
+    if (nghttp2_session_want_write(ses))
+      p.events |= POLLOUT;
+    int pr = poll(&p, 1, (int)(left < 1000 ? left : 1000));
+    if (pr < 0 && errno != EINTR)
+      return ep_syserror(err, EP_EIO, "poll");
+    if (pr <= 0 || !(p.revents & (POLLIN | POLLHUP | POLLERR)))
+      continue;
+    ssize_t n = recv(st->fd, buf, sizeof buf, 0);
+    if (n == 0)
+      return ep_error(err, EP_EIO, "connection closed before the answer");
+    if (n < 0 && errno != EINTR && errno != EAGAIN)
+      return ep_syserror(err, EP_EIO, "recv");
+    if (n > 0 && (rv = (int)nghttp2_session_mem_recv(ses, buf, (size_t)n)) < 0)
+      return ep_error(err, EP_EIO, "h2 protocol: %s", nghttp2_strerror(rv));
+  }
+  return 0;
+}
+
+static int submit(nghttp2_session *ses, const struct grpc_client_call *c, struct client_state *st,
+                  ep_err *err) {
+  nghttp2_nv nv[6 + GRPC_CLIENT_MAX_MD] = {
+      NV(":method", "POST"),         NV(":scheme", "http"), NV(":path", c->path),
+      NV(":authority", "localhost"), NV("te", "trailers"),  NV("content-type", "application/grpc"),
+  };
+  size_t n = 6;
+  for (size_t i = 0; i < GRPC_CLIENT_MAX_MD && c->md_name[i] != NULL; i++) {
+    nghttp2_nv m = NV(c->md_name[i], c->md_value[i]);
+    nv[n++] = m;
+  }
+  int rv = nghttp2_submit_settings(ses, NGHTTP2_FLAG_NONE, NULL, 0);
+  nghttp2_data_provider dp = {.read_callback = body_cb};
+  if (rv == 0)
+    rv = nghttp2_submit_request(ses, NULL, nv, n, &dp, st);
+  return rv < 0 ? ep_error(err, EP_EINTERNAL, "h2 request: %s", nghttp2_strerror(rv)) : 0;
+}
+
+/* The first length-prefixed message of the answer into resp. */
+static int first_message(const struct client_state *st, struct ep_buf *resp, ep_err *err) {
+  if (st->raw.len == 0)
+    return 0;
+  const uint8_t *p = (const uint8_t *)st->raw.data;
+  if (st->raw.len < 5)
+    return ep_error(err, EP_EIO, "gRPC answer: truncated frame");
+  if (p[0] != 0)
+    return ep_error(err, EP_EUNSUPPORTED, "gRPC answer: compressed message");
+  size_t len = (size_t)p[1] << 24 | (size_t)p[2] << 16 | (size_t)p[3] << 8 | p[4];
+  if (len > st->raw.len - 5)
+    return ep_error(err, EP_EIO, "gRPC answer: truncated message");
+  return ep_buf_append(resp, p + 5, len) < 0 ? ep_error(err, EP_ETOOBIG, "gRPC answer too big") : 0;
+}
+
+int grpc_client_unary(const struct grpc_client_call *c, const uint8_t *req, size_t req_len,
+                      struct ep_buf *resp, int *status, char *msg, size_t msgcap, ep_err *err) {
+  if (req_len > UINT32_MAX)
+    return ep_error(err, EP_ETOOBIG, "gRPC request too big");
+  uint8_t *framed = malloc(req_len + 5);
+  if (framed == NULL)
+    return ep_error(err, EP_EINTERNAL, "out of memory");
+  framed[0] = 0;
+  for (int i = 0; i < 4; i++)
+    framed[1 + i] = (uint8_t)(req_len >> (24 - 8 * i));
+  if (req_len > 0)
+    memcpy(framed + 5, req, req_len);
+  if (msgcap > 0)
+    msg[0] = '\0';
+  struct client_state st = {
+      .out = framed, .out_len = req_len + 5, .status = -1, .msg = msg, .msgcap = msgcap};
+  ep_buf_init(&st.raw, resp->max + 5 * 64);
+  nghttp2_session *ses = NULL;
+  nghttp2_session_callbacks *cb = NULL;
+  int r = st.fd = connect_unix(c->socket, err);
+  if (r >= 0 && nghttp2_session_callbacks_new(&cb) != 0)
+    r = ep_error(err, EP_EINTERNAL, "out of memory");
+  if (r >= 0) {
+    nghttp2_session_callbacks_set_send_callback(cb, send_cb);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, data_cb);
+    nghttp2_session_callbacks_set_on_header_callback(cb, header_cb);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, close_cb);
+    if (nghttp2_session_client_new(&ses, cb, &st) != 0)
+      r = ep_error(err, EP_EINTERNAL, "out of memory");
+  }
+  if (r >= 0)
+    r = submit(ses, c, &st, err);
+  if (r >= 0)
+    r = pump(ses, &st, now_ms() + (c->timeout_ms > 0 ? c->timeout_ms : 60000), err);
+  if (r >= 0 && st.status < 0)
+    r = ep_error(err, EP_EIO, "gRPC answer without grpc-status (h2 code %u)", st.close_code);
+  if (r >= 0)
+    r = first_message(&st, resp, err);
+  if (r >= 0)
+    *status = st.status;
+  nghttp2_session_del(ses);
+  nghttp2_session_callbacks_del(cb);
+  if (st.fd >= 0)
+    close(st.fd);
+  ep_buf_free(&st.raw);
+  free(framed);
+  return r < 0 ? r : 0;
+}
