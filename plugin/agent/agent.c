@@ -336,6 +336,9 @@ int agent_config_deploy_options(const struct edgepulld_config *cfg, struct deplo
     return ep_wrap(err, "deploy worker");
   snprintf(o->containerd_address, sizeof o->containerd_address, "%s", cfg->containerd_address);
   snprintf(o->docker_socket, sizeof o->docker_socket, "%s", cfg->docker_socket);
+  /* containerd names the proxy plugin "edgepull" in the documented config (docs/snapshotter.md) */
+  if (cfg->snapshotter_socket[0] != '\0')
+    snprintf(o->snapshotter, sizeof o->snapshotter, "%s", "edgepull");
   return 0;
 }
 

@@ -257,8 +257,13 @@ static void *job_main(void *ud) {
       j->bytes_total += j->blobs[i].size;
     fetch_all(j);
   }
-  if (!j->failed && j->req.import != PROTO_IMPORT_NONE &&
-      deploy_import(&w->o, j->req.import, &j->ref, &w->stopping, &e) < 0)
+  bool via_snap = j->req.import == PROTO_IMPORT_CONTAINERD && w->o.snapshotter[0] != '\0';
+  int ir = 0;
+  if (!j->failed && via_snap)
+    ir = deploy_import_snapshotter(&w->d, &w->o, &j->ref, &w->stopping, &e);
+  else if (!j->failed && j->req.import != PROTO_IMPORT_NONE)
+    ir = deploy_import(&w->o, j->req.import, &j->ref, &w->stopping, &e);
+  if (ir < 0)
     job_fail(j, "import into %s: %s", proto_import_name(j->req.import), e.msg);
   if (j->failed)
     ep_log_warn("deploy %s: failed: %s", j->req.id, j->error);

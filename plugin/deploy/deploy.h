@@ -52,7 +52,10 @@ struct deploy_options {
   char mirror[128];              /* this node's local endpoint, "127.0.0.1:5050" */
   char containerd_address[1024]; /* --containerd-address */
   char docker_socket[1024];      /* --docker-socket */
-  int import_timeout_s;          /* 0 = DEPLOY_IMPORT_TIMEOUT_S */
+  /* containerd's name for edgepulld's snapshotter (its proxy_plugins entry), when edgepulld serves
+   * one: deploy --import containerd then goes through it; "" = `ctr images pull` */
+  char snapshotter[32];
+  int import_timeout_s; /* 0 = DEPLOY_IMPORT_TIMEOUT_S */
 };
 
 /* Called on a worker thread with every progress message (final: the last

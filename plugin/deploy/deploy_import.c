@@ -58,7 +58,7 @@ int deploy_docker_names(const char *mirror, const struct deploy_ref *ref, char *
   return 0;
 }
 
-static void full_name(const struct deploy_ref *ref, char *buf, size_t cap) {
+void deploy_full_name(const struct deploy_ref *ref, char *buf, size_t cap) {
   char d[DIGEST_STR_LEN + 1] = "";
   if (ref->has_digest)
     digest_format(&ref->digest, d);
@@ -154,7 +154,7 @@ static int import_containerd(const struct deploy_options *o, const struct deploy
   if (mkdtemp(dir) == NULL)
     return ep_syserror(err, EP_EIO, "creating a hosts dir");
   int r = write_hosts_dir(dir, o->mirror, err);
-  full_name(ref, image, sizeof image);
+  deploy_full_name(ref, image, sizeof image);
   char *argv[] = {"ctr",  "--address",   (char *)o->containerd_address,
                   "-n",   "k8s.io",      "images",
                   "pull", "--hosts-dir", dir,

@@ -20,6 +20,12 @@ int deploy_plan(const struct deploy_deps *d, const struct deploy_options *o,
                 const struct proto_deploy *req, struct deploy_ref *ref, struct deploy_blob **blobs,
                 size_t *nblobs, ep_err *err);
 
+/* Loads ref's manifest (by dg, else by ref's tag) through the mirror. */
+int deploy_load_manifest(const struct deploy_deps *d, const struct deploy_ref *ref,
+                         const digest_t *dg, struct mirror_manifest *m, ep_err *err);
+/* "registry/repo:tag[@digest]", the name containerd's image record gets. */
+void deploy_full_name(const struct deploy_ref *ref, char *buf, size_t cap);
+
 /* The hosts.toml that sends every registry's pulls to mirror ("host:port"). */
 int deploy_hosts_toml(const char *mirror, char *buf, size_t cap, ep_err *err);
 /* The image name under which Docker pulls from the local mirror, and the
@@ -29,5 +35,11 @@ int deploy_docker_names(const char *mirror, const struct deploy_ref *ref, char *
 /* Imports ref into the node's runtime through the local mirror. */
 int deploy_import(const struct deploy_options *o, enum proto_import imp,
                   const struct deploy_ref *ref, atomic_bool *stop, ep_err *err);
+
+/* Imports ref into containerd without a layer in its content store: the image record, manifest
+ * and config through containerd's API, each layer a snapshot that o->snapshotter (edgepulld's own)
+ * unpacks (deploy_ctrd.c). */
+int deploy_import_snapshotter(const struct deploy_deps *d, const struct deploy_options *o,
+                              const struct deploy_ref *ref, atomic_bool *stop, ep_err *err);
 
 #endif

@@ -79,7 +79,7 @@ static int present_cb(const struct index_node *n, void *ud) {
   return 0;
 }
 
-static int load_manifest(const struct deploy_deps *d, const struct deploy_ref *ref,
+int deploy_load_manifest(const struct deploy_deps *d, const struct deploy_ref *ref,
                          const digest_t *dg, struct mirror_manifest *m, ep_err *err) {
   struct ref_target t;
   memset(&t, 0, sizeof t);
@@ -114,7 +114,7 @@ static int plan_index(const struct deploy_deps *d, const struct deploy_ref *ref,
   for (size_t i = 0; i < nk; i++) {
     struct mirror_manifest m;
     memset(&m, 0, sizeof m);
-    if ((r = load_manifest(d, ref, &kids[i], &m, err)) < 0)
+    if ((r = deploy_load_manifest(d, ref, &kids[i], &m, err)) < 0)
       return r;
     r = deploy_manifest_blobs(m.body, m.len, blobs, nblobs, err);
     mirror_manifest_clear(&m);
@@ -145,7 +145,7 @@ int deploy_plan(const struct deploy_deps *d, const struct deploy_options *o,
   }
   struct mirror_manifest top;
   memset(&top, 0, sizeof top);
-  if ((r = load_manifest(d, ref, ref->has_digest ? &ref->digest : NULL, &top, err)) < 0)
+  if ((r = deploy_load_manifest(d, ref, ref->has_digest ? &ref->digest : NULL, &top, err)) < 0)
     return r;
   r = deploy_is_index(top.body, top.len, top.media_type, err);
   if (r == 1)

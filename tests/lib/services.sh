@@ -134,6 +134,8 @@ ep_registry_blob_path() { # DIGEST
 # ep_start_containerd: a private containerd (no CRI) with root, state and
 # socket in the temp dir. Exports CTR_ADDRESS, CTR_ROOT, CTR_PID, CTR_LOG,
 # CTR_SNAPSHOTTER (overlayfs when the kernel lets us mount it, else native).
+# With EP_CTRD_SNAP_SOCK set, edgepulld's snapshotter socket there is the
+# proxy snapshotter "edgepull" (the socket may appear after containerd).
 ep_start_containerd() {
   ep_require_cmd containerd ctr
   local dir
@@ -176,6 +178,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 [plugins."io.containerd.metadata.v1.bolt"]
   content_sharing_policy = "isolated"
 EOF
+  if [ -n "${EP_CTRD_SNAP_SOCK:-}" ]; then
+    printf '\n[proxy_plugins.edgepull]\n  type = "snapshot"\n  address = "%s"\n' \
+      "$EP_CTRD_SNAP_SOCK" >>"$dir/config.toml"
+  fi
   "${EP_NSX[@]}" containerd --config "$dir/config.toml" >"$CTR_LOG" 2>&1 &
   CTR_PID=$!
   export CTR_ROOT CTR_ADDRESS CTR_LOG CTR_PID CTR_SNAPSHOTTER
