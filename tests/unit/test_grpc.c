@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "plugin/grpc/grpc_client.h"
 #include "plugin/grpc/grpc_int.h"
 
 #include "ep_test.h"
@@ -644,6 +645,70 @@ static void test_percent_encode(void **state) {
   assert_string_equal(out, "%FF%FF%FF%FF%FF");
 }
 
+/* grpc_client_unary against the server: a message larger than the initial flow-control window
+ * both ways, metadata and a status with a message, an unknown method, a bounded answer, a
+ * deadline, and no server at all. */
+static void test_client(void **state) {
+  struct fx *f = fx_start(0);
+  enum { BIG = 200 * 1000 };
+  uint8_t *big = malloc(BIG);
+  assert_non_null(big);
+  for (size_t i = 0; i < BIG; i++)
+    big[i] = (uint8_t)(i * 7);
+  struct grpc_client_call c = {.socket = f->sock, .path = "/t.T/Echo", .timeout_ms = WAIT_MS};
+  struct ep_buf resp;
+  ep_buf_init(&resp, BIG);
+  int st = -1;
+  char msg[64];
+  ep_err err = {0};
+  assert_int_equal(grpc_client_unary(&c, big, BIG, &resp, &st, msg, sizeof msg, &err), 0);
+  assert_int_equal(st, GRPC_OK);
+  assert_int_equal(resp.len, BIG);
+  assert_memory_equal(resp.data, big, BIG);
+  ep_buf_reset(&resp);
+
+  c.path = "/t.T/Meta";
+  c.md_name[0] = "x-key";
+  c.md_value[0] = "v1";
+  assert_int_equal(
+      grpc_client_unary(&c, (const uint8_t *)"q", 1, &resp, &st, msg, sizeof msg, &err), 0);
+  assert_int_equal(st, GRPC_NOT_FOUND);
+  assert_string_equal(msg, "caf%C3%A9 100%25%0A");
+  assert_int_equal(resp.len, 2);
+  assert_memory_equal(resp.data, "v1", 2);
+  ep_buf_reset(&resp);
+
+  c.path = "/t.T/Nope";
+  assert_int_equal(
+      grpc_client_unary(&c, (const uint8_t *)"q", 1, &resp, &st, msg, sizeof msg, &err), 0);
+  assert_int_equal(st, GRPC_UNIMPLEMENTED);
+  assert_int_equal(resp.len, 0);
+
+  struct ep_buf small;
+  ep_buf_init(&small, 10);
+  c.path = "/t.T/Echo";
+  assert_true(grpc_client_unary(&c, big, 1000, &small, &st, msg, sizeof msg, &err) < 0);
+  ep_buf_free(&small);
+
+  c.path = "/t.T/Hang";
+  c.timeout_ms = 300;
+  assert_int_equal(
+      grpc_client_unary(&c, (const uint8_t *)"q", 1, &resp, &st, msg, sizeof msg, &err),
+      -EP_ECANCELED);
+  sem_wait_ms(&f->done, WAIT_MS); /* the server saw the call go away */
+  assert_true(f->saw_cancelled);
+
+  char nosock[sizeof f->dir + 16];
+  snprintf(nosock, sizeof nosock, "%s/none.sock", f->dir);
+  c.socket = nosock;
+  assert_int_equal(
+      grpc_client_unary(&c, (const uint8_t *)"q", 1, &resp, &st, msg, sizeof msg, &err),
+      -EP_EUNREACH);
+  ep_buf_free(&resp);
+  free(big);
+  fx_stop(f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_unary_echo),
@@ -657,6 +722,7 @@ int main(void) {
       cmocka_unit_test(test_many_streams),
       cmocka_unit_test(test_stop_in_flight),
       cmocka_unit_test(test_percent_encode),
+      cmocka_unit_test(test_client),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
