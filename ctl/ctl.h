@@ -27,7 +27,17 @@ struct ctl_opts {
   bool no_trunc;         /* full digests and media types in human output */
   const char *arg;       /* the command's argument (where DIGEST), else NULL */
   const char *snap_root; /* --snapshotter-root; NULL: <state_dir>/snapshots */
+  const char *endpoint;  /* --endpoint: edgepulld's local endpoint, for stat's /metrics */
 };
+
+#define CTL_DEFAULT_ENDPOINT "127.0.0.1:5050"
+
+struct ep_buf;
+/* GET url into out (ctl_metrics.c): 0, or <0 with err saying why. */
+int ctl_metrics_fetch(const char *url, struct ep_buf *out, ep_err *err);
+/* The samples of the exposition body, buckets left out: a table on stdout
+ * (json_out NULL), else json_out's "daemon" key. <0: out of memory. */
+int ctl_metrics_show(const char *body, const char *url, json_t *json_out);
 
 /* Each returns a process exit code. */
 int ctl_cmd_layers(const struct ctl_opts *o);

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "common/buf.h"
 #include "store/index.h"
 
 struct walk {
@@ -270,14 +271,33 @@ int ctl_cmd_stat(const struct ctl_opts *o) {
     return CTL_EXIT_FAIL;
   }
   uint64_t fbytes = file_bytes(path);
-  if (!o->json)
-    return print_stat(path, &s, fbytes);
-  return ctl_json_print(json_pack(
+  /* The daemon's figures when it answers; the index alone (and a word on
+   * stderr) when it does not run. */
+  char url[160];
+  snprintf(url, sizeof url, "http://%s/metrics",
+           o->endpoint != NULL ? o->endpoint : CTL_DEFAULT_ENDPOINT);
+  ep_cleanup_buf struct ep_buf body = {0};
+  ep_buf_init(&body, 1 << 20);
+  bool live = ctl_metrics_fetch(url, &body, &e) == 0;
+  if (!live)
+    ctl_errorf("stat: no figures from edgepulld (%s); the index only", e.msg);
+  if (!o->json) {
+    r = print_stat(path, &s, fbytes);
+    if (r == CTL_EXIT_OK && live && ctl_metrics_show(body.data, url, NULL) < 0)
+      r = CTL_EXIT_FAIL;
+    return fflush(stdout) == 0 ? r : CTL_EXIT_FAIL;
+  }
+  json_t *j = json_pack(
       "{s:o, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I}", "index", ctl_json_str(path),
       "schema_version", s.schema_version, "latest_schema_version", index_latest_schema_version(),
       "blobs", (json_int_t)s.blobs, "blob_bytes", (json_int_t)s.blob_bytes, "partial_blobs",
       (json_int_t)s.partial_blobs, "manifests", (json_int_t)s.manifests, "tags", (json_int_t)s.tags,
-      "file_bytes", (json_int_t)fbytes));
+      "file_bytes", (json_int_t)fbytes);
+  if (j != NULL && live && ctl_metrics_show(body.data, url, j) < 0) {
+    json_decref(j);
+    j = NULL;
+  }
+  return ctl_json_print(j);
 }
 
 int ctl_cmd_schema(const struct ctl_opts *o) {

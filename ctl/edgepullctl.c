@@ -49,7 +49,8 @@ static void usage(FILE *out) {
           "              unpacked by the snapshotter\n"
           "  images      one row per cached tag: image, digest, size, freshness, layers\n"
           "              unpacked\n"
-          "  stat        schema version, counts and bytes\n"
+          "  stat        schema version, counts and bytes; and edgepulld's figures (its\n"
+          "              GET /metrics: bytes by source, hits, fetches, store, MQTT)\n"
           "  schema      print the index schema as SQL (for sqlite3 and operators)\n"
           "  nodes       the locality's nodes: address, state, parent, blobs held, free disk\n"
           "  where DIGEST  the nodes holding that blob complete\n"
@@ -70,11 +71,12 @@ static void usage(FILE *out) {
           "                       its database is DIR/snapshots.db\n"
           "  -j, --json           print one JSON document (keys: docs/index.md)\n"
           "      --no-trunc       full digests and media types in tables\n"
+          "      --endpoint ADDR:PORT  edgepulld's local endpoint, for stat (default %s)\n"
           "  -h, --help           show this help\n"
           "  -V, --version        show the version\n"
           "\n"
           "Exit status: 0 ok, 1 runtime failure, 2 usage error.\n",
-          CTL_DEFAULT_STATE_DIR);
+          CTL_DEFAULT_STATE_DIR, CTL_DEFAULT_ENDPOINT);
 }
 
 static int usage_error(const char *fmt, ...) EP_PRINTF(1, 2);
@@ -91,12 +93,13 @@ static int usage_error(const char *fmt, ...) {
 
 /* Returns -1 to go on, or the exit code for --help, --version, bad usage. */
 static int parse_options(int argc, char **argv, struct ctl_opts *o) {
-  enum { OPT_NO_TRUNC = 1000, OPT_SNAP_ROOT };
+  enum { OPT_NO_TRUNC = 1000, OPT_SNAP_ROOT, OPT_ENDPOINT };
   static const struct option longopts[] = {
       {"state-dir", required_argument, NULL, 'd'},
       {"json", no_argument, NULL, 'j'},
       {"no-trunc", no_argument, NULL, OPT_NO_TRUNC},
       {"snapshotter-root", required_argument, NULL, OPT_SNAP_ROOT},
+      {"endpoint", required_argument, NULL, OPT_ENDPOINT},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0},
@@ -120,6 +123,11 @@ static int parse_options(int argc, char **argv, struct ctl_opts *o) {
       if (optarg[0] == '\0')
         return usage_error("--snapshotter-root: empty directory name");
       o->snap_root = optarg;
+      break;
+    case OPT_ENDPOINT:
+      if (optarg[0] == '\0')
+        return usage_error("--endpoint: empty address");
+      o->endpoint = optarg;
       break;
     case 'h':
       usage(stdout);
@@ -146,7 +154,7 @@ static const char *command_word(int argc, char **argv) {
     if (strcmp(argv[i], "--") == 0)
       return i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(argv[i], "-d") == 0 || strcmp(argv[i], "--state-dir") == 0 ||
-        strcmp(argv[i], "--snapshotter-root") == 0) {
+        strcmp(argv[i], "--snapshotter-root") == 0 || strcmp(argv[i], "--endpoint") == 0) {
       i++;
       continue;
     }

@@ -115,6 +115,17 @@ ep_assert "--metrics-listen serves /metrics" scrape "$own" "http://127.0.0.1:$mp
 ep_assert_eq "$total" "$(value "$own" "$local_")" "the same figures on --metrics-listen"
 code=$("${EP_NSX[@]}" curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$mport/v2/")
 ep_assert_eq 404 "$code" "--metrics-listen serves nothing but /metrics"
+# edgepullctl stat: the same figures for a person, and as JSON
+table=$("${EP_NSX[@]}" "$EP_BUILD_DIR/ctl/edgepullctl" --state-dir "$EP_STATE" \
+  --endpoint "127.0.0.1:$EP_PORT" stat 2>&1) || ep_fail "edgepullctl stat failed: $table"
+ep_log "edgepullctl stat:"$'\n'"$table"
+ep_assert "stat shows local bytes" grep -qE "^source_bytes_total +source=\"local\" +$total\$" <<<"$table"
+json=$("${EP_NSX[@]}" "$EP_BUILD_DIR/ctl/edgepullctl" --state-dir "$EP_STATE" \
+  --endpoint "127.0.0.1:$EP_PORT" --json stat 2>/dev/null)
+ep_assert_eq "$total" "$(jq -r '.daemon.metrics["edgepull_source_bytes_total{source=\"upstream\"}"]' <<<"$json")" \
+  "stat --json: upstream bytes"
+ep_assert_eq "${#blobs[@]}" "$(jq -r '.daemon.metrics.edgepull_cache_hits_total' <<<"$json")" \
+  "stat --json: cache hits"
 ep_log "$(grep -E '^edgepull_(source_bytes|cache|fetch_duration_seconds_(count|sum))' "$again" | tr '\n' ' ')"
 
 ep_stop_edgepulld
