@@ -35,6 +35,7 @@
 #include "common/escape.h"
 #include "common/log.h"
 #include "common/names.h"
+#include "common/size.h"
 #include "plugin/ref/ref.h"
 
 #define CFG_FILE_MAX (1u << 20) /* a config file larger than this is refused */
@@ -52,6 +53,7 @@ enum cfg_check {
   CHK_IDENT,         /* [A-Za-z0-9._-]{0,63}: goes into MQTT topics */
   CHK_ABSPATH_OR_EMPTY,
   CHK_HOSTNAME_OR_EMPTY, /* a host name or IP address, no port, or "" */
+  CHK_RATE_OR_EMPTY,     /* bytes per second as common/size.h reads them, or "" */
 };
 
 struct cfg_option {
@@ -148,6 +150,8 @@ static const struct cfg_option cfg_options[] = {
             "drop a peer averaging less over 2 stall timeouts (0 = no check)"),
     OPT_INT("max-blob-size", G_PEER, max_blob_mb, 1, 16777216, "16384", "MB",
             "cap on a blob whose size no manifest, index or header gives"),
+    OPT_STR("peer-max-rate", G_PEER, peer_max_rate, CHK_RATE_OR_EMPTY, "0", "RATE",
+            "cap on all answers served to peers together, bytes/s (20M, 2.5MiB; 0 = off)"),
     OPT_STR("containerd-address", G_PEER, containerd_address, CHK_ABSPATH,
             "/run/containerd/containerd.sock", "SOCKET",
             "containerd's socket, for deploys with --import containerd"),
@@ -164,6 +168,8 @@ static const struct cfg_option cfg_options[] = {
     OPT_STR("ca-file", G_UP, ca_file, CHK_NONE, NULL, "FILE", "extra CA bundle for upstreams"),
     OPT_INT("tag-ttl", G_UP, tag_ttl_s, 0, 604800, "300", "SECONDS",
             "trust a resolved tag this long"),
+    OPT_STR("upstream-max-rate", G_UP, upstream_max_rate, CHK_RATE_OR_EMPTY, "0", "RATE",
+            "cap on all transfers from registries together, bytes/s (20M, 2.5MiB; 0 = off)"),
     OPT_INT("connect-timeout", G_UP, connect_timeout_s, 1, 300, "10", "SECONDS",
             "upstream connect timeout"),
     OPT_SPECIAL("config", G_GEN, CFG_CONFIG, "FILE",
@@ -219,6 +225,12 @@ static const char *check_string(enum cfg_check chk, const char *v) {
     return v[0] == '\0' || v[0] == '/' ? NULL : "must be an absolute path";
   case CHK_HOSTNAME_OR_EMPTY:
     return v[0] == '\0' || names_addr_valid(v) ? NULL : "must be a host name or an IP address";
+  case CHK_RATE_OR_EMPTY: {
+    uint64_t rate;
+    return v[0] == '\0' || ep_size_parse(v, &rate) == 0
+               ? NULL
+               : "must be bytes per second such as 4M, 2.5MiB or 500k (0 = off)";
+  }
   }
   return NULL;
 }

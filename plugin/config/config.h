@@ -75,8 +75,12 @@ struct edgepulld_config {
   int fetch_budget_s;            /* --fetch-budget, default 60, 1..3600 */
   int peer_min_rate_kbs;         /* --peer-min-rate, default 16 KB/s, 0 = off */
   int max_blob_mb;               /* --max-blob-size, default 16384 MB */
-  char snapshotter_socket[108];  /* --snapshotter-socket (unix), "" = off */
-  char snapshotter_root[1024];   /* --snapshotter-root, "" = <state-dir>/snapshots */
+  /* bandwidth caps in bytes per second as written ("20M", "2.5MiB"; common/size.h),
+   * "" or "0" = off; the daemon parses them into its buckets */
+  char upstream_max_rate[32];   /* --upstream-max-rate: all transfers from registries */
+  char peer_max_rate[32];       /* --peer-max-rate: all answers served to peers */
+  char snapshotter_socket[108]; /* --snapshotter-socket (unix), "" = off */
+  char snapshotter_root[1024];  /* --snapshotter-root, "" = <state-dir>/snapshots */
   struct config_registry registries[CONFIG_MAX_REGISTRIES];
   size_t nregistries;
 };

@@ -8,6 +8,7 @@
 #include "plugin/daemon/daemon.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/names.h"
+#include "common/size.h"
 #include "pki/pki.h"
 #include "plugin/agent/agent.h"
 #include "plugin/ref/ref.h"
@@ -74,7 +76,25 @@ static int open_peer_tls(struct edgepulld *d, ep_err *err) {
   return 0;
 }
 
+/* One bucket of the rate a config value names, or NULL when it is "" or 0. */
+static int open_rate(const char *flag, const char *value, ep_ratelimit **out, ep_err *err) {
+  uint64_t rate = 0;
+  *out = NULL;
+  if (value[0] == '\0')
+    return 0;
+  if (ep_size_parse(value, &rate) < 0)
+    return ep_error(err, EP_EINVAL, "--%s %s: not a rate", flag, value);
+  if (rate > 0 && (*out = ep_ratelimit_new(rate)) == NULL)
+    return ep_error(err, EP_EINTERNAL, "--%s: out of memory", flag);
+  if (rate > 0)
+    ep_log_info("%s: %" PRIu64 " bytes/s for all transfers together", flag, rate);
+  return 0;
+}
+
 static int open_upstream(struct edgepulld *d, ep_err *err) {
+  int r = open_rate("upstream-max-rate", d->cfg.upstream_max_rate, &d->up_rate, err);
+  if (r < 0 || (r = open_rate("peer-max-rate", d->cfg.peer_max_rate, &d->peer_rate, err)) < 0)
+    return r;
   bool tls = d->cfg.peer_cert[0] != '\0';
   struct upstream_options uo = {
       .connect_timeout_s = d->cfg.connect_timeout_s,
@@ -83,8 +103,9 @@ static int open_upstream(struct edgepulld *d, ep_err *err) {
       .peer_ca = tls ? d->cfg.peer_ca : NULL,
       .peer_cert = tls ? d->cfg.peer_cert : NULL,
       .peer_key = tls ? d->cfg.peer_key : NULL,
+      .rate = d->up_rate,
   };
-  int r = upstream_new(&uo, &d->up, err);
+  r = upstream_new(&uo, &d->up, err);
   if (r < 0)
     return r;
   for (size_t i = 0; i < d->cfg.nregistries; i++) {
@@ -433,6 +454,9 @@ void edgepulld_close(struct edgepulld *d) {
   d->pipes = NULL;
   upstream_free(d->up);
   d->up = NULL;
+  ep_ratelimit_free(d->up_rate);
+  ep_ratelimit_free(d->peer_rate);
+  d->up_rate = d->peer_rate = NULL;
   sources_free(d->src);
   d->src = NULL;
   explicit_bzero(d->peer_secret, sizeof d->peer_secret);

@@ -45,6 +45,9 @@ struct edgepulld {
   index_db *idx;
   touch_batch *touch; /* warm GETs' last-access writes, off the request threads */
   upstream *up;
+  /* --upstream-max-rate and --peer-max-rate: one bucket per direction that
+   * every transfer of this node in it shares; NULL = no cap. */
+  ep_ratelimit *up_rate, *peer_rate;
   pipe_table *pipes;
   fetcher *fetch;
   struct server *local;       /* the runtime's endpoint (loopback) */

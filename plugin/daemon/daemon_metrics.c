@@ -45,5 +45,9 @@ int edgepulld_render_metrics(void *ud, struct ep_buf *out) {
   bool has = agent_parent(d->agent, &p) && p.has_parent;
   pthread_mutex_unlock(&d->agent_mu);
   s.parent = has ? p.parent : NULL;
+  s.rate_limit_bps[0] = ep_ratelimit_rate(d->up_rate);
+  s.rate_limit_bps[1] = ep_ratelimit_rate(d->peer_rate);
+  s.rate_limited_ns[0] = ep_ratelimit_throttled_ns(d->up_rate);
+  s.rate_limited_ns[1] = ep_ratelimit_throttled_ns(d->peer_rate);
   return metrics_render(&d->metrics, &s, out);
 }

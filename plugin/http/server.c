@@ -87,11 +87,14 @@ struct pipe_reader {
   uint64_t first;
   fetcher *served;         /* peer mode: counts the bytes sent */
   struct metrics *metrics; /* counts this reader while it lives; NULL = none */
+  ep_ratelimit *rate;      /* peer mode: --peer-max-rate, NULL = none */
 };
 
 static ssize_t pipe_reader_cb(void *cls, uint64_t pos, char *buf, size_t max) {
   struct pipe_reader *r = cls;
   long n = pipe_read(r->pipe, r->first + pos, buf, max, SERVER_WAIT_MS);
+  if (n > 0 && ep_ratelimit_take(r->rate, (size_t)n) < 0)
+    return MHD_CONTENT_READER_END_WITH_ERROR; /* shutting down */
   if (n > 0 && r->served != NULL)
     fetcher_count_served(r->served, (uint64_t)n);
   if (n > 0)
@@ -99,6 +102,51 @@ static ssize_t pipe_reader_cb(void *cls, uint64_t pos, char *buf, size_t max) {
   if (n == 0)
     return MHD_CONTENT_READER_END_OF_STREAM;
   return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+/* A stored blob served to peers under --peer-max-rate: read in blocks that
+ * each pay the bucket (sendfile would send the range in one go). */
+struct fd_reader {
+  int fd;
+  uint64_t first;
+  ep_ratelimit *rate;
+};
+
+static ssize_t fd_reader_cb(void *cls, uint64_t pos, char *buf, size_t max) {
+  struct fd_reader *r = cls;
+  ssize_t n = pread(r->fd, buf, max, (off_t)(r->first + pos));
+  if (n <= 0 || ep_ratelimit_take(r->rate, (size_t)n) < 0)
+    return MHD_CONTENT_READER_END_WITH_ERROR; /* the store lost it, or shutting down */
+  return n;
+}
+
+static void fd_reader_free(void *cls) {
+  struct fd_reader *r = cls;
+  close(r->fd);
+  free(r);
+}
+
+static struct MHD_Response *stored_blob_response(struct server *s, int fd, uint64_t first,
+                                                 uint64_t len) {
+  if (s->mode != SERVER_PEER || s->d.peer_rate == NULL) {
+    /* Once the response exists MHD owns fd and closes it with the response;
+     * when creation fails the fd is still ours. */
+    struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(len, fd, first);
+    if (resp == NULL)
+      close(fd);
+    return resp;
+  }
+  struct fd_reader *r = calloc(1, sizeof *r);
+  if (r == NULL) {
+    close(fd);
+    return NULL;
+  }
+  *r = (struct fd_reader){.fd = fd, .first = first, .rate = s->d.peer_rate};
+  struct MHD_Response *resp =
+      MHD_create_response_from_callback(len, SERVER_BLOCK_SIZE, fd_reader_cb, r, fd_reader_free);
+  if (resp == NULL)
+    fd_reader_free(r);
+  return resp;
 }
 
 static ssize_t no_body_cb(void *cls, uint64_t pos, char *buf, size_t max) {
@@ -193,11 +241,7 @@ static enum MHD_Result serve_stored_blob(struct server *s, struct MHD_Connection
     fetcher_count_served(s->d.fetch, len);
   if (!head)
     count_hit(s, len, s->mode == SERVER_LOCAL);
-  /* Once the response exists MHD owns fd and closes it with the response;
-   * when creation fails the fd is still ours. */
-  struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(len, fd, first);
-  if (resp == NULL)
-    close(fd);
+  struct MHD_Response *resp = stored_blob_response(s, fd, first, len);
   return queue_blob(c, resp, d, size, first, len, status);
 }
 
@@ -243,6 +287,7 @@ static enum MHD_Result serve_streamed_blob(struct server *s, struct MHD_Connecti
   r->pipe = ep_steal_ptr(p); /* pipe_reader_free drops it */
   r->first = first;
   r->served = rc->peer && !head ? s->d.fetch : NULL;
+  r->rate = s->mode == SERVER_PEER ? s->d.peer_rate : NULL;
   if (!head && s->d.metrics != NULL) {
     r->metrics = s->d.metrics;
     atomic_fetch_add_explicit(&r->metrics->readers, 1, memory_order_relaxed);

@@ -5,6 +5,7 @@
 #define EP_PLUGIN_SERVER_H
 
 #include "common/err.h"
+#include "common/ratelimit.h"
 #include "plugin/fetch/fetch.h"
 #include "plugin/fetch/sources.h"
 #include "plugin/metrics/metrics.h"
@@ -48,6 +49,10 @@ struct server_deps {
   struct metrics *metrics;
   int (*render_metrics)(void *ud, struct ep_buf *out);
   void *metrics_ud;
+  /* --peer-max-rate: every body the peer endpoint sends pays this one
+   * bucket (so stored blobs go through a reader, not sendfile); NULL = no
+   * cap. Ignored in local mode. Owned by the caller. */
+  ep_ratelimit *peer_rate;
 };
 
 enum server_mode {

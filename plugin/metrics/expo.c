@@ -202,6 +202,25 @@ static int render_locality(const struct metrics_sample *s, struct ep_buf *out) {
   return r;
 }
 
+/* Seconds summed over transfers: two transfers waiting one second each
+ * count two. */
+static int render_rates(const struct metrics_sample *s, struct ep_buf *out) {
+  static const char *const dir[2] = {"upstream", "peer"};
+  int r = head(out, "edgepull_rate_limit_bytes_per_second", "gauge",
+               "Bandwidth cap shared by all transfers in a direction (0 = none): "
+               "upstream = from registries, peer = served to peers.");
+  for (size_t i = 0; i < 2 && r == 0; i++)
+    r = put(out, "edgepull_rate_limit_bytes_per_second{direction=\"%s\"} %llu\n", dir[i],
+            (unsigned long long)s->rate_limit_bps[i]);
+  if (r == 0)
+    r = head(out, "edgepull_rate_limited_seconds_total", "counter",
+             "Time transfers waited for their direction's cap, summed over transfers.");
+  for (size_t i = 0; i < 2 && r == 0; i++)
+    r = put(out, "edgepull_rate_limited_seconds_total{direction=\"%s\"} %.6f\n", dir[i],
+            (double)s->rate_limited_ns[i] / 1e9);
+  return r;
+}
+
 int metrics_render(struct metrics *m, const struct metrics_sample *s, struct ep_buf *out) {
   int r = render_bytes(m, out);
   if (r == 0)
@@ -212,5 +231,7 @@ int metrics_render(struct metrics *m, const struct metrics_sample *s, struct ep_
     r = render_snap(m, out);
   if (r == 0)
     r = render_locality(s, out);
+  if (r == 0)
+    r = render_rates(s, out);
   return r;
 }

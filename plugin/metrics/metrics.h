@@ -81,6 +81,10 @@ struct metrics_sample {
   bool mqtt_configured;
   bool mqtt_connected;
   const char *parent; /* the node's parent, NULL or "" = none */
+  /* --upstream-max-rate and --peer-max-rate ([0] upstream, [1] peer): the
+   * cap (0 = none) and the time transfers were told to wait for it */
+  uint64_t rate_limit_bps[2];
+  uint64_t rate_limited_ns[2];
 };
 
 int metrics_init(struct metrics *m);

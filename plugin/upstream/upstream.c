@@ -40,6 +40,7 @@ int upstream_new(const struct upstream_options *opt, upstream **out, ep_err *err
   u->low_speed_time_s = opt->low_speed_time_s > 0 ? opt->low_speed_time_s : 30;
   u->peer_low_speed_time_s = opt->peer_low_speed_time_s > 0 ? opt->peer_low_speed_time_s : 5;
   u->user_agent = strdup(opt->user_agent ? opt->user_agent : "edgepull/" EDGEPULL_VERSION);
+  u->rate = opt->rate;
   u->ca_file = opt->ca_file && opt->ca_file[0] ? strdup(opt->ca_file) : NULL;
   int ntls = (opt->peer_ca != NULL) + (opt->peer_cert != NULL) + (opt->peer_key != NULL);
   if (ntls == 3) {

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "common/ratelimit.h"
 #include "store/digest.h"
 
 #define UPSTREAM_MANIFEST_MAX (4u << 20) /* distribution spec suggests 4 MiB */
@@ -41,6 +42,9 @@ struct upstream_options {
   const char *peer_ca;
   const char *peer_cert;
   const char *peer_key;
+  /* --upstream-max-rate: shared by every registry transfer (not peers'),
+   * owned by the caller, outliving the handle; NULL = no cap. */
+  ep_ratelimit *rate;
 };
 
 int upstream_new(const struct upstream_options *opt, upstream **out, ep_err *err);

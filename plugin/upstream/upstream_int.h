@@ -51,6 +51,7 @@ struct upstream {
   char *ca_file;
   char *peer_ca, *peer_cert, *peer_key; /* all or none: peer TLS */
   atomic_bool canceled;
+  ep_ratelimit *rate; /* --upstream-max-rate, NULL = none; not ours */
 
   pthread_mutex_t reg_lock;
   struct upstream_registry *regs;

@@ -243,9 +243,15 @@ static size_t header_cb(char *b, size_t size, size_t n, void *ud) {
   return len;
 }
 
+/* Registry bytes pay the shared --upstream-max-rate bucket here, before the
+ * sink sees them: sleeping in the callback stops curl reading the socket,
+ * so TCP slows the sender down. Peer transfers are not charged: the
+ * serving peer's --peer-max-rate paces them. */
 static size_t write_cb(char *b, size_t size, size_t n, void *ud) {
   struct upstream_xfer *x = ud;
   size_t len = size * n;
+  if (x->req->peer_node == NULL && ep_ratelimit_take(x->u->rate, len) < 0)
+    return xfer_abort(x, EP_ECANCELED, "shutting down");
   if (x->streaming) {
     if (atomic_load(&x->u->canceled))
       return xfer_abort(x, EP_ECANCELED, "shutting down");

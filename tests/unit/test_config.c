@@ -120,8 +120,13 @@ static void test_cli_flags(void **state) {
                   "registry.example.com",
                   "--ca-file",
                   "/etc/ssl/extra.pem",
-                  "--peer-insecure"};
+                  "--peer-insecure",
+                  "--upstream-max-rate=2.5MiB",
+                  "--peer-max-rate",
+                  "20M"};
   assert_int_equal(config_parse_args(&c, ARGC(argv), argv, &e), 0);
+  assert_string_equal(c.upstream_max_rate, "2.5MiB");
+  assert_string_equal(c.peer_max_rate, "20M");
   assert_string_equal(c.state_dir, "/srv/ep");
   assert_string_equal(c.listen, "0.0.0.0:6000");
   assert_string_equal(c.peer_listen, "[::]:5051");
@@ -168,6 +173,8 @@ static void test_cli_errors(void **state) {
       {{"--tag-ttl", ""}, "not a decimal integer"},
       {{"--max-connections", "0"}, "out of range"},
       {{"--gateway=maybe"}, "not a boolean"},
+      {{"--upstream-max-rate", "4 M"}, "bytes per second"},
+      {{"--peer-max-rate", "-1"}, "bytes per second"},
       {{"--no-gateway=1"}, "takes no value"},
       {{"--no-listen"}, "unknown option"},
       {{"--help=1"}, "takes no value"},

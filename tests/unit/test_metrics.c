@@ -59,8 +59,12 @@ static void test_format(void **state) {
   (void)state;
   struct metrics m;
   assert_int_equal(metrics_init(&m), 0);
-  struct metrics_sample s = {
-      .store_known = true, .store_bytes = 5, .mqtt_configured = true, .mqtt_connected = true};
+  struct metrics_sample s = {.store_known = true,
+                             .store_bytes = 5,
+                             .mqtt_configured = true,
+                             .mqtt_connected = true,
+                             .rate_limit_bps = {4000000},
+                             .rate_limited_ns = {0, 1500000000}};
   metrics_count_source(&m, METRICS_SRC_UPSTREAM, 123);
   metrics_count_source(&m, METRICS_SRC_LOCAL, 9);
   char *t = render(&m, &s);
@@ -96,6 +100,10 @@ static void test_format(void **state) {
   assert_true(value_of(t, "edgepull_source_bytes_total{source=\"upstream\"}") == 123);
   assert_true(value_of(t, "edgepull_source_bytes_total{source=\"local\"}") == 9);
   assert_true(value_of(t, "edgepull_mqtt_connected") == 1);
+  assert_true(value_of(t, "edgepull_rate_limit_bytes_per_second{direction=\"upstream\"}") ==
+              4000000);
+  assert_true(value_of(t, "edgepull_rate_limit_bytes_per_second{direction=\"peer\"}") == 0);
+  assert_true(value_of(t, "edgepull_rate_limited_seconds_total{direction=\"peer\"}") == 1.5);
   assert_true(value_of(t, "edgepull_gc_evictions_total") == 0);
   assert_null(strstr(t, "edgepull_parent_info{")); /* no parent: no series */
   free(t);
