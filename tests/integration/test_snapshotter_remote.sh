@@ -206,6 +206,16 @@ ep_assert_match '^layers: 3, fetched: 3, skipped: 0' "$line" \
 for b in "${EP_PUSHED_BLOBS[@]}"; do
   ep_assert_eq 1 "$(ep_count_blob_gets "$b")" "registry: one GET for $b"
 done
+# the snapshotter's figures in GET /metrics (docs/metrics.md)
+prom=$EP_TMP/metrics.prom
+curl -fsS --max-time 10 -o "$prom" "$EP_URL/metrics" || ep_fail "GET /metrics failed"
+ep_assert_eq 3 "$(awk '$1 == "edgepull_unpack_duration_seconds_count" { print $2 }' "$prom")" \
+  "/metrics: three remote unpacks"
+ep_assert "/metrics: containerd's Prepare calls are timed" test \
+  "$(awk '$1 == "edgepull_snapshot_duration_seconds_count{op=\"prepare\"}" { print $2 }' "$prom")" -ge 3
+if command -v promtool >/dev/null; then
+  ep_assert "/metrics passes promtool check metrics" promtool check metrics <"$prom"
+fi
 
 # --- ctr run with the edgepull snapshotter
 ep_cleanup_push "ep_ctr -n k8s.io tasks kill -s SIGKILL snaprun; sleep 1; ep_ctr -n k8s.io tasks rm -f snaprun; ep_ctr -n k8s.io containers rm snaprun"
