@@ -200,6 +200,17 @@ static void test_blob_through_gateway(void **state) {
   assert_int_equal(ns.upstream_bytes, 0);
   assert_int_equal(gs.upstream_bytes, BLOB_LEN);
   assert_int_equal(gs.served_peer_bytes, BLOB_LEN);
+  /* The same bytes in /metrics: from the parent (and by its node id) on
+   * n1, from the upstream then the store on the gateway. */
+  struct metrics *nm = &x->n1.d.metrics, *gm = &x->gw.d.metrics;
+  assert_int_equal(atomic_load(&nm->source_bytes[METRICS_SRC_PARENT]), BLOB_LEN);
+  assert_int_equal(atomic_load(&nm->source_bytes[METRICS_SRC_PEER]), 0);
+  assert_int_equal(atomic_load(metrics_peer_counter(nm, "gw")), BLOB_LEN);
+  assert_int_equal(atomic_load(&nm->cache_misses), 1);
+  assert_int_equal(atomic_load(&gm->source_bytes[METRICS_SRC_UPSTREAM]), BLOB_LEN);
+  assert_int_equal(atomic_load(&gm->source_bytes[METRICS_SRC_LOCAL]), BLOB_LEN);
+  assert_int_equal(atomic_load(&gm->served_peer_bytes), BLOB_LEN);
+  assert_int_equal(atomic_load(&gm->cache_hits), 1);
 }
 
 static void test_tag_through_gateway(void **state) {
