@@ -242,6 +242,21 @@ static void fetch_all(struct deploy_job *j) {
 
 /* ---- the job ----------------------------------------------------------------- */
 
+/* The import through the snapshotter runs beside the fetch: each layer's Prepare joins the
+ * deploy's fetch of that layer, so edgepull unpacks it while it streams in (docs/deploy.md). */
+struct snap_import {
+  struct deploy_job *j;
+  int rc;
+  ep_err e;
+};
+
+static void *snap_import_main(void *ud) {
+  struct snap_import *si = ud;
+  deployer *w = si->j->w;
+  si->rc = deploy_import_snapshotter(&w->d, &w->o, &si->j->ref, &w->stopping, &si->e);
+  return NULL;
+}
+
 static void *job_main(void *ud) {
   struct deploy_job *j = ud;
   deployer *w = j->w;
@@ -250,20 +265,30 @@ static void *job_main(void *ud) {
               proto_import_name(j->req.import));
   fetcher_stats(w->d.fetch, &j->stats0);
   job_publish(j, false);
+  bool via_snap = j->req.import == PROTO_IMPORT_CONTAINERD && w->o.snapshotter[0] != '\0';
+  struct snap_import si = {.j = j};
+  pthread_t sth;
+  bool snap_started = false;
   if (deploy_plan(&w->d, &w->o, &j->req, &j->ref, &j->blobs, &j->nblobs, &e) < 0) {
     job_fail(j, "%s", e.msg);
   } else {
     for (size_t i = 0; i < j->nblobs; i++)
       j->bytes_total += j->blobs[i].size;
+    snap_started =
+        via_snap && j->nblobs > 0 && pthread_create(&sth, NULL, snap_import_main, &si) == 0;
+    if (via_snap && j->nblobs > 0 && !snap_started)
+      job_fail(j, "import into containerd: cannot start its thread");
     fetch_all(j);
   }
-  bool via_snap = j->req.import == PROTO_IMPORT_CONTAINERD && w->o.snapshotter[0] != '\0';
   int ir = 0;
-  if (!j->failed && via_snap)
-    ir = deploy_import_snapshotter(&w->d, &w->o, &j->ref, &w->stopping, &e);
-  else if (!j->failed && j->req.import != PROTO_IMPORT_NONE)
+  if (snap_started) {
+    pthread_join(sth, NULL);
+    ir = si.rc;
+    e = si.e;
+  } else if (!j->failed && !via_snap && j->req.import != PROTO_IMPORT_NONE) {
     ir = deploy_import(&w->o, j->req.import, &j->ref, &w->stopping, &e);
-  if (ir < 0)
+  }
+  if (ir < 0 && !j->failed)
     job_fail(j, "import into %s: %s", proto_import_name(j->req.import), e.msg);
   if (j->failed)
     ep_log_warn("deploy %s: failed: %s", j->req.id, j->error);

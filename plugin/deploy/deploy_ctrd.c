@@ -21,6 +21,8 @@
 #include "common/log.h"
 #include "plugin/deploy/deploy_int.h"
 #include "plugin/deploy/proto/ctrd.pb-c.h"
+#include "plugin/fetch/fetch.h"
+#include "store/pipe.h"
 #include "plugin/grpc/grpc_client.h"
 
 #define CTRD_NS "k8s.io"
@@ -303,6 +305,33 @@ static int chain_ids(const void *cfg, size_t len, size_t nlayers, digest_t *chai
   return r;
 }
 
+/* The config from the store, waiting for the deploy's own fetch of it when the import runs while
+ * the blobs stream in (fetcher_open_req joins the fetch in flight, or starts one). */
+static int read_config(const struct deploy_deps *d, const struct deploy_ref *ref,
+                       const struct deploy_blob *b, atomic_bool *stop, void **out, size_t *len,
+                       ep_err *err) {
+  if (store_has(d->st, &b->digest, NULL, NULL) != 1) {
+    blob_pipe *p = NULL;
+    struct fetch_request rq = {.size = b->size};
+    int r = fetcher_open_req(d->fetch, ref->registry, ref->repo, &b->digest, &rq, &p, err);
+    if (r < 0)
+      return ep_wrap(err, "config");
+    uint64_t avail = 0;
+    for (;;) {
+      r = pipe_wait(p, b->size, &avail, 1000);
+      if (r != PIPE_TIMEOUT || atomic_load(stop))
+        break;
+    }
+    /* done means stored once the writer has finished with the store */
+    while (r == PIPE_DONE && pipe_wait_finished(p, 1000) == PIPE_TIMEOUT && !atomic_load(stop))
+      ;
+    pipe_unref(p);
+    if (r != PIPE_DONE)
+      return ep_error(err, EP_EIO, "config: the fetch did not complete");
+  }
+  return store_read_all(d->st, &b->digest, CTRD_CONFIG_MAX, out, len, err);
+}
+
 /* Leased part: snapshots, then config and manifest blobs, then the image record. */
 static int import_leased(struct ctrd *c, const struct deploy_options *o, const char *name,
                          const struct mirror_manifest *m, const struct deploy_blob *blobs,
@@ -346,7 +375,7 @@ int deploy_import_snapshotter(const struct deploy_deps *d, const struct deploy_o
   if (r == 0 && nb < 2)
     r = ep_error(err, EP_EINVAL, "manifest without layers");
   if (r == 0)
-    r = store_read_all(d->st, &blobs[0].digest, CTRD_CONFIG_MAX, &cfg, &cfglen, err);
+    r = read_config(d, ref, &blobs[0], stop, &cfg, &cfglen, err);
   if (r == 0 && (chains = calloc(nb, sizeof *chains)) == NULL)
     r = ep_error(err, EP_EINTERNAL, "out of memory");
   if (r == 0)
