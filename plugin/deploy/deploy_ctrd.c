@@ -34,6 +34,7 @@ struct ctrd {
   char lease[64];
   int timeout_ms;
   atomic_bool *stop;
+  char msg[256]; /* the last call's grpc-message (percent-encoded, as grpc-go sends it) */
 };
 
 /* One unary call; *status is containerd's gRPC status. */
@@ -55,20 +56,20 @@ static int ctrd_call(struct ctrd *c, const char *path, const ProtobufCMessage *r
   }
   struct ep_buf resp;
   ep_buf_init(&resp, 64 * 1024);
-  char msg[256];
-  int r = grpc_client_unary(&call, buf, len, &resp, status, msg, sizeof msg, err);
+  int r = grpc_client_unary(&call, buf, len, &resp, status, c->msg, sizeof c->msg, err);
   free(buf);
   ep_buf_free(&resp);
   if (r < 0)
     return ep_wrap(err, "%s", path);
   if (*status != 0)
-    ep_log_debug("containerd %s: status %d %s", path, *status, msg);
+    ep_log_debug("containerd %s: status %d %s", path, *status, c->msg);
   return 0;
 }
 
-static int want_ok(int status, const char *what, ep_err *err) {
+static int want_ok(const struct ctrd *c, int status, const char *what, ep_err *err) {
   return status == 0 ? 0
-                     : ep_error(err, EP_EUPSTREAM, "containerd %s: gRPC status %d", what, status);
+                     : ep_error(err, EP_EUPSTREAM, "containerd %s: gRPC status %d: %s", what,
+                                status, c->msg);
 }
 
 static int lease_create(struct ctrd *c, ep_err *err) {
@@ -92,7 +93,7 @@ static int lease_create(struct ctrd *c, ep_err *err) {
   c->lease[0] = '\0'; /* the lease does not exist yet */
   int st = 0;
   int r = ctrd_call(c, "/containerd.services.leases.v1.Leases/Create", &req.base, &st, err);
-  if (r == 0 && (r = want_ok(st, "Leases.Create", err)) == 0)
+  if (r == 0 && (r = want_ok(c, st, "Leases.Create", err)) == 0)
     memcpy(c->lease, id, sizeof id);
   return r;
 }
@@ -155,8 +156,8 @@ static int prepare_layer(struct ctrd *c, const char *snapshotter, const char *im
     return ep_error(err, EP_EUNSUPPORTED,
                     "snapshotter %s did not unpack layer %s (is it edgepulld's?)", snapshotter, ld);
   }
-  return ep_error(err, EP_EUPSTREAM, "containerd Snapshots.Prepare of layer %s: gRPC status %d", ld,
-                  st);
+  return ep_error(err, EP_EUPSTREAM, "containerd Snapshots.Prepare of layer %s: gRPC status %d: %s",
+                  ld, st, c->msg);
 }
 
 /* Writes blob into containerd's content store with labels, or sets the labels when it is there. */
@@ -229,7 +230,7 @@ static int put_content(struct ctrd *c, const digest_t *dg, const void *body, siz
   }
   free(wp);
   free(wl);
-  return r < 0 ? r : want_ok(st, "Content.Write", err);
+  return r < 0 ? r : want_ok(c, st, "Content.Write", err);
 }
 
 static int create_image(struct ctrd *c, const char *name, const char *media_type,
@@ -256,7 +257,7 @@ static int create_image(struct ctrd *c, const char *name, const char *media_type
     up.image = &img;
     r = ctrd_call(c, "/containerd.services.images.v1.Images/Update", &up.base, &st, err);
   }
-  return r < 0 ? r : want_ok(st, "Images.Create", err);
+  return r < 0 ? r : want_ok(c, st, "Images.Create", err);
 }
 
 /* The node's own platform manifest of ref (the top one, or its child in an index). */
