@@ -385,7 +385,8 @@ int edgepulld_serve(struct edgepulld *d, int listen_fd, enum server_mode mode, e
                            .partial_max_age_s = d->cfg.partial_max_age_s,
                            .metrics = &d->metrics,
                            .render_metrics = edgepulld_render_metrics,
-                           .metrics_ud = d};
+                           .metrics_ud = d,
+                           .peer_rate = d->peer_rate};
   struct server **slot = mode == SERVER_PEER      ? &d->peer
                          : mode == SERVER_METRICS ? &d->metrics_srv
                                                   : &d->local;
@@ -423,6 +424,8 @@ void edgepulld_stop(struct edgepulld *d) {
   server_quiesce(d->local);
   server_quiesce(d->peer);
   server_quiesce(d->metrics_srv);
+  ep_ratelimit_close(d->up_rate); /* wakes transfers sleeping off a debt */
+  ep_ratelimit_close(d->peer_rate);
   if (d->fetch != NULL)
     fetcher_stop(d->fetch);
   snap_stop(d);
