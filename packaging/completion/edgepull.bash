@@ -22,7 +22,8 @@ _edgepull_optarg() {
   --listen | --peer-listen | --metrics-listen | --broker | --locality | --node-id | --gateway-id | --*-username | --username | \
     --name | --days | \
     --advertise-addr | --link-mbps | --keepalive | --heartbeat | --*-timeout | --timeout | \
-    --default-registry | --registry | --tag-ttl | --max-connections | --platform | --client-id) ;;
+    --default-registry | --registry | --tag-ttl | --max-connections | --platform | --client-id | \
+    --*-max-rate) ;;
   *) return 1 ;;
   esac
   return 0
