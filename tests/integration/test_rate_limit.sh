@@ -5,7 +5,8 @@
 #     three different blobs (20 MB, 6 MB, 6 MB) from a real docker-registry
 #     through it at once; bytes / elapsed time of the three together is
 #     within 10 % of 4,000,000 bytes/s, and /metrics shows the cap and the
-#     time transfers waited for it.
+#     time transfers waited for it; SIGTERM during a capped transfer ends
+#     the daemon at once.
 #  b. --peer-max-rate 4M on a gateway holding the same blobs: a second node
 #     (n1, no upstream) pulls the three at once through its own endpoint,
 #     so every byte crosses the gateway's peer port (mutual TLS, stored
@@ -88,6 +89,19 @@ ep_assert_eq 0 "$(value "$EP_URL" 'edgepull_rate_limit_bytes_per_second{directio
 ep_assert "a. /metrics counts time throttled" awk -v v="$(value "$EP_URL" \
   'edgepull_rate_limited_seconds_total{direction="upstream"}')" 'BEGIN { exit !(v > 1) }'
 ep_stop_edgepulld
+
+# A transfer waiting off its debt does not hold up shutdown: at 100k the
+# 20 MB layer would take 200 s; SIGTERM after 2 s ends the daemon at once.
+unset EP_STATE
+ep_start_edgepulld "${REG[@]}" --default-registry "$REGISTRY_HOST" --upstream-max-rate 100k
+ep_ns timeout -k 5 60 curl -sS -o /dev/null \
+  "$EP_URL/v2/rate/app/blobs/${LAYERS[0]}?ns=$REGISTRY_HOST" 2>/dev/null &
+slow=$!
+sleep 2
+t0=$SECONDS
+ep_stop_edgepulld
+ep_assert "a. SIGTERM during a capped transfer ends edgepulld within 5 s" test $((SECONDS - t0)) -le 5
+wait "$slow" || true
 
 # --- b. the peer port ------------------------------------------------------------
 
