@@ -86,7 +86,8 @@ const char *ep_errcode_name(int code) {
                                       "upstream authentication failed",
                                       "unsupported",
                                       "internal error",
-                                      "canceled"};
+                                      "canceled",
+                                      "refused by policy"};
   if (code < 0)
     code = -code;
   if ((size_t)code >= sizeof names / sizeof names[0])

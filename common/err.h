@@ -22,6 +22,7 @@ enum ep_errcode {
   EP_EUNSUPPORTED = 11,
   EP_EINTERNAL = 12,
   EP_ECANCELED = 13, /* shutting down, or the work was abandoned */
+  EP_EDENIED = 14,   /* refused by policy: a registry not allowed, a forbidden redirect */
 };
 
 typedef struct ep_err {

@@ -41,7 +41,16 @@
 #define CFG_FILE_MAX (1u << 20) /* a config file larger than this is refused */
 #define CFG_WHERE_MAX 1200      /* "file:line: key NAME" */
 
-enum cfg_type { CFG_STRING, CFG_BOOL, CFG_INT, CFG_REGISTRY, CFG_CONFIG, CFG_HELP, CFG_VERSION };
+enum cfg_type {
+  CFG_STRING,
+  CFG_BOOL,
+  CFG_INT,
+  CFG_REGISTRY,
+  CFG_ALLOW,
+  CFG_CONFIG,
+  CFG_HELP,
+  CFG_VERSION
+};
 
 /* How a string value is checked, at set time and again by config_validate. */
 enum cfg_check {
@@ -165,6 +174,10 @@ static const struct cfg_option cfg_options[] = {
             "upstream when a request names none"),
     OPT_SPECIAL("registry", G_UP, CFG_REGISTRY, "HOST=URL",
                 "endpoint of HOST: http(s)://host[:port]; repeatable"),
+    OPT_SPECIAL("allow-registry", G_UP, CFG_ALLOW, "HOST",
+                "also fetch from HOST[:port] (at https://HOST); repeatable"),
+    OPT_BOOL("local-any-registry", G_UP, local_any_registry,
+             "the local endpoint may fetch from any registry (peers: never)"),
     OPT_STR("ca-file", G_UP, ca_file, CHK_NONE, NULL, "FILE", "extra CA bundle for upstreams"),
     OPT_INT("tag-ttl", G_UP, tag_ttl_s, 0, 604800, "300", "SECONDS",
             "trust a resolved tag this long"),
@@ -271,8 +284,10 @@ static int opt_set(struct edgepulld_config *c, const struct cfg_option *o, const
   char q[128];
   char *field = (char *)c + o->off;
   int r;
-  if (o->type == CFG_REGISTRY) {
-    if ((r = config_add_registry_mapping(c, value, err)) < 0 && err != NULL)
+  if (o->type == CFG_REGISTRY || o->type == CFG_ALLOW) {
+    r = o->type == CFG_REGISTRY ? config_add_registry_mapping(c, value, err)
+                                : config_allow_registry(c, value, err);
+    if (r < 0 && err != NULL)
       return ep_wrap(err, "%s", where);
     return r;
   }
@@ -364,6 +379,15 @@ int config_add_registry_mapping(struct edgepulld_config *c, const char *spec, ep
     return r;
   strcpy(reg->url, url);
   return 0;
+}
+
+int config_allow_registry(struct edgepulld_config *c, const char *host, ep_err *err) {
+  char q[128];
+  ep_quote(q, sizeof q, host != NULL ? host : "");
+  if (host == NULL || strlen(host) >= sizeof c->registries[0].host || !names_registry_valid(host))
+    return ep_error(err, EP_EINVAL, "allowed registry \"%s\": invalid host[:port]", q);
+  struct config_registry *reg;
+  return registry_find_or_add(c, host, &reg, err);
 }
 
 /* ---- INI files ---- */

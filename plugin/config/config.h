@@ -8,6 +8,7 @@
  *   state-dir = /var/lib/edgepull
  *   listen = 127.0.0.1:5050
  *   registry = 127.0.0.1:5000=http://127.0.0.1:5000   ; repeatable
+ *   allow-registry = ghcr.io                          ; repeatable
  *   tag-ttl = 300
  *
  *   [registry "registry.example.com"]
@@ -81,6 +82,9 @@ struct edgepulld_config {
   char peer_max_rate[32];       /* --peer-max-rate: all answers served to peers */
   char snapshotter_socket[108]; /* --snapshotter-socket (unix), "" = off */
   char snapshotter_root[1024];  /* --snapshotter-root, "" = <state-dir>/snapshots */
+  bool local_any_registry;      /* --local-any-registry: the local endpoint names any registry */
+  /* Every registry named here (--registry, --allow-registry, [registry "HOST"])
+   * is in the allowlist, with docker.io and --default-registry. */
   struct config_registry registries[CONFIG_MAX_REGISTRIES];
   size_t nregistries;
 };
@@ -93,6 +97,9 @@ int config_parse_args(struct edgepulld_config *c, int argc, char **argv, ep_err 
 int config_load_file(struct edgepulld_config *c, const char *path, ep_err *err);
 /* Splits "HOST=URL" and adds or updates a registry entry. */
 int config_add_registry_mapping(struct edgepulld_config *c, const char *spec, ep_err *err);
+/* Adds HOST to the registries (the allowlist) with the default endpoint,
+ * or leaves an entry for it as it is. */
+int config_allow_registry(struct edgepulld_config *c, const char *host, ep_err *err);
 /* Checks cross-field rules (e.g. --broker needs --locality). */
 int config_validate(const struct edgepulld_config *c, ep_err *err);
 void config_usage(FILE *out, const char *argv0);

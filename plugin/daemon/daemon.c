@@ -108,8 +108,15 @@ static int open_upstream(struct edgepulld *d, ep_err *err) {
   r = upstream_new(&uo, &d->up, err);
   if (r < 0)
     return r;
+  /* The allowlist: every registry the configuration names, and the default
+   * one; docker.io is always in it. */
+  if ((r = upstream_allow_registry(d->up, d->cfg.default_registry, err)) < 0)
+    return ep_wrap(err, "default registry");
+  upstream_open_local(d->up, d->cfg.local_any_registry);
   for (size_t i = 0; i < d->cfg.nregistries; i++) {
     const struct config_registry *reg = &d->cfg.registries[i];
+    if ((r = upstream_allow_registry(d->up, reg->host, err)) < 0)
+      return ep_wrap(err, "registry %s", reg->host);
     if (reg->url[0] != '\0' && (r = upstream_add_registry(d->up, reg->host, reg->url, err)) < 0)
       return ep_wrap(err, "registry %s", reg->host);
     if (reg->username[0] != '\0' &&

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/log.h"
+
 unsigned http_status_for(int code) {
   switch (code < 0 ? -code : code) {
   case EP_EINVAL:
@@ -21,6 +23,7 @@ unsigned http_status_for(int code) {
   case EP_ERANGE:
     return MHD_HTTP_RANGE_NOT_SATISFIABLE;
   case EP_EAUTH:
+  case EP_EDENIED:
     return MHD_HTTP_FORBIDDEN; /* never 401: see server.c */
   case EP_EUNREACH:
   case EP_ECANCELED:
@@ -44,6 +47,7 @@ static const char *code_for(int code, const char *not_found_code) {
   case EP_EUNSUPPORTED:
     return "UNSUPPORTED";
   case EP_EAUTH:
+  case EP_EDENIED:
     return "DENIED";
   case EP_EUNREACH:
   case EP_ECANCELED:
@@ -94,9 +98,52 @@ enum MHD_Result http_error_header(struct MHD_Connection *c, unsigned status, con
   return queue_error(c, status, code, message, hname, hvalue);
 }
 
+/* What a client is told. The details (which host, which address, what curl
+ * said) would make the endpoint a probe: "connection refused" and "TLS
+ * handshake failed" tell a closed port from an open one. They go to the log
+ * instead; the status and the OCI code still say what kind of failure it
+ * was. */
+static const char *generic_message(int code) {
+  switch (code < 0 ? -code : code) {
+  case EP_ENOTFOUND:
+    return "not found";
+  case EP_EINVAL:
+  case EP_EUNSUPPORTED:
+    return "invalid request";
+  case EP_ERANGE:
+    return "range not satisfiable";
+  case EP_EAUTH:
+    return "the upstream refused access";
+  case EP_EDENIED:
+    return "refused by policy";
+  case EP_EUNREACH:
+  case EP_ECANCELED:
+    return "upstream unavailable";
+  case EP_EDIGEST:
+  case EP_EUPSTREAM:
+  case EP_ETOOBIG:
+    return "upstream error";
+  case EP_ENOSPC:
+    return "insufficient storage";
+  default:
+    return "internal error";
+  }
+}
+
 enum MHD_Result http_error_from(struct MHD_Connection *c, const ep_err *e,
                                 const char *not_found_code) {
-  return http_error(c, http_status_for(e->code), code_for(e->code, not_found_code), e->msg);
+  unsigned status = http_status_for(e->code);
+  if (e->code != EP_ENOTFOUND)
+    ep_log_info("answered %u: %s", status, e->msg[0] != '\0' ? e->msg : ep_errcode_name(e->code));
+  else
+    ep_log_debug("answered %u: %s", status, e->msg);
+  return http_error(c, status, code_for(e->code, not_found_code), generic_message(e->code));
+}
+
+enum MHD_Result http_error_detail(struct MHD_Connection *c, unsigned status, const char *code,
+                                  const ep_err *e) {
+  ep_log_info("answered %u: %s", status, e->msg);
+  return http_error(c, status, code, generic_message(e->code));
 }
 
 const char *http_code_for_parse_error(const ep_err *e) {

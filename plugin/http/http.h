@@ -19,9 +19,13 @@ enum MHD_Result http_error(struct MHD_Connection *c, unsigned status, const char
 /* http_error with one extra header (e.g. WWW-Authenticate). */
 enum MHD_Result http_error_header(struct MHD_Connection *c, unsigned status, const char *code,
                                   const char *message, const char *hname, const char *hvalue);
-/* Status and code chosen from e->code; not_found_code names a 404. */
+/* Status and code chosen from e->code; not_found_code names a 404. The
+ * client gets a generic message for the code, e->msg goes to the log. */
 enum MHD_Result http_error_from(struct MHD_Connection *c, const ep_err *e,
                                 const char *not_found_code);
+/* The same with the status and code chosen by the caller. */
+enum MHD_Result http_error_detail(struct MHD_Connection *c, unsigned status, const char *code,
+                                  const ep_err *e);
 /* The OCI error code for a request that did not parse. */
 const char *http_code_for_parse_error(const ep_err *e);
 /* HTTP status for an edgepull error code. */

@@ -350,7 +350,7 @@ static enum MHD_Result serve_manifest(struct server *s, struct MHD_Connection *c
   ep_err e = {0};
   if (mirror_manifest_req(s->d.mirror, t, accept[0] != '\0' ? accept : NULL, &rc->fr, &m, &e) < 0) {
     if (e.code == EP_EUNREACH || e.code == EP_EUPSTREAM || e.code == EP_ECANCELED)
-      return http_error(c, MHD_HTTP_NOT_FOUND, "MANIFEST_UNKNOWN", e.msg);
+      return http_error_detail(c, MHD_HTTP_NOT_FOUND, "MANIFEST_UNKNOWN", &e);
     return http_error_from(c, &e, "MANIFEST_UNKNOWN");
   }
   char dg[DIGEST_STR_LEN + 1];
@@ -507,10 +507,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   struct ref_target t;
   ep_err e = {0};
   /* The OCI code names what was malformed (NAME_INVALID, DIGEST_INVALID,
-   * TAG_INVALID); http_error_from would only use it for a 404. */
+   * TAG_INVALID), and the message what is wrong: it is about the request's
+   * own text, never about the network. */
   if (ref_parse_request(url, ns, s->d.default_registry, &t, &e) < 0)
     return http_error(c, http_status_for(e.code), http_code_for_parse_error(&e), e.msg);
   ep_log_debug("%s %s (registry %s)", method, url, t.registry);
+  if (t.kind != REF_BASE && !upstream_registry_allowed(s->d.up, t.registry, rc.peer)) {
+    ep_log_info("%s request for %s/%s refused: registry %s is not in the allowlist%s",
+                rc.peer ? "peer" : "local", t.registry, t.name, t.registry,
+                rc.peer ? "" : " (--allow-registry, --local-any-registry)");
+    return http_error(c, MHD_HTTP_FORBIDDEN, "DENIED", "registry not allowed");
+  }
   switch (t.kind) {
   case REF_BASE:
     return http_json_ok(c, "{}");

@@ -98,6 +98,11 @@ static int base_url(upstream *u, const char *host, const char *repo, ep_err *err
                     size_t len) {
   if (repo == NULL || !names_repo_valid(repo))
     return ep_error(err, EP_EINVAL, "invalid repository name");
+  if (!upstream_registry_allowed(u, host, false))
+    return ep_error(err, EP_EDENIED,
+                    "registry %s is not in the allowlist (--registry, "
+                    "--allow-registry)",
+                    host != NULL && names_registry_valid(host) ? host : "?");
   return upstream_endpoint(u, host, buf, len, err);
 }
 

@@ -10,7 +10,9 @@
  *    expire;
  *  - `WWW-Authenticate: Basic` is answered with the configured credentials;
  *  - redirects (301/302/303/307/308, e.g. to a CDN) are followed by hand,
- *    at most 5, and never carry the Authorization header.
+ *    at most 5, and never carry the Authorization header; a redirect or a
+ *    token realm may lead only to public addresses or to the registry's own
+ *    kind of network, never from https to http (upstream_policy.c).
  * Every size read from the network is bounded. Thread safety: an upstream
  * handle is shared by all threads; each call uses its own curl easy handle;
  * the token cache has its own mutex. */
@@ -56,6 +58,17 @@ void upstream_cancel_all(upstream *u);
 int upstream_add_registry(upstream *u, const char *host, const char *url, ep_err *err);
 int upstream_set_credentials(upstream *u, const char *host, const char *username,
                              const char *password, ep_err *err);
+/* The allowlist (issue 12): the registry API (below) fetches only from
+ * docker.io and from hosts given to upstream_add_registry,
+ * upstream_set_credentials or upstream_allow_registry; any other host is
+ * EP_EDENIED before a connection is made. upstream_open_local(u, true) lets
+ * requests from this node's own runtime (the local endpoint, the
+ * snapshotter, deploys) name any registry; a peer's never. */
+int upstream_allow_registry(upstream *u, const char *host, ep_err *err);
+void upstream_open_local(upstream *u, bool open);
+/* Whether host may be fetched from for a request from a peer (from_peer)
+ * or from this node. */
+bool upstream_registry_allowed(upstream *u, const char *host, bool from_peer);
 /* Base URL (no trailing slash) for a host, written into buf. */
 int upstream_endpoint(upstream *u, const char *host, char *buf, size_t len, ep_err *err);
 

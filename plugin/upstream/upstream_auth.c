@@ -1,7 +1,11 @@
 /* Registry map, credentials and authentication for the upstream client.
  *
  * The map (host → endpoint URL, credentials) is a small array under
- * reg_lock. Authentication is the 401 dance.
+ * reg_lock. It is also the allowlist (issue 12): a registry is fetched from
+ * only when it is in the map (a --registry mapping, credentials, or a host
+ * named by upstream_allow_registry) or is docker.io, so neither a peer's
+ * `ns` nor a runtime's request can aim this node at an arbitrary host:port.
+ * Authentication is the 401 dance.
  *
  * A request goes out with the token cached for (host, repository:<repo>:pull)
  * if there is one. On 401 the WWW-Authenticate challenge is parsed (RFC 7235
@@ -115,6 +119,36 @@ int upstream_creds_get(upstream *u, const char *host, char **user, char **pass, 
     return ep_error(err, EP_EINTERNAL, "out of memory");
   }
   return 0;
+}
+
+/* ---- the allowlist ----------------------------------------------------- */
+
+int upstream_allow_registry(upstream *u, const char *host, ep_err *err) {
+  if (host == NULL || !names_registry_valid(host))
+    return ep_error(err, EP_EINVAL, "allowed registry: not a valid host[:port]");
+  pthread_mutex_lock(&u->reg_lock);
+  struct upstream_registry *reg = reg_find(u, host, true);
+  pthread_mutex_unlock(&u->reg_lock);
+  if (reg == NULL)
+    return ep_error(err, EP_ETOOBIG, "registry %s: too many registries or out of memory", host);
+  return 0;
+}
+
+void upstream_open_local(upstream *u, bool open) {
+  pthread_mutex_lock(&u->reg_lock);
+  u->open_local = open;
+  pthread_mutex_unlock(&u->reg_lock);
+}
+
+bool upstream_registry_allowed(upstream *u, const char *host, bool from_peer) {
+  if (host == NULL)
+    return false;
+  if (strcasecmp(host, "docker.io") == 0)
+    return true;
+  pthread_mutex_lock(&u->reg_lock);
+  bool ok = reg_find(u, host, false) != NULL || (!from_peer && u->open_local);
+  pthread_mutex_unlock(&u->reg_lock);
+  return ok;
 }
 
 int upstream_endpoint(upstream *u, const char *host, char *buf, size_t len, ep_err *err) {
@@ -404,8 +438,11 @@ static int token_url(const struct upstream_challenge *c, const char *scope, char
   return rc;
 }
 
+/* The realm is a URL the registry gave us: its request is held to the
+ * redirect policy, from the registry's address class and scheme (origin). */
 static int token_fetch(upstream *u, const char *host, const struct upstream_challenge *c,
-                       const char *scope, char **tok, int64_t *life, ep_err *err) {
+                       const char *scope, const struct upstream_xfer *origin, char **tok,
+                       int64_t *life, ep_err *err) {
   ep_cleanup_free char *url = NULL;
   int rc = token_url(c, scope, &url, err);
   if (rc < 0)
@@ -419,7 +456,10 @@ static int token_fetch(upstream *u, const char *host, const struct upstream_chal
                              .url = url,
                              .what = what,
                              .accept = "application/json",
-                             .body_max = UPSTREAM_TOKEN_BODY_MAX};
+                             .body_max = UPSTREAM_TOKEN_BODY_MAX,
+                             .origin_class =
+                                 origin->origin_class ? origin->origin_class : NETCLASS_PUBLIC,
+                             .origin_https = origin->origin_https};
   struct upstream_auth a = {.user = user, .pass = pass};
   struct upstream_xfer *x = upstream_xfer_new(u, &req);
   if (x == NULL)
@@ -485,7 +525,7 @@ static int answer_challenge(upstream *u, const struct upstream_req *r,
   }
   if (tok == NULL) {
     int64_t life = 60;
-    if ((rc = token_fetch(u, r->host, &c, scope, &tok, &life, err)) < 0)
+    if ((rc = token_fetch(u, r->host, &c, scope, x, &tok, &life, err)) < 0)
       return err != NULL && err->code == EP_EUNREACH ? rc : ep_wrap(err, "%s", r->what);
     upstream_token_put(u, r->host, scope, tok, life);
   }

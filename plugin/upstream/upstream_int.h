@@ -16,6 +16,7 @@
 #include "common/buf.h"
 #include "common/escape.h"
 #include "common/names.h"
+#include "plugin/upstream/netclass.h"
 #include "plugin/upstream/upstream.h"
 
 #define UPSTREAM_MAX_REDIRECTS 5
@@ -54,8 +55,9 @@ struct upstream {
   ep_ratelimit *rate; /* --upstream-max-rate, NULL = none; not ours */
 
   pthread_mutex_t reg_lock;
-  struct upstream_registry *regs;
+  struct upstream_registry *regs; /* also the allowlist: every host here may be fetched from */
   size_t nregs, regs_cap;
+  bool open_local; /* upstream_open_local: the local endpoint may name any registry */
 
   pthread_mutex_t pool_lock;
   CURL *pool[UPSTREAM_POOL_MAX];
@@ -85,6 +87,12 @@ struct upstream_req {
   bool no_redirects;
   long connect_timeout_s;
   long low_speed_time_s;
+  /* 0: the first hop goes to the registry (or peer) itself, wherever it is.
+   * Else the first hop is a URL the registry handed us (its token realm),
+   * held to the redirect policy: origin_class is the registry's address
+   * class (enum netclass) and origin_https whether it spoke https. */
+  unsigned origin_class;
+  bool origin_https;
 };
 
 /* Credentials sent on the first hop only, never after a redirect. */
@@ -115,11 +123,29 @@ struct upstream_xfer {
   struct ep_buf errbody;
   int abort_code; /* set by a callback that stopped the transfer */
   ep_err abort_err;
+  /* The redirect policy (issue 12): the classes this hop may connect to,
+   * the registry's own class and scheme (learnt on the first hop), and an
+   * address refused before connecting (curl then tries the next one). */
+  unsigned hop_allow;
+  unsigned origin_class;
+  bool origin_https;
+  bool refused;
+  ep_err refused_err;
   char curl_msg[CURL_ERROR_SIZE];
 };
 
 struct upstream_xfer *upstream_xfer_new(upstream *u, const struct upstream_req *r);
 void upstream_xfer_free(struct upstream_xfer *x);
+
+/* upstream_policy.c: the redirect policy. Installs the socket callbacks
+ * that check each address against x->hop_allow (and learn the registry's
+ * class on its own hop); -1 when curl refuses an option. */
+int upstream_policy_setopt(CURL *h, struct upstream_xfer *x);
+/* Before a hop that follows the registry's lead: no https -> http, and an
+ * IP literal host must be in x->hop_allow. EP_EDENIED otherwise. */
+int upstream_policy_check_url(const struct upstream_xfer *x, const char *url, bool from_https,
+                              ep_err *err);
+bool upstream_url_https(const char *url);
 
 /* One request, following redirects by hand. 0 with x holding the final
  * answer (any status), <0 when no answer came. */

@@ -84,6 +84,8 @@ static void xfer_reset(struct upstream_xfer *x) {
   ep_buf_reset(&x->errbody);
   x->abort_code = 0;
   ep_err_clear(&x->abort_err);
+  x->refused = false;
+  ep_err_clear(&x->refused_err);
   x->curl_msg[0] = '\0';
 }
 
@@ -357,6 +359,8 @@ static int hop_setup(struct upstream_xfer *x, const struct upstream_auth *a, con
   *hdrs = l;
   SET(CURLOPT_HTTPHEADER, l);
 #undef SET
+  if (c == CURLE_OK && upstream_policy_setopt(h, x) < 0)
+    c = CURLE_FAILED_INIT;
   return c == CURLE_OK ? 0 : -1;
 }
 
@@ -382,6 +386,11 @@ static int hop(struct upstream_xfer *x, const struct upstream_auth *a, const cha
   }
   if (c == CURLE_ABORTED_BY_CALLBACK || atomic_load(&x->u->canceled))
     return ep_error(err, EP_ECANCELED, "%s: canceled (shutting down)", x->req->what);
+  if (x->refused && c == CURLE_COULDNT_CONNECT) { /* every address was refused */
+    if (err != NULL)
+      *err = x->refused_err;
+    return -EP_EDENIED;
+  }
   char where[256];
   ep_escape(where, sizeof where, url, strcspn(url, "?"), EP_ESCAPE_MASK);
   /* The cause first: callers prepend context and messages get cut. */
@@ -453,11 +462,23 @@ int upstream_perform(upstream *u, const struct upstream_req *r, const struct ups
   if (url == NULL || (x->h = pool_get(u)) == NULL)
     return ep_error(err, EP_EINTERNAL, "out of memory");
   int rc;
+  x->origin_class = r->origin_class;
+  x->origin_https = r->origin_class != 0 && r->origin_https;
+  bool from_https = x->origin_https;
   for (int n = 0;; n++) {
+    /* The registry's own hop may go anywhere the allowlist let it; what it
+     * leads to is held to the redirect policy (upstream_policy.c). */
+    bool own = n == 0 && r->origin_class == 0;
+    x->hop_allow = own ? NETCLASS_ALL : NETCLASS_PUBLIC | x->origin_class;
+    if (!own && (rc = upstream_policy_check_url(x, url, from_https, err)) < 0)
+      break;
     /* Credentials on the first hop only: a redirect target is not the registry. */
     if ((rc = hop(x, n == 0 ? a : NULL, url, err)) < 0 || !is_redirect(x->status) ||
         r->no_redirects)
       break;
+    from_https = upstream_url_https(url);
+    if (own)
+      x->origin_https = from_https;
     if (n >= UPSTREAM_MAX_REDIRECTS) {
       rc = ep_error(err, EP_EUPSTREAM, "%s: more than %d redirects", r->what,
                     UPSTREAM_MAX_REDIRECTS);

@@ -29,7 +29,10 @@ int ep_test_node_start(struct ep_test_node *n, const char *reg_host, uint16_t re
   ep_err e = {0};
   char spec[300];
   snprintf(spec, sizeof spec, "%s=http://127.0.0.1:%u", reg_host, reg_port);
-  if (reg_port != 0 && config_add_registry_mapping(&n->d.cfg, spec, &e) < 0)
+  /* Every node names the registry (its allowlist); only those given a port
+   * map it to the fake one, so the others have no route to it of their own. */
+  if (reg_port != 0 ? config_add_registry_mapping(&n->d.cfg, spec, &e) < 0
+                    : config_allow_registry(&n->d.cfg, reg_host, &e) < 0)
     goto fail;
   if (edgepulld_open(&n->d, &(struct edgepulld_options){.source_wait_ms = 200}, &e) < 0)
     goto fail;

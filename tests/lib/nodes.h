@@ -23,7 +23,8 @@ struct ep_test_node {
  * dir created unless prepared: 0 or -1. The test may then change
  * n->d.cfg and n->d.peer_secret before ep_test_node_start. */
 int ep_test_node_init(struct ep_test_node *n, const char *id, bool gateway);
-/* Maps reg_host to http://127.0.0.1:reg_port (not when reg_port is 0),
+/* Maps reg_host to http://127.0.0.1:reg_port (when reg_port is 0 it is
+ * only allowed, as every node of a locality names it),
  * opens the daemon (a 200 ms source wait) and serves both endpoints: 0, or
  * -1 with the reason on stderr. */
 int ep_test_node_start(struct ep_test_node *n, const char *reg_host, uint16_t reg_port);

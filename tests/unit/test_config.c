@@ -123,7 +123,11 @@ static void test_cli_flags(void **state) {
                   "--peer-insecure",
                   "--upstream-max-rate=2.5MiB",
                   "--peer-max-rate",
-                  "20M"};
+                  "20M",
+                  "--allow-registry",
+                  "quay.io",
+                  "--allow-registry=ghcr.io",
+                  "--local-any-registry"};
   assert_int_equal(config_parse_args(&c, ARGC(argv), argv, &e), 0);
   assert_string_equal(c.upstream_max_rate, "2.5MiB");
   assert_string_equal(c.peer_max_rate, "20M");
@@ -140,11 +144,14 @@ static void test_cli_flags(void **state) {
   assert_string_equal(c.node_id, "n1");
   assert_string_equal(c.default_registry, "registry.example.com");
   assert_string_equal(c.ca_file, "/etc/ssl/extra.pem");
-  assert_int_equal(c.nregistries, 2); /* ghcr.io updated, not added twice */
+  assert_int_equal(c.nregistries, 3); /* ghcr.io updated, not added twice */
   assert_string_equal(c.registries[0].host, "127.0.0.1:5000");
   assert_string_equal(c.registries[0].url, "http://127.0.0.1:5000");
   assert_string_equal(c.registries[1].host, "ghcr.io");
-  assert_string_equal(c.registries[1].url, "https://mirror.example:8443");
+  assert_string_equal(c.registries[1].url, "https://mirror.example:8443"); /* kept */
+  assert_string_equal(c.registries[2].host, "quay.io"); /* allowed, default endpoint */
+  assert_string_equal(c.registries[2].url, "");
+  assert_true(c.local_any_registry);
   assert_int_equal(config_validate(&c, &e), 0);
 
   char *neg[] = {"edgepulld", "--gateway", "--no-gateway", "--upstream-fallback=false"};
@@ -192,6 +199,9 @@ static void test_cli_errors(void **state) {
       {{"--registry", "h=http://x/path"}, "path"},
       {{"--registry", "h=http://user@x"}, "host"},
       {{"--registry", "h="}, "http://"},
+      {{"--allow-registry", "a b"}, "invalid host"},
+      {{"--allow-registry", "h=http://x"}, "invalid host"},
+      {{"--local-any-registry=perhaps"}, "not a boolean"},
       {{"--config", "/nonexistent/edgepull.conf"}, "/nonexistent/edgepull.conf"},
   };
   (void)state;

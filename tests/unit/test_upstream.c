@@ -383,6 +383,103 @@ static void test_redirect_loop(void **state) {
   free(s.buf);
 }
 
+/* ---- the allowlist and the redirect policy (issue 12) -------------------- */
+
+static void test_allowlist(void **state) {
+  struct fx *x = *state;
+  ep_err err = {0};
+  assert_true(upstream_registry_allowed(x->u, "docker.io", true));
+  assert_true(upstream_registry_allowed(x->u, HOST, true)); /* a --registry mapping */
+  assert_true(upstream_registry_allowed(x->u, "REG.test", true));
+  assert_false(upstream_registry_allowed(x->u, "ghcr.io", true));
+  assert_false(upstream_registry_allowed(x->u, "ghcr.io", false));
+  assert_false(upstream_registry_allowed(x->u, NULL, false));
+  /* Refused before any connection, with the host in the message. */
+  struct upstream_manifest m = {0};
+  char host[32];
+  snprintf(host, sizeof host, "127.0.0.1:%u", x->reg.port);
+  assert_int_equal(upstream_manifest_resolve(x->u, host, REPO, "v1", NULL, &m, &err), -EP_EDENIED);
+  assert_non_null(strstr(err.msg, "allowlist"));
+  struct sink_state s = {.buf = malloc(BLOB_LEN)};
+  struct upstream_blob_sink sink = {sink_start, sink_data, &s};
+  assert_int_equal(upstream_blob_get(x->u, host, REPO, &x->blob_digest, 0, &sink, &err),
+                   -EP_EDENIED);
+  free(s.buf);
+  assert_int_equal(x->reg.manifest_heads + x->reg.manifest_gets + x->reg.blob_gets, 0);
+  /* Named without a URL (--allow-registry, credentials): allowed, and its
+   * default endpoint stays https://HOST. */
+  assert_int_equal(upstream_allow_registry(x->u, "ghcr.io", &err), 0);
+  assert_true(upstream_registry_allowed(x->u, "ghcr.io", true));
+  char buf[300];
+  assert_int_equal(upstream_endpoint(x->u, "ghcr.io", buf, sizeof buf, &err), 0);
+  assert_string_equal(buf, "https://ghcr.io");
+  assert_int_equal(upstream_set_credentials(x->u, "quay.io", "u", "p", &err), 0);
+  assert_true(upstream_registry_allowed(x->u, "quay.io", true));
+  assert_int_equal(upstream_allow_registry(x->u, "bad host", &err), -EP_EINVAL);
+  /* --local-any-registry opens this node's own requests, never a peer's. */
+  upstream_open_local(x->u, true);
+  assert_true(upstream_registry_allowed(x->u, host, false));
+  assert_false(upstream_registry_allowed(x->u, host, true));
+  /* let through: its default endpoint is https://, which the fake does not speak */
+  assert_int_equal(upstream_manifest_resolve(x->u, host, REPO, "v1", NULL, &m, &err), -EP_EUNREACH);
+  upstream_open_local(x->u, false);
+  assert_false(upstream_registry_allowed(x->u, host, false));
+}
+
+/* One GET of the fake's manifest at url, as a hop the registry led us to
+ * (origin set) or as the registry's own (origin 0). */
+static int policy_get(struct fx *x, const char *url, unsigned origin, bool origin_https,
+                      ep_err *err) {
+  struct upstream_req r = {.host = HOST,
+                           .url = url,
+                           .what = "policy test",
+                           .body_max = UPSTREAM_MANIFEST_MAX,
+                           .origin_class = origin,
+                           .origin_https = origin_https};
+  struct upstream_xfer *xf = upstream_xfer_new(x->u, &r);
+  assert_non_null(xf);
+  int rc = upstream_perform(x->u, &r, NULL, xf, err);
+  if (rc == 0 && xf->status != 200)
+    rc = -1000 - (int)xf->status;
+  if (rc == 0 && origin == 0)
+    assert_int_equal(xf->origin_class, NETCLASS_LOOPBACK); /* learnt on its own hop */
+  upstream_xfer_free(xf);
+  return rc;
+}
+
+static void test_redirect_policy(void **state) {
+  struct fx *x = *state;
+  ep_err err = {0};
+  char lit[128], name[128];
+  snprintf(lit, sizeof lit, "http://127.0.0.1:%u/v2/%s/manifests/v1", x->reg.port, REPO);
+  snprintf(name, sizeof name, "http://localhost:%u/v2/%s/manifests/v1", x->reg.port, REPO);
+  /* The registry's own hop may be on loopback; so may what a loopback
+   * registry leads to. */
+  assert_int_equal(policy_get(x, lit, 0, false, &err), 0);
+  assert_int_equal(policy_get(x, lit, NETCLASS_LOOPBACK, false, &err), 0);
+  int seen = x->reg.manifest_gets;
+  assert_int_equal(seen, 2);
+  /* A public registry leading to loopback: an IP literal is refused up
+   * front, a name at the socket (localhost resolves to loopback). */
+  assert_int_equal(policy_get(x, lit, NETCLASS_PUBLIC, false, &err), -EP_EDENIED);
+  assert_non_null(strstr(err.msg, "loopback"));
+  assert_int_equal(policy_get(x, name, NETCLASS_PUBLIC, false, &err), -EP_EDENIED);
+  assert_non_null(strstr(err.msg, "loopback"));
+  /* A private or link-local registry may not lead to loopback either. */
+  assert_int_equal(policy_get(x, name, NETCLASS_PRIVATE, false, &err), -EP_EDENIED);
+  assert_int_equal(policy_get(x, name, NETCLASS_LINKLOCAL, false, &err), -EP_EDENIED);
+  /* Never from https to http, even to where the registry itself is. */
+  assert_int_equal(policy_get(x, lit, NETCLASS_LOOPBACK, true, &err), -EP_EDENIED);
+  assert_non_null(strstr(err.msg, "https to http"));
+  assert_int_equal(x->reg.manifest_gets, seen);
+  /* A connection curl keeps from an allowed request is checked again when
+   * a refused one would reuse it (CURLOPT_PREREQFUNCTION). */
+  assert_int_equal(policy_get(x, name, 0, false, &err), 0);
+  seen = x->reg.manifest_gets;
+  assert_int_equal(policy_get(x, name, NETCLASS_PUBLIC, false, &err), -EP_EDENIED);
+  assert_int_equal(x->reg.manifest_gets, seen);
+}
+
 /* ---- manifests --------------------------------------------------------- */
 
 static void test_manifest_resolve_head(void **state) {
@@ -645,6 +742,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_redirect_cdn_without_auth, setup, teardown),
       cmocka_unit_test_setup_teardown(test_redirect_relative, setup, teardown),
       cmocka_unit_test_setup_teardown(test_redirect_loop, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_allowlist, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_redirect_policy, setup, teardown),
       cmocka_unit_test_setup_teardown(test_manifest_resolve_head, setup, teardown),
       cmocka_unit_test_setup_teardown(test_manifest_resolve_fallback, setup, teardown),
       cmocka_unit_test_setup_teardown(test_manifest_digest, setup, teardown),
