@@ -109,7 +109,7 @@ start_node gw --gateway --registry "$UP_HOST=$UP_URL"
   >"$D/coordinator.log" 2>&1 &
 ep_cleanup_push "ep_stop_pid $! 10"
 EP_LOGS+=("$D/coordinator.log")
-start_node n1
+start_node n1 --allow-registry "$UP_HOST" # every node names its registries (allowlist)
 wait_for 30 parent_is n1 '"gw"' || ep_fail "n1 got no parent from the coordinator"
 start_node a-rogue --gateway --registry "$UP_HOST=$EVIL_URL"
 wait_for 30 parent_is a-rogue '"' || ep_fail "a-rogue got no parent from the coordinator"
