@@ -94,11 +94,24 @@ ep_ns curl -fsS -o /dev/null --cacert "$EP_TMP/cert.pem" "https://100.0.0.1:$EVI
   ep_die "hostile https registry did not start"
 : >"$SENT_LOG"
 
+# The peer port with the locality's TLS; the attacker is a node with a
+# certificate of its own (a rogue node, or one taken over).
+PKI=$EP_TMP/pki
+mkdir -p "$PKI"
+"$EP_BUILD_DIR/ctl/edgepullctl" ca init --dir "$PKI" >/dev/null
+for id in gw rogue; do "$EP_BUILD_DIR/ctl/edgepullctl" ca issue "$id" --dir "$PKI" >/dev/null; done
+PEER_TLS=(--node-id gw --peer-listen "127.0.0.1:$PPORT" --peer-ca "$PKI/ca.crt" --peer-cert "$PKI/gw.crt"
+  --peer-key "$PKI/gw.key")
 ep_start_edgepulld --registry "$REGISTRY_HOST=$REGISTRY_URL" \
   --registry "evil.test=http://100.0.0.1:$EVIL" \
   --registry "evil-tls.test=https://100.0.0.1:$EVIL_TLS" --ca-file "$EP_TMP/cert.pem" \
-  --peer-listen "127.0.0.1:$PPORT"
-PEER=http://127.0.0.1:$PPORT
+  "${PEER_TLS[@]}"
+PEER=https://127.0.0.1:$PPORT
+# curl's arguments for URL: the rogue's certificate on the peer port.
+curl_args() { # URL
+  CURL_ARGS=()
+  [[ $1 != "$PEER"* ]] || CURL_ARGS=(--cacert "$PKI/ca.crt" -k --cert "$PKI/rogue.crt" --key "$PKI/rogue.key")
+}
 
 # check_generic WHAT FILE: an OCI error whose message is one of the generic
 # ones and names no address or port.
@@ -122,7 +135,8 @@ check_generic() {
 refused() {
   local what=$1 want=$2 url=$3 b code
   b=$(mktemp "$EP_TMP/body.XXXXXX")
-  code=$(ep_http "$b" "$url")
+  curl_args "$url"
+  code=$(ep_http "$b" "${CURL_ARGS[@]}" "$url")
   ep_assert_eq "$want" "$code" "$what: status"
   check_generic "$what" "$b"
 }
@@ -170,7 +184,8 @@ ep_assert "the hostile registry was asked (its redirect, not the request, was re
 got() {
   local f
   f=$(mktemp "$EP_TMP/got.XXXXXX")
-  if ep_curl -f -o "$f" "$2" && [ "$(ep_sha256 "$f")" = "$3" ]; then
+  curl_args "$2"
+  if ep_curl -f -o "$f" "${CURL_ARGS[@]}" "$2" && [ "$(ep_sha256 "$f")" = "$3" ]; then
     ep_pass "$1"
   else
     ep_fail "$1: no verified body from $2"
@@ -189,8 +204,7 @@ ep_stop_edgepulld
 
 # --- d. --local-any-registry ----------------------------------------------------------
 : >"$SENT_LOG"
-ep_start_edgepulld --registry "$REGISTRY_HOST=$REGISTRY_URL" --peer-listen "127.0.0.1:$PPORT" \
-  --local-any-registry
+ep_start_edgepulld --registry "$REGISTRY_HOST=$REGISTRY_URL" "${PEER_TLS[@]}" --local-any-registry
 refused "peer ns=127.0.0.1 with --local-any-registry" 403 \
   "$PEER/v2/x/y/blobs/${DG[to-loopback]}?ns=127.0.0.1:$SENT"
 ep_assert_eq 0 "$(grep -c connect "$SENT_LOG" || true)" "the peer port still connects nowhere"
