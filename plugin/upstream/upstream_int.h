@@ -85,6 +85,7 @@ struct upstream_req {
   const char *const *headers;
   const char *peer_node; /* over TLS: the node id the server's certificate must name */
   bool no_redirects;
+  bool peer; /* a peer transfer: not charged to --upstream-max-rate (TLS or not) */
   long connect_timeout_s;
   long low_speed_time_s;
   /* 0: the first hop goes to the registry (or peer) itself, wherever it is.

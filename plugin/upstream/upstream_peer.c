@@ -57,6 +57,7 @@ static const char *peer_scheme(const upstream *u) {
 static int peer_perform(upstream *u, struct upstream_req *req, const struct upstream_peer_auth *a,
                         struct upstream_xfer *x, ep_err *err) {
   req->no_redirects = true;
+  req->peer = true;
   req->peer_node = u->peer_ca != NULL ? a->peer : NULL;
   req->connect_timeout_s = u->peer_low_speed_time_s;
   req->low_speed_time_s = u->peer_low_speed_time_s;

@@ -252,7 +252,7 @@ static size_t header_cb(char *b, size_t size, size_t n, void *ud) {
 static size_t write_cb(char *b, size_t size, size_t n, void *ud) {
   struct upstream_xfer *x = ud;
   size_t len = size * n;
-  if (x->req->peer_node == NULL && ep_ratelimit_take(x->u->rate, len) < 0)
+  if (!x->req->peer && ep_ratelimit_take(x->u->rate, len) < 0)
     return xfer_abort(x, EP_ECANCELED, "shutting down");
   if (x->streaming) {
     if (atomic_load(&x->u->canceled))
