@@ -43,6 +43,7 @@ ep_loc_set() {
 }
 ep_loc_set "${EP_LOC:-site1}"
 declare -ga EP_LOC_NSX=()
+declare -ga EP_MQTT_ADDRS=()
 EP_COORD_COUNT=0
 EP_MQTT_COUNT=0
 
@@ -80,8 +81,11 @@ ep_mqtt_start() { # [EXTRA_LISTEN_ADDR...]
   ep__mqtt_spawn
 }
 
+# A caller that wrote its own mosquitto.conf (test_broker_tls) and set no
+# EP_MQTT_ADDRS has it listening on loopback.
 ep__mqtt_spawn() {
-  local i
+  local i last=127.0.0.1
+  [ "${#EP_MQTT_ADDRS[@]}" -eq 0 ] || last=${EP_MQTT_ADDRS[-1]}
   EP_MQTT_COUNT=$((EP_MQTT_COUNT + 1))
   MQTT_LOG=$MQTT_DIR/mosquitto.$EP_MQTT_COUNT.log
   "${EP_LOC_NSX[@]}" mosquitto -c "$MQTT_DIR/mosquitto.conf" >"$MQTT_LOG" 2>&1 &
@@ -91,8 +95,8 @@ ep__mqtt_spawn() {
   EP_LOGS+=("$MQTT_LOG")
   # Ready once it listens on the last address (the one nodes use).
   for ((i = 0; i < 100; i++)); do
-    if "${EP_LOC_NSX[@]}" ss -Hltn "sport = :$MQTT_PORT" | grep -qF "${EP_MQTT_ADDRS[-1]}:"; then
-      ep_log "mosquitto on ${EP_MQTT_ADDRS[*]} port $MQTT_PORT (pid $MQTT_PID)"
+    if "${EP_LOC_NSX[@]}" ss -Hltn "sport = :$MQTT_PORT" | grep -qF "$last:"; then
+      ep_log "mosquitto on ${EP_MQTT_ADDRS[*]:-$last} port $MQTT_PORT (pid $MQTT_PID)"
       return 0
     fi
     kill -0 "$MQTT_PID" 2>/dev/null || ep_die "mosquitto exited: $(tail -n 5 "$MQTT_LOG")"
