@@ -402,15 +402,24 @@ char *setup_podman_dropin(const char *mirror, const char *const *hosts, size_t n
   for (size_t k = 0; k < nhosts && r == 0; k++) {
     const char *h = hosts[k];
     bool hub = strcmp(h, "docker.io") == 0;
-    if (strchr(h, ':') != NULL || strchr(h, '[') != NULL) {
+    if (strchr(h, '[') != NULL) {
       ep_error(err, EP_EUNSUPPORTED,
-               "--registry %s: a registry with a port cannot be encoded in a registries.conf "
-               "mirror location yet (issue 14, point 2); use a dotted alias (edgepulld "
-               "--registry ALIAS=URL)",
+               "--registry %s: an IPv6 literal cannot be put in a mirror location; give it a "
+               "name (edgepulld --registry NAME=URL)",
                h);
       return NULL;
     }
-    if (!names_host_valid(h) || (!hub && strchr(h, '.') == NULL && strcmp(h, "localhost") != 0)) {
+    /* HOST:PORT goes into the location as HOST_PORT (a path component
+     * cannot hold ':'); edgepulld reads it back (plugin/ref/ref.c). */
+    char enc[NAMES_HOST_MAX + 1];
+    snprintf(enc, sizeof enc, "%s", h);
+    char *colon = strchr(enc, ':');
+    if (colon != NULL)
+      *colon = '\0';
+    bool dotted = strchr(enc, '.') != NULL || strcmp(enc, "localhost") == 0;
+    if (colon != NULL)
+      *colon = '_';
+    if (!names_registry_valid(h) || (!hub && !dotted)) {
       ep_error(err, EP_EINVAL,
                "--registry %s: not a registry host edgepulld can tell from a Docker Hub "
                "namespace (it needs a '.')",
@@ -426,7 +435,7 @@ char *setup_podman_dropin(const char *mirror, const char *const *hosts, size_t n
     snprintf(entry, sizeof entry,
              "\n[[registry]]\nprefix = \"%s\"\nlocation = \"%s\"\n\n[[registry.mirror]]\n"
              "location = \"%s%s%s\"\ninsecure = true\n",
-             h, h, mirror, hub ? "" : "/", hub ? "" : h);
+             h, h, mirror, hub ? "" : "/", hub ? "" : enc);
     r = ep_buf_append(&b, entry, strlen(entry));
   }
   if (r < 0) {

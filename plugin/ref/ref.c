@@ -59,14 +59,23 @@ static int pick_registry(const char *ns, const char *default_registry, const cha
   const char *slash = memchr(*name, '/', *nlen);
   if (slash != NULL) {
     size_t hlen = (size_t)(slash - *name);
-    bool is_host = memchr(*name, '.', hlen) != NULL || memchr(*name, ':', hlen) != NULL ||
-                   (hlen == 9 && memcmp(*name, "localhost", 9) == 0);
+    /* HOST_PORT stands for HOST:PORT (a path component cannot hold ':');
+     * a registry host never holds '_', so this cannot be a real name. */
+    const char *us = memrchr(*name, '_', hlen);
+    size_t blen = us != NULL ? (size_t)(us - *name) : hlen;
+    bool port = us != NULL && us + 1 < slash && strspn(us + 1, "0123456789") == hlen - blen - 1;
+    if (!port)
+      blen = hlen;
+    bool is_host = memchr(*name, '.', blen) != NULL || memchr(*name, ':', hlen) != NULL ||
+                   (blen == 9 && memcmp(*name, "localhost", 9) == 0);
     if (is_host) {
       char host[NAMES_HOST_MAX + 1];
       if (hlen > NAMES_HOST_MAX)
         return host_error(err, "registry in path", *name, hlen);
       memcpy(host, *name, hlen);
       host[hlen] = '\0';
+      if (port && memchr(*name, ':', hlen) == NULL)
+        host[blen] = ':';
       if (!names_registry_valid(host))
         return host_error(err, "registry in path", *name, hlen);
       set_registry(out, host, hlen);

@@ -37,7 +37,9 @@ struct ref_target {
  *  - ns present (containerd): ns is the registry, path is the plain name;
  *  - ns absent, the name has two or more components and the first one
  *    contains a '.' or ':' or is "localhost" (podman/CRI-O mirror location
- *    "127.0.0.1:5050/ghcr.io"): that component is the registry and is removed
+ *    "127.0.0.1:5050/ghcr.io"; HOST_PORT for HOST:PORT, since a path
+ *    component cannot hold ':', e.g. "127.0.0.1_15000" for 127.0.0.1:15000
+ *    — a registry host never holds '_'): that component is the registry and is removed
  *    from the name. Docker Hub namespaces never contain a '.', so this cannot
  *    be mistaken for one (the same rule as Docker's own reference parsing);
  *  - otherwise (Docker's registry-mirrors): default_registry (docker.io).

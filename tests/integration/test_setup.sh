@@ -197,7 +197,7 @@ setup_twice podman podman --registry docker.io --registry reg.example
 ep_assert_match 'docker.io reg.example' "$(cat "$EP_TMP/podman.1.out")" "setup lists the mirrored registries"
 ep_assert_match 'registries.conf:5 configures docker.io' "$(cat "$EP_TMP/podman.1.out")" \
   "setup notes the entry its drop-in replaces"
-ep_assert_not "a registry with a port is refused (not encodable yet)" \
+ep_assert "a registry with a port is accepted (HOST_PORT, test_podman_port.sh)" \
   "$ctl" setup podman --registry "$REGISTRY_HOST" --root "$root" --dry-run
 # skopeo and podman read /etc/containers/registries.conf.d; give them ours.
 in_root() {

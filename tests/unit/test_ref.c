@@ -208,12 +208,22 @@ static void test_request_routes(void **state) {
       {"/v2/localhost/foo/blobs/sha256:" HEX64, NULL, 0, REF_BLOB, "localhost", "foo", NULL},
       {"/v2/localhost:5000/foo/manifests/x", NULL, 0, REF_MANIFEST, "localhost:5000", "foo", "x"},
       {"/v2/127.0.0.1:5000/a/b/manifests/x", NULL, 0, REF_MANIFEST, "127.0.0.1:5000", "a/b", "x"},
+      /* HOST_PORT (issue 14 point 2): podman cannot put ':' in a path */
+      {"/v2/127.0.0.1_15000/a/b/manifests/x", NULL, 0, REF_MANIFEST, "127.0.0.1:15000", "a/b", "x"},
+      {"/v2/registry.local_5000/app/blobs/sha256:" HEX64, NULL, 0, REF_BLOB, "registry.local:5000",
+       "app", NULL},
+      {"/v2/localhost_5000/foo/manifests/x", NULL, 0, REF_MANIFEST, "localhost:5000", "foo", "x"},
+      /* no '.' and not localhost: a Docker Hub name, as before */
+      {"/v2/foo_5000/bar/manifests/x", NULL, 0, REF_MANIFEST, "docker.io", "foo_5000/bar", "x"},
       /* one component is never a host (Docker's rule) */
       {"/v2/foo.bar/manifests/x", NULL, 0, REF_MANIFEST, "docker.io", "library/foo.bar", "x"},
       /* with ns, the path is the plain name, dots and all */
       {"/v2/ghcr.io/x/manifests/y", "quay.io", 0, REF_MANIFEST, "quay.io", "ghcr.io/x", "y"},
       {"/v2/a/manifests/sha256:" HEX64, NULL, 0, REF_MANIFEST, "docker.io", "library/a", NULL},
       /* not pull routes */
+      {"/v2/a.b_0/x/manifests/y", NULL, -EP_EINVAL, 0, NULL, NULL, NULL},     /* port 0 */
+      {"/v2/a.b_65536/x/manifests/y", NULL, -EP_EINVAL, 0, NULL, NULL, NULL}, /* port too big */
+      {"/v2/a.b_x/x/manifests/y", NULL, -EP_EINVAL, 0, NULL, NULL, NULL},     /* '_' in a host */
       {"/v2/foo/blobs/uploads/", NULL, -EP_ENOTFOUND, 0, NULL, NULL, NULL},
       {"/v2/foo/blobs/uploads/0f4f-uuid", NULL, -EP_ENOTFOUND, 0, NULL, NULL, NULL},
       {"/v2/foo/tags/list", NULL, -EP_ENOTFOUND, 0, NULL, NULL, NULL},
