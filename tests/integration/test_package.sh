@@ -344,12 +344,18 @@ check "edgepulld exits 0 on SIGTERM" test "$rc" -eq 0
 # Every commented-out example in it must be valid too, once uncommented
 # (locality networking and the snapshotter socket, whose /run/edgepull the
 # socket unit makes, switched off from the command line, which wins).
+# The peer TLS example's files are made by the packaged edgepullctl, as the
+# conf's comment tells the operator to.
 echo secret >"$WORK/pw"
 chmod 0600 "$WORK/pw"
 : >"$WORK/ca.pem"
+mkdir -m 0700 "$WORK/pki"
+"${EMU[@]}" "$X/usr/bin/edgepullctl" ca init --dir "$WORK/pki" >/dev/null
+"${EMU[@]}" "$X/usr/bin/edgepullctl" ca issue node-01 --dir "$WORK/pki" >/dev/null
 sed -E 's/^;([a-z-]+ = .*)$/\1/; s/^;(\[registry .*\])$/\1/' \
   "$X/etc/edgepull/edgepulld.conf" |
-  sed "s|/etc/edgepull/example.password|$WORK/pw|; s|/etc/edgepull/ca.pem|$WORK/ca.pem|" \
+  sed "s|/etc/edgepull/example.password|$WORK/pw|; s|/etc/edgepull/ca.pem|$WORK/ca.pem|" |
+  sed "s|/etc/edgepull/ca.crt|$WORK/pki/ca.crt|; s|/etc/edgepull/node-01|$WORK/pki/node-01|" \
     >"$WORK/full.conf"
 run_daemon full "$WORK/full.conf" --peer-listen "" --broker "" --snapshotter-socket ""
 check "edgepulld accepts every example of edgepulld.conf uncommented" \
