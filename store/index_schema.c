@@ -88,6 +88,20 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (node_id, digest)\n"
     ") WITHOUT ROWID;\n"
     "CREATE INDEX inventory_by_digest ON inventory (digest);\n",
+
+    /* v3: images pinned by edgepullctl pin: the disk GC never removes a
+     * blob reachable from a pinned manifest (through manifest_refs). The
+     * digest is the manifest the reference resolved to when pinned. */
+    "CREATE TABLE pins (\n"
+    "  registry   TEXT NOT NULL,\n"
+    "  repository TEXT NOT NULL,\n"
+    "  reference  TEXT NOT NULL,\n"
+    "  digest     TEXT NOT NULL\n"
+    "             CHECK (length(digest) = 71 AND substr(digest, 1, 7) = 'sha256:'\n"
+    "                    AND substr(digest, 8) NOT GLOB '*[^0-9a-f]*'),\n"
+    "  created    INTEGER NOT NULL,\n"
+    "  PRIMARY KEY (registry, repository, reference)\n"
+    ") WITHOUT ROWID;\n",
 };
 
 int index_latest_schema_version(void) {
