@@ -77,6 +77,8 @@ static const char *const stmt_sql[IST__COUNT] = {
     [IST_REF_ADD] = "INSERT INTO manifest_refs (manifest, position, child) VALUES (?1, ?2, ?3)",
     [IST_MANIFEST_GET] = "SELECT media_type, size FROM manifests WHERE digest = ?1",
     [IST_REFS_GET] = "SELECT child FROM manifest_refs WHERE manifest = ?1 ORDER BY position",
+    [IST_MANIFEST_PAGE] = "SELECT digest, media_type, registry, repository FROM manifests"
+                          " WHERE digest > ?1 ORDER BY digest LIMIT ?2",
     /* UNION (not UNION ALL) visits each digest once, so cycles end. */
     [IST_IMAGE_SIZE] =
         "WITH RECURSIVE reach (d) AS (SELECT ?1 UNION"

@@ -101,6 +101,17 @@ const char *index_migration_sql(int version);
  * frees). 1 found, 0 manifest absent (*out NULL, *n 0), <0 error. */
 int index_manifest_refs(index_db *db, const digest_t *d, digest_t **out, size_t *n, ep_err *err);
 
+/* Every manifest recorded, in digest order, with where it came from. cb returns non-zero to
+ * stop (that value is returned). */
+struct index_manifest {
+  digest_t digest;
+  char media_type[INDEX_MEDIA_TYPE_MAX];
+  char registry[INDEX_NAME_MAX];
+  char repository[INDEX_NAME_MAX];
+};
+int index_foreach_manifest(index_db *db, int (*cb)(const struct index_manifest *m, void *ud),
+                           void *ud, ep_err *err);
+
 /* What the index knows of the image rooted at a manifest digest, following
  * manifest_refs through child manifests (best effort: only what was seen). */
 struct index_image_size {

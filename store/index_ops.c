@@ -386,6 +386,54 @@ int index_manifest_get(index_db *db, const digest_t *d, char media_type[INDEX_ME
   return r;
 }
 
+static int manifest_page(index_db *db, const char *last, struct index_manifest *buf, size_t *n,
+                         ep_err *err) {
+  *n = 0;
+  index_lock(db);
+  sqlite3_stmt *st = NULL;
+  int r = index_stmt_get(db, IST_MANIFEST_PAGE, &st, err);
+  if (r == 0) {
+    index_bind_str(st, 1, last);
+    sqlite3_bind_int(st, 2, INDEX_PAGE_ROWS);
+    int rc;
+    while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+      struct index_manifest *m = &buf[*n];
+      if ((r = index_row_digest(db, st, 0, &m->digest, err)) < 0 ||
+          (r = index_row_str(db, st, 1, m->media_type, sizeof m->media_type, err)) < 0 ||
+          (r = index_row_str(db, st, 2, m->registry, sizeof m->registry, err)) < 0 ||
+          (r = index_row_str(db, st, 3, m->repository, sizeof m->repository, err)) < 0)
+        break;
+      (*n)++;
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+      r = index_sql_error(db, rc, err, "listing manifests");
+    index_stmt_done(st);
+  }
+  index_unlock(db);
+  return r;
+}
+
+int index_foreach_manifest(index_db *db, int (*cb)(const struct index_manifest *m, void *ud),
+                           void *ud, ep_err *err) {
+  struct index_manifest *buf = calloc(INDEX_PAGE_ROWS, sizeof *buf);
+  if (buf == NULL)
+    return ep_error(err, EP_EINTERNAL, "out of memory");
+  char last[DIGEST_STR_LEN + 1] = "";
+  int r = 0;
+  for (;;) {
+    size_t n = 0;
+    if ((r = manifest_page(db, last, buf, &n, err)) < 0)
+      break;
+    for (size_t i = 0; i < n && r == 0; i++)
+      r = cb(&buf[i], ud);
+    if (r != 0 || n < INDEX_PAGE_ROWS)
+      break;
+    digest_format(&buf[n - 1].digest, last);
+  }
+  free(buf);
+  return r;
+}
+
 static int refs_read(index_db *db, sqlite3_stmt *st, digest_t **out, size_t *n, ep_err *err) {
   size_t cap = 0;
   int rc, r = 0;

@@ -23,6 +23,7 @@
 #include "pki/pki.h"
 #include "plugin/agent/agent.h"
 #include "plugin/ref/ref.h"
+#include "plugin/mirror/chains.h"
 #include "plugin/snapshot/remote.h"
 #include "plugin/snapshot/service.h"
 
@@ -195,6 +196,25 @@ static int snap_open_layer(void *ud, const char *host, const char *repo, const d
   return fetcher_open(d->fetch, t.registry, t.name, &t.digest, out, err);
 }
 
+/* Snapshotter thread: a Prepare with a chain ID and no CRI labels (a plain `ctr images pull
+ * --snapshotter edgepull`). The image's manifest and config came through the mirror before
+ * containerd unpacks, so the index and store name the layer. */
+static int snap_lookup_chain(void *ud, const digest_t *chain, digest_t *layer, char *host,
+                             size_t hostlen, char *repo, size_t repolen, ep_err *err) {
+  struct edgepulld *d = ud;
+  struct chain_hit hit;
+  int r = chains_lookup(d->idx, d->st, chain, &hit, err);
+  if (r < 0)
+    return ep_wrap(err, "chain sha256:%s", chain->hex);
+  if (r == 0)
+    return ep_error(err, EP_ENOTFOUND, "chain sha256:%s: in no image this node holds", chain->hex);
+  if (snprintf(host, hostlen, "%s", hit.registry) >= (int)hostlen ||
+      snprintf(repo, repolen, "%s", hit.repository) >= (int)repolen)
+    return ep_error(err, EP_EINVAL, "chain sha256:%s: repository name too long", chain->hex);
+  *layer = hit.layer;
+  return 0;
+}
+
 static void snap_log_stats(struct edgepulld *d) {
   struct snap_remote_stats st;
   snap_remote_stats_get(d->snap_remote, &st);
@@ -207,7 +227,10 @@ static void snap_log_stats(struct edgepulld *d) {
 
 int edgepulld_serve_snapshots(struct edgepulld *d, int listen_fd, const char *unlink_path,
                               ep_err *err) {
-  struct snap_remote_deps deps = {.open_layer = snap_open_layer, .ud = d, .metrics = &d->metrics};
+  struct snap_remote_deps deps = {.open_layer = snap_open_layer,
+                                  .lookup_chain = snap_lookup_chain,
+                                  .ud = d,
+                                  .metrics = &d->metrics};
   int r = snap_remote_new(&deps, NULL, &d->snap_remote, err);
   if (r < 0) {
     close(listen_fd);

@@ -11,7 +11,6 @@
  *   gc.ref.snapshot.<snapshotter>=<top chain ID>, which is how containerd marks an image unpacked
  * for a snapshotter) and of the manifest (gc.ref.content.config); Images.Create (or Update);
  *   Leases.Delete. */
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,9 +23,9 @@
 #include "plugin/fetch/fetch.h"
 #include "store/pipe.h"
 #include "plugin/grpc/grpc_client.h"
+#include "plugin/mirror/chains.h"
 
 #define CTRD_NS "k8s.io"
-#define CTRD_CONFIG_MAX (4u << 20)
 #define CTRD_GC_EXPIRE_S 3600
 
 struct ctrd {
@@ -280,32 +279,6 @@ static int own_manifest(const struct deploy_deps *d, const struct deploy_options
   return deploy_load_manifest(d, ref, &kid, m, err);
 }
 
-/* chains[i] = containerd's chain ID of layers 0..i, from the config's rootfs.diff_ids. */
-static int chain_ids(const void *cfg, size_t len, size_t nlayers, digest_t *chains, ep_err *err) {
-  json_error_t je;
-  json_t *j = json_loadb(cfg, len, 0, &je);
-  json_t *ids = json_object_get(json_object_get(j, "rootfs"), "diff_ids");
-  int r = 0;
-  if (!json_is_array(ids) || json_array_size(ids) != nlayers)
-    r = ep_error(err, EP_EINVAL, "image config: rootfs.diff_ids missing or not one per layer");
-  for (size_t i = 0; r == 0 && i < nlayers; i++) {
-    digest_t diff;
-    const char *s = json_string_value(json_array_get(ids, i));
-    if (s == NULL || digest_parse(s, &diff, NULL) < 0) {
-      r = ep_error(err, EP_EINVAL, "image config: diff_id %zu not sha256:<hex>", i);
-    } else if (i == 0) {
-      chains[i] = diff;
-    } else {
-      /* identity.ChainID (the snapshotter checks the same sum) */
-      char b[2 * DIGEST_STR_LEN + 2];
-      int n = snprintf(b, sizeof b, "sha256:%s sha256:%s", chains[i - 1].hex, diff.hex);
-      digest_buffer(b, (size_t)n, &chains[i]);
-    }
-  }
-  json_decref(j);
-  return r;
-}
-
 /* The config from the store, waiting for the deploy's own fetch of it when the import runs while
  * the blobs stream in (fetcher_open_req joins the fetch in flight, or starts one). */
 static int read_config(const struct deploy_deps *d, const struct deploy_ref *ref,
@@ -330,7 +303,7 @@ static int read_config(const struct deploy_deps *d, const struct deploy_ref *ref
     if (r != PIPE_DONE)
       return ep_error(err, EP_EIO, "config: the fetch did not complete");
   }
-  return store_read_all(d->st, &b->digest, CTRD_CONFIG_MAX, out, len, err);
+  return store_read_all(d->st, &b->digest, CHAINS_CONFIG_MAX, out, len, err);
 }
 
 /* Leased part: snapshots, then config and manifest blobs, then the image record. */
@@ -380,7 +353,7 @@ int deploy_import_snapshotter(const struct deploy_deps *d, const struct deploy_o
   if (r == 0 && (chains = calloc(nb, sizeof *chains)) == NULL)
     r = ep_error(err, EP_EINTERNAL, "out of memory");
   if (r == 0)
-    r = chain_ids(cfg, cfglen, nb - 1, chains, err);
+    r = chains_from_config(cfg, cfglen, nb - 1, chains, err);
   struct ctrd c = {.sock = o->containerd_address, .stop = stop, .timeout_ms = 600 * 1000};
   if (r == 0)
     r = lease_create(&c, err);

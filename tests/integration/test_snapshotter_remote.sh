@@ -4,8 +4,14 @@
 #   - a three-layer image (busybox, then a whiteout, an opaque dir, a symlink, a hardlink, a
 #     setuid file and a user xattr) is pushed with skopeo to a docker-registry, which edgepulld
 #     (default flags plus --registry and --snapshotter-socket) uses as docker.io;
-#   - containerd pulls docker.io/library/snapdemo:1 through edgepulld as its mirror into the
-#     edgepull snapshotter: it skips every layer (edgepull fetched and unpacked them), and the
+#   - containerd pulls docker.io/library/snapdemo:1 (CRI style, into its own overlayfs) through
+#     edgepulld as its mirror, so edgepull's store holds the image;
+#   - a pull with containerd's unpacker and no CRI labels (tests/tools/nolabel-pull, as CRI with
+#     its default disable_snapshot_annotations = true or nerdctl pull; Prepare carries only
+#     snapshot.ref=<chainID>) then skips every layer: edgepulld finds each layer by its chain ID
+#     in the manifest and config it holds and unpacks it from its store, and containerd's content
+#     store of that namespace gets the manifest and config only;
+#   - a CRI-style pull into the edgepull snapshotter skips every layer too (they exist), and the
 #     registry saw exactly one GET per blob;
 #   - `ctr run --snapshotter edgepull` runs a command in the image;
 #   - the same image pulled into containerd's own overlayfs snapshotter (another namespace) gives
@@ -27,6 +33,7 @@ CRI_PULL=${CONFORMANCE_BIN:-${TMPDIR:-/tmp}/containerd-conformance-bin}/cri-pull
 ep_conformance_dir
 ep_timeout 400 "$CONF/build" "$(dirname "$CRI_PULL")" >"$EP_TMP/build.log" 2>&1 ||
   ep_die "containerd-conformance build failed (log: $EP_TMP/build.log)"
+NOLABEL_PULL=$(ep_build_go_tool nolabel-pull)
 if ! ep__overlay_works "$EP_TMP"; then
   echo "test_snapshotter_remote needs overlayfs mounts" >&2
   exit 77
@@ -194,15 +201,31 @@ ep_assert_eq 600 "$(stat -c %a "$SNAP_SOCK")" "snapshotter socket mode 0600"
 start_containerd
 HOSTS=$(ep_hosts_dir docker.io "$REGISTRY_URL" "$EP_URL")
 
-# --- the remote path: containerd skips every layer
+# --- containerd's own pull into overlayfs, through edgepulld as mirror
+line=$(cri_pull overlay overlayfs)
+ep_log "overlayfs: $line"
+ep_assert_match '^layers: 3, fetched: 3, skipped: 0' "$line" \
+  "overlayfs namespace: containerd fetched the layers (through edgepulld)"
+
+# --- a pull without CRI labels: edgepulld finds the layers by chain ID in its store
+out=$EP_TMP/nolabel-pull.log
+EP_LOGS+=("$out")
+ep_timeout 300 "$NOLABEL_PULL" -address "$CTR_ADDRESS" -namespace plain -snapshotter edgepull \
+  -hosts-dir "$HOSTS" "$REF" >"$out" 2>&1 || ep_fail "nolabel-pull failed: $(tail -n 3 "$out")"
+line=$(grep -m1 '^layers:' "$out" || true)
+ep_log "no CRI labels: $line"
+ep_assert_match '^layers: 3, fetched: 0, skipped: 3, unpacked in edgepull: true' "$line" \
+  "no CRI labels: containerd skipped every layer, edgepulld found them by chain ID"
+plain_content=$(ep_ctr -n plain content ls -q)
+ep_assert_eq 2 "$(grep -c . <<<"$plain_content")" "no CRI labels: containerd got manifest and config only"
+ep_assert_match 'remote snapshot edgepull/remote/.*from docker.io/library/snapdemo' \
+  "$(cat "$EP_LOG")" "edgepulld unpacked the layers it found by chain ID"
+
+# --- the remote path with CRI labels: containerd skips every layer (they exist)
 line=$(cri_pull k8s.io edgepull)
 ep_log "edgepull: $line"
 ep_assert_match '^layers: 3, fetched: 0, skipped: 3, unpacked in edgepull: true' "$line" \
   "containerd skipped every layer: edgepulld fetched and unpacked them"
-line=$(cri_pull overlay overlayfs)
-ep_log "overlayfs: $line"
-ep_assert_match '^layers: 3, fetched: 3, skipped: 0' "$line" \
-  "overlayfs namespace: containerd fetched the layers (from edgepulld's store)"
 for b in "${EP_PUSHED_BLOBS[@]}"; do
   ep_assert_eq 1 "$(ep_count_blob_gets "$b")" "registry: one GET for $b"
 done
@@ -244,6 +267,6 @@ ep_assert_eq "$(layer_marks "$CTR_ROOT/io.containerd.snapshotter.v1.overlayfs/sn
 umount "$EP_TMP/m-edgepull" "$EP_TMP/m-overlayfs"
 
 ep_stop_edgepulld
-ep_assert_match 'remote unpacked 3, existed [0-9]+, joined [0-9]+, unknown 0, fallbacks 0' \
+ep_assert_match 'remote unpacked 3, existed [1-9][0-9]*, joined [0-9]+, unknown 0, fallbacks 0' \
   "$(grep -o 'remote unpacked.*' "$EP_LOG" || true)" "edgepulld unpacked each layer once, no fallback"
 ep_finish

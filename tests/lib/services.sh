@@ -291,3 +291,18 @@ ep_conformance_dir() {
   echo "$(basename "$0" .sh) needs the containerd-conformance tool (EP_CONFORMANCE_DIR)" >&2
   exit 77
 }
+
+# ep_build_go_tool NAME: builds tests/tools/NAME (nolabel-pull: a client.Pull with the unpacker
+# and no CRI labels; snap-client: Prepare/List/Cleanup straight to a snapshotter socket) into
+# $CONFORMANCE_BIN beside cri-pull, with the conformance build's Go cache, and prints its path.
+# Call after ep_conformance_dir and the conformance build (which installs golang-go and
+# containerd's Go sources).
+ep_build_go_tool() {
+  local bin=${CONFORMANCE_BIN:-${TMPDIR:-/tmp}/containerd-conformance-bin}
+  (cd "$EP_SOURCE_DIR/tests/tools/$1" &&
+    GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS='' GOPROXY=off CGO_ENABLED=0 \
+      GOCACHE=$bin/.gocache ep_timeout 300 go build -trimpath -o "$bin/$1.$$" . &&
+    mv -f "$bin/$1.$$" "$bin/$1") >"$EP_TMP/$1-build.log" 2>&1 ||
+    ep_die "building $1 failed (log: $EP_TMP/$1-build.log)"
+  echo "$bin/$1"
+}
