@@ -9,6 +9,8 @@
 #
 #   ep_mkimage LAYOUT TAG ARCH SPEC...   one image; SPEC = gzip:SIZE | tar:SIZE
 #                                        (SIZE as head -c takes it: 4M, 256M, 100K)
+#                                        | gzfiles:COUNTxSIZE (COUNT random files of
+#                                        SIZE each, gzip: a layer whose unpack costs)
 #   ep_mkimage_index LAYOUT TAG SPEC...  linux/amd64 + linux/arm64 image index
 #   ep_push_image LAYOUT TAG REPO [skopeo copy options...]
 #
@@ -38,13 +40,20 @@ ep__layout_init() { # LAYOUT
   [ -f "$1/index.json" ] || printf '{"schemaVersion":2,"manifests":[]}' >"$1/index.json"
 }
 
-# ep__mklayer LAYOUT KIND SIZE: one layer holding one random file; appends
-# its descriptor to EP__LAYER_DESCS and its diff_id to EP__DIFF_IDS.
+# ep__mklayer LAYOUT KIND SIZE: one layer holding one random file (gzfiles:
+# COUNT files data/f000000.. in name order); appends its descriptor to
+# EP__LAYER_DESCS and its diff_id to EP__DIFF_IDS.
 ep__mklayer() {
   local layout=$1 kind=$2 size=$3 work diff mt
   work=$(mktemp -d "$layout/work.XXXXXX")
   mkdir -p "$work/root/data"
-  head -c "$size" /dev/urandom >"$work/root/data/blob-$RANDOM$RANDOM.bin"
+  if [ "$kind" = gzfiles ]; then
+    head -c "$((${size%x*} * $(numfmt --from=iec "${size#*x}")))" /dev/urandom |
+      split -b "${size#*x}" -d -a 6 - "$work/root/data/f"
+    kind=gzip
+  else
+    head -c "$size" /dev/urandom >"$work/root/data/blob-$RANDOM$RANDOM.bin"
+  fi
   tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu \
     -C "$work/root" -cf "$work/layer.tar" data
   diff=sha256:$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
