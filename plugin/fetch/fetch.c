@@ -399,7 +399,9 @@ static int fetch_transfer(struct fetch_job *j) {
     const struct fetch_source *s = n > 0 ? next_source(j, list, n, now) : NULL;
     if (s == NULL) {
       bool budget = peers || store_ingest_offset(j->in) > 0;
-      if (wait_for_source(j, budget, progress_ms, &rounds, &last) < 0)
+      int64_t since = atomic_load(&j->demand_ms);
+      since = since > progress_ms ? since : progress_ms;
+      if (wait_for_source(j, budget, since, &rounds, &last) < 0)
         return -j->err.code;
       continue;
     }
@@ -599,6 +601,7 @@ static int start_job(fetcher *f, blob_pipe *p, const char *host, const char *rep
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   pthread_attr_setstacksize(&attr, 256 * 1024);
   atomic_init(&j->beat_ms, ep_mono_ms());
+  atomic_init(&j->demand_ms, ep_mono_ms());
   j->start_ms = ep_mono_ms();
   pthread_mutex_lock(&f->lock);
   bool full = f->deps.max_jobs > 0 && f->running >= f->deps.max_jobs;
@@ -630,6 +633,15 @@ static int start_job(fetcher *f, blob_pipe *p, const char *host, const char *rep
     return ep_error(err, EP_EINTERNAL, "cannot start fetch thread: error %d", rc);
   }
   return 0;
+}
+
+/* A new reader of a fetch in flight: its budget starts now (demand_ms). */
+static void renew_demand(fetcher *f, const blob_pipe *p) {
+  pthread_mutex_lock(&f->lock);
+  for (struct fetch_job *j = f->jobs; j != NULL; j = j->next_job)
+    if (j->pipe == p)
+      atomic_store(&j->demand_ms, ep_mono_ms());
+  pthread_mutex_unlock(&f->lock);
 }
 
 int fetcher_open(fetcher *f, const char *host, const char *repo, const digest_t *d, blob_pipe **out,
@@ -666,6 +678,8 @@ int fetcher_open_req(fetcher *f, const char *host, const char *repo, const diges
       pipe_unref(p);
       return r;
     }
+  } else {
+    renew_demand(f, p);
   }
   *out = p;
   return 0;

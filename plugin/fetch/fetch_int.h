@@ -82,6 +82,11 @@ struct fetch_job {
   atomic_uint_least64_t *peer_ctr;
   struct fetch_job *next_job;   /* fetcher->jobs */
   atomic_int_least64_t beat_ms; /* last sign of progress (fetcher_health) */
+  /* When a request last joined this fetch. The budget runs from the later of
+   * this and the last byte: a reader that joins a fetch near the end of its
+   * budget (a deploy started while an old fetch still waits for its source)
+   * gets the whole budget, not the old fetch's remainder. */
+  atomic_int_least64_t demand_ms;
 };
 
 static inline void beat(struct fetch_job *j) {

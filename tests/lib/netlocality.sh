@@ -452,6 +452,28 @@ nl_wait_stores() {
   printf '%s' "$out"
 }
 
+# nl_wait_fetches_idle SECONDS: until no node has a blob fetch in flight
+# (edgepull_fetches_in_flight is 0 on every node's local /metrics), so that
+# what a test measures next is not the tail of what came before (a child's
+# retry that started a new fetch at its parent). Fails on the deadline.
+nl_wait_fetches_idle() {
+  local deadline=$((SECONDS + $1)) id n busy
+  while :; do
+    busy=
+    for id in "${NODE_IDS[@]}"; do
+      n=$(nl_node_curl "$id" "http://127.0.0.1:5050/metrics" 2>/dev/null |
+        awk '$1 == "edgepull_fetches_in_flight" { print $2 }')
+      [ "${n:-x}" = 0 ] || busy+=" $id=${n:-?}"
+    done
+    [ -z "$busy" ] && return 0
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "fetches still in flight after $1 s:$busy" >&2
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
 # Bytes of DIGEST in ID's ingest/ (0 when there is no partial).
 nl_partial_size() { # ID DIGEST
   local f=${NODE_STATE[$1]}/ingest/${2#sha256:}.partial

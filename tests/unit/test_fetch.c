@@ -106,7 +106,7 @@ static void set_sources(struct fx *x, const int *which, size_t n) {
   pthread_mutex_unlock(&x->mu);
 }
 
-static int fx_open_fetcher(struct fx *x, int source_wait_ms) {
+static int fx_open_fetcher_budget(struct fx *x, int source_wait_ms, int budget_ms) {
   struct fetcher_deps deps = {.st = x->st,
                               .idx = x->idx,
                               .up = x->up,
@@ -118,9 +118,13 @@ static int fx_open_fetcher(struct fx *x, int source_wait_ms) {
                               .sources_ud = x,
                               .node_id = "n1",
                               .source_wait_ms = source_wait_ms,
-                              .budget_ms = 20000};
+                              .budget_ms = budget_ms};
   ep_err e = {0};
   return fetcher_new(&deps, &x->f, &e);
+}
+
+static int fx_open_fetcher(struct fx *x, int source_wait_ms) {
+  return fx_open_fetcher_budget(x, source_wait_ms, 20000);
 }
 
 static void fake_init(struct fake *f, const unsigned char *blob) {
@@ -426,6 +430,34 @@ static void test_no_source(void **state) {
   assert_int_equal(e.code, EP_EUNREACH);
 }
 
+/* A request that joins a fetch whose source is down gets the whole budget,
+ * not what is left of it: a deploy that starts while an older fetch still
+ * waits for its parent must not fail with that fetch a moment later. */
+static void test_join_renews_budget(void **state) {
+  struct fx *x = *state;
+  const int budget = 3000;
+  assert_int_equal(fx_open_fetcher_budget(x, 200, budget), 0);
+  pthread_mutex_lock(&x->mu);
+  x->nsrc = 1;
+  x->src[0] = (struct fetch_source){.kind = SRC_PEER};
+  snprintf(x->src[0].node, sizeof x->src[0].node, "%s", "gone");
+  snprintf(x->src[0].base_url, sizeof x->src[0].base_url, "http://127.0.0.1:1"); /* refused */
+  pthread_mutex_unlock(&x->mu);
+  blob_pipe *first = open_blob(x);
+  nanosleep(&(struct timespec){2, 0}, NULL); /* two thirds of the budget */
+  blob_pipe *second = open_blob(x);
+  assert_ptr_equal(first, second); /* joined the same fetch */
+  /* Past the first request's budget, well within the second's. */
+  nanosleep(&(struct timespec){1, 500 * 1000 * 1000}, NULL);
+  uint64_t avail = 0;
+  assert_int_equal(pipe_wait(second, 0, &avail, 0), PIPE_TIMEOUT); /* still running */
+  unsigned char buf[16];
+  assert_int_equal(read_all(second, buf, sizeof buf, NULL), PIPE_FAILED); /* it does end */
+  pipe_unref(first);
+  pipe_unref(second);
+  wait_idle(x);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_resume_from_next_source, setup, teardown),
@@ -435,6 +467,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_shutdown_wakes_readers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_shutdown_while_waiting_for_a_source, setup, teardown),
       cmocka_unit_test_setup_teardown(test_no_source, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_join_renews_budget, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
