@@ -10,10 +10,16 @@
 #include <stdint.h>
 #include <time.h>
 
-static inline int64_t ep_mono_ms(void) {
+/* Nanoseconds of CLOCK_MONOTONIC: for durations (histograms, the token
+ * bucket) where milliseconds are too coarse. */
+static inline int64_t ep_mono_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline int64_t ep_mono_ms(void) {
+  return ep_mono_ns() / 1000000;
 }
 
 /* The CLOCK_MONOTONIC instant at_ms (as ep_mono_ms counts), for

@@ -13,19 +13,13 @@
 struct ep_ratelimit {
   pthread_mutex_t mu;
   pthread_cond_t closed_cv; /* signalled once, by ep_ratelimit_close */
-  bool closed;
-  double rate;   /* bytes per second */
-  double burst;  /* most tokens the bucket holds */
-  double tokens; /* may go negative: the debt takers are sleeping off */
+  atomic_bool closed;       /* written under mu; read without it on the fast path */
+  double rate;              /* bytes per second */
+  double burst;             /* most tokens the bucket holds */
+  double tokens;            /* may go negative: the debt takers are sleeping off */
   int64_t last_ns;
   atomic_uint_fast64_t throttled_ns;
 };
-
-static int64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 ep_ratelimit *ep_ratelimit_new(uint64_t bytes_per_s) {
   if (bytes_per_s == 0)
@@ -45,7 +39,7 @@ ep_ratelimit *ep_ratelimit_new(uint64_t bytes_per_s) {
   rl->rate = (double)bytes_per_s;
   rl->burst = rl->rate / 10 > EP_RATELIMIT_MIN_BURST ? rl->rate / 10 : EP_RATELIMIT_MIN_BURST;
   rl->tokens = rl->burst;
-  rl->last_ns = mono_ns();
+  rl->last_ns = ep_mono_ns();
   atomic_init(&rl->throttled_ns, 0);
   return rl;
 }
@@ -62,7 +56,7 @@ void ep_ratelimit_close(ep_ratelimit *rl) {
   if (rl == NULL)
     return;
   pthread_mutex_lock(&rl->mu);
-  rl->closed = true;
+  atomic_store(&rl->closed, true);
   pthread_cond_broadcast(&rl->closed_cv);
   pthread_mutex_unlock(&rl->mu);
 }
@@ -90,14 +84,16 @@ int64_t ep_ratelimit_reserve(ep_ratelimit *rl, size_t n, int64_t now_ns) {
 int ep_ratelimit_take(ep_ratelimit *rl, size_t n) {
   if (rl == NULL)
     return 0;
-  int64_t wait = ep_ratelimit_reserve(rl, n, mono_ns());
+  int64_t wait = ep_ratelimit_reserve(rl, n, ep_mono_ns());
+  if (wait == 0) /* the common case with a cap: no lock, no clock again */
+    return atomic_load(&rl->closed) ? -1 : 0;
   int64_t until_ms = ep_mono_ms() + (wait + 999999) / 1000000;
   pthread_mutex_lock(&rl->mu);
-  while (!rl->closed && wait > 0 && ep_mono_ms() < until_ms) {
+  while (!atomic_load(&rl->closed) && ep_mono_ms() < until_ms) {
     struct timespec at = ep_mono_timespec(until_ms);
     pthread_cond_timedwait(&rl->closed_cv, &rl->mu, &at);
   }
-  bool closed = rl->closed;
+  bool closed = atomic_load(&rl->closed);
   pthread_mutex_unlock(&rl->mu);
   return closed ? -1 : 0;
 }

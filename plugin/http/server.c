@@ -293,7 +293,7 @@ static enum MHD_Result serve_streamed_blob(struct server *s, struct MHD_Connecti
     atomic_fetch_add_explicit(&r->metrics->readers, 1, memory_order_relaxed);
     metrics_add(&r->metrics->cache_misses, 1);
   }
-  (void)head; /* MHD sends no body for HEAD and never calls the reader */
+  /* For a HEAD, MHD sends no body and never calls the reader. */
   struct MHD_Response *resp = MHD_create_response_from_callback(
       len, SERVER_BLOCK_SIZE, pipe_reader_cb, r, pipe_reader_free);
   if (resp == NULL)
@@ -361,6 +361,7 @@ static enum MHD_Result serve_manifest(struct server *s, struct MHD_Connection *c
     return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "UNKNOWN", "out of memory");
   }
   m.body = NULL;
+  /* A HEAD needs the manifest too (its digest and length); MHD drops the body. */
   (void)head;
   if (!http_common_headers(resp) ||
       MHD_add_response_header(resp, "Docker-Content-Digest", dg) != MHD_YES ||

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/names.h"
 
@@ -258,12 +259,6 @@ static int parent_chain_of(snap *s, const char *parent, digest_t *out, ep_err *e
   return r;
 }
 
-static uint64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* The leader's work: fetch, unpack, verify, commit. 0 when committed (or found committed). */
 static int unpack_commit(snap_remote *rm, snap *s, const digest_t *chain, const char *parent,
                          const struct snap_labels *labels, const struct layer_src *src,
@@ -280,14 +275,14 @@ static int unpack_commit(snap_remote *rm, snap *s, const digest_t *chain, const 
   char name[REMOTE_NAME];
   snprintf(name, sizeof name, "edgepull/remote/%.16s/sha256:%s",
            parent[0] != '\0' ? ptag.hex : "root", chain->hex);
-  uint64_t t0 = mono_ns();
+  uint64_t t0 = (uint64_t)ep_mono_ns();
   int r = snap_create_committed(s, name, parent, labels, fill_layer, &j, err);
   if (r == 0) {
     pthread_mutex_lock(&rm->mu);
     rm->st.unpacked++;
     rm->st.compressed += j.res.compressed;
     rm->st.uncompressed += j.res.bytes;
-    uint64_t ns = mono_ns() - t0;
+    uint64_t ns = (uint64_t)ep_mono_ns() - t0;
     rm->st.unpack_ns += ns;
     pthread_mutex_unlock(&rm->mu);
     if (rm->deps.metrics != NULL)

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "plugin/grpc/grpc.h"
 #include "plugin/snapshot/snapshots.pb-c.h"
 
@@ -158,9 +159,7 @@ static void create(grpc_call *c, snap *core, enum snap_kind kind, const char *ke
 }
 
 static int64_t now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+  return ep_mono_ns() / 1000;
 }
 
 /* A call's duration, failed or not: containerd retries what fails, and a
