@@ -267,7 +267,12 @@ static void test_repo(void **state) {
                                    "a0.b1_c2__d3-e4",
                                    "library/ubuntu-22.04",
                                    "k8s.gcr.io/pause",
-                                   "team/sub/sub2/image"};
+                                   "team/sub/sub2/image",
+                                   "foo/manifests",
+                                   "blobs",
+                                   "x1/y2/z3",
+                                   "a.b.c/d-e/f__g",
+                                   "ab-cd_ef"};
   static const char *const bad[] = {
       "",       "../etc", "a//b", "A",    "a..b", "-a",   "a/",        "/a",  "%2e%2e", "a_",
       "a___b",  "a.-b",   "a-.b", "_a",   ".a",   "a b",  "a\tb",      "a:b", "a@b",    "a/./b",
