@@ -135,11 +135,13 @@ ep_registry_blob_path() { # DIGEST
 # socket in the temp dir. Exports CTR_ADDRESS, CTR_ROOT, CTR_PID, CTR_LOG,
 # CTR_SNAPSHOTTER (overlayfs when the kernel lets us mount it, else native).
 # With EP_CTRD_SNAP_SOCK set, edgepulld's snapshotter socket there is the
-# proxy snapshotter "edgepull" (the socket may appear after containerd).
+# proxy snapshotter "edgepull" (the socket may appear after containerd). With EP_CTRD_DIR set,
+# root, state and socket are there instead (a benchmark's disk).
 ep_start_containerd() {
   ep_require_cmd containerd ctr
-  local dir
-  dir=$(ep_tmpdir containerd)
+  local dir=${EP_CTRD_DIR:-}
+  [ -n "$dir" ] || dir=$(ep_tmpdir containerd)
+  mkdir -p "$dir"
   CTR_ROOT=$dir/root
   CTR_ADDRESS=$dir/c.sock
   CTR_LOG=$dir/containerd.log
