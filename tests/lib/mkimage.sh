@@ -11,6 +11,9 @@
 #                                        (SIZE as head -c takes it: 4M, 256M, 100K)
 #                                        | gzfiles:COUNTxSIZE (COUNT random files of
 #                                        SIZE each, gzip: a layer whose unpack costs)
+#                                        | gzipdir:DIR (the tree under DIR)
+#   ep_mkimage_runnable LAYOUT TAG ARCH MARKER SPEC...
+#                                        busybox, the SPECs, /marker.txt
 #   ep_mkimage_index LAYOUT TAG SPEC...  linux/amd64 + linux/arm64 image index
 #   ep_push_image LAYOUT TAG REPO [skopeo copy options...]
 #
@@ -40,22 +43,32 @@ ep__layout_init() { # LAYOUT
   [ -f "$1/index.json" ] || printf '{"schemaVersion":2,"manifests":[]}' >"$1/index.json"
 }
 
-# ep__mklayer LAYOUT KIND SIZE: one layer holding one random file (gzfiles:
-# COUNT files data/f000000.. in name order); appends its descriptor to
-# EP__LAYER_DESCS and its diff_id to EP__DIFF_IDS.
+# ep__mklayer LAYOUT KIND SIZE: one layer holding one random file of SIZE
+# bytes (KIND gzip or tar), COUNT random files data/f000000.. in name order
+# (KIND gzfiles, SIZE COUNTxSIZE), or the tree under the directory SIZE
+# names (KIND gzipdir); appends its descriptor to EP__LAYER_DESCS and its diff_id to
+# EP__DIFF_IDS.
 ep__mklayer() {
-  local layout=$1 kind=$2 size=$3 work diff mt
+  local layout=$1 kind=$2 size=$3 work diff mt root names
   work=$(mktemp -d "$layout/work.XXXXXX")
-  mkdir -p "$work/root/data"
-  if [ "$kind" = gzfiles ]; then
-    head -c "$((${size%x*} * $(numfmt --from=iec "${size#*x}")))" /dev/urandom |
-      split -b "${size#*x}" -d -a 6 - "$work/root/data/f"
+  if [ "$kind" = gzipdir ]; then
+    root=$size
     kind=gzip
+    mapfile -t names < <(cd "$root" && ls -A)
   else
-    head -c "$size" /dev/urandom >"$work/root/data/blob-$RANDOM$RANDOM.bin"
+    root=$work/root
+    names=(data)
+    mkdir -p "$root/data"
+    if [ "$kind" = gzfiles ]; then
+      head -c "$((${size%x*} * $(numfmt --from=iec "${size#*x}")))" /dev/urandom |
+        split -b "${size#*x}" -d -a 6 - "$root/data/f"
+      kind=gzip
+    else
+      head -c "$size" /dev/urandom >"$root/data/blob-$RANDOM$RANDOM.bin"
+    fi
   fi
   tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu \
-    -C "$work/root" -cf "$work/layer.tar" data
+    -C "$root" -cf "$work/layer.tar" -- "${names[@]}"
   diff=sha256:$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
   case $kind in
   gzip)
@@ -128,6 +141,27 @@ ep_mkimage() {
   EP_IMG_SIZE=$EP__SIZE
   EP_IMG_MEDIATYPE=$EP_MT_MANIFEST
   ep__layout_tag "$layout" "$tag" "$EP_MT_MANIFEST" "$EP_IMG_DIGEST" "$EP_IMG_SIZE"
+}
+
+# ep_mkimage_runnable LAYOUT TAG ARCH MARKER SPEC...: a single-platform image
+# that runs: busybox (/bin/sh, cat, ls, wc) as its first layer, then the
+# random layers of the SPECs (each one file in /data), and last a small layer
+# with /marker.txt holding MARKER. Needs busybox-static (/bin/busybox) of
+# this machine's architecture.
+ep_mkimage_runnable() {
+  local layout=$1 tag=$2 arch=$3 marker=$4 w t
+  shift 4
+  [ -x /bin/busybox ] || ep_die "ep_mkimage_runnable needs busybox-static"
+  ep__layout_init "$layout"
+  w=$(mktemp -d "$layout/rootfs.XXXXXX")
+  mkdir -p "$w/bb/bin" "$w/mk"
+  chmod 755 "$w/bb" "$w/bb/bin" "$w/mk"
+  cp /bin/busybox "$w/bb/bin/busybox"
+  for t in sh cat ls wc; do ln -s busybox "$w/bb/bin/$t"; done
+  printf '%s\n' "$marker" >"$w/mk/marker.txt"
+  chmod 644 "$w/mk/marker.txt"
+  ep_mkimage "$layout" "$tag" "$arch" "gzipdir:$w/bb" "$@" "gzipdir:$w/mk"
+  rm -rf "$w"
 }
 
 # ep_mkimage_index LAYOUT TAG SPEC...: an OCI image index for linux/amd64 and

@@ -48,6 +48,9 @@
 #                                      nl_node_exec) joins that cgroup first
 #                                      (tests/lib/sdisk.sh's slow disks)
 #   nl_node_curl ID ARGS...            bounded curl there
+#   nl_start_containerd ID DIR [SOCK]  a containerd of ID's own (proxy
+#                                      snapshotter "edgepull" at SOCK)
+#   nl_ctr ID ARGS... / nl_stop_containerd ID
 #   nl_kill_node ID / nl_stop_node ID  kill -9 / SIGTERM
 #   nl_uplink_bytes                    rx_bytes of the gateway's uplink veth
 #   nl_lan_rx_bytes ID                 rx_bytes of ID's LAN veth
@@ -167,9 +170,10 @@ nl_create() {
     "LAN ${NL_LAN_MBPS} Mbit/s per port (gateway ${NL_GW_LAN_MBPS})"
 }
 
-# nl__nsx ID: NL_NSX, the command prefix that runs a program as node ID's:
-# in its namespace and, when NL_CGROUP[ID] is set, in that cgroup (exec'ed,
-# so $! is still the program's pid).
+# nl__nsx ID [net]: NL_NSX, the command prefix that runs a program as node
+# ID's: in its namespace and, when NL_CGROUP[ID] is set, in that cgroup
+# (exec'ed, so $! is still the program's pid); with "net", in its network
+# namespace but the machine's mount namespace.
 nl__nsx() {
   [ -n "${NL_NS[$1]:-}" ] || ep_die "no namespace for node '$1'"
   NL_NSX=()
@@ -177,7 +181,14 @@ nl__nsx() {
   # cgroup hierarchies; the cgroup is inherited through both execs.
   [ -z "${NL_CGROUP[$1]:-}" ] ||
     NL_NSX=(sh -c 'echo $$ >"$0" && exec "$@"' "${NL_CGROUP[$1]}")
-  NL_NSX+=(ip netns exec "${NL_NS[$1]}")
+  if [ "${2:-}" = net ]; then
+    # The network namespace only: `ip netns exec` also gives a mount
+    # namespace whose /sys is the netns's own, without the cgroup
+    # hierarchies runc needs to start a container.
+    NL_NSX+=(nsenter "--net=/run/netns/${NL_NS[$1]}")
+  else
+    NL_NSX+=(ip netns exec "${NL_NS[$1]}")
+  fi
 }
 
 nl_node_exec() { # ID CMD...
@@ -286,6 +297,40 @@ nl_kill_node() { # ID
 
 nl_stop_node() { # ID: SIGTERM; returns the exit status
   ep_node_stop "$1"
+}
+
+# --- a containerd per node ----------------------------------------------------
+
+# nl_start_containerd ID DIR [SNAP_SOCK]: a containerd of ID's own
+# (services.sh's ep_containerd_spawn: no CRI, root, state and socket in DIR)
+# in ID's network namespace and cgroup (it writes what it pulls on ID's
+# disk); SNAP_SOCK is then its proxy snapshotter "edgepull" (ID's edgepulld
+# may create it later). Sets NL_CTR_ADDR[ID], NL_CTR_PID[ID], NL_CTR_ROOT[ID];
+# the cleanup stack stops it, then unmounts what its containers left under DIR.
+declare -gA NL_CTR_ADDR=() NL_CTR_PID=() NL_CTR_ROOT=()
+nl_start_containerd() {
+  local id=$1 save_nsx=("${EP_NSX[@]}") NL_NSX
+  nl__nsx "$id" net
+  ep_cleanup_push "ep__umount_under '$2'"
+  EP_NSX=("${NL_NSX[@]}")
+  EP_CTRD_SNAP_SOCK=${3:-} ep_containerd_spawn "$2"
+  EP_NSX=("${save_nsx[@]}")
+  NL_CTR_ADDR[$id]=$CTR_ADDRESS
+  NL_CTR_PID[$id]=$CTR_PID
+  NL_CTR_ROOT[$id]=$CTR_ROOT
+}
+
+nl_stop_containerd() { # ID
+  [ -z "${NL_CTR_PID[$1]:-}" ] || ep_stop_pid "${NL_CTR_PID[$1]}" 10 || true
+  unset "NL_CTR_PID[$1]"
+}
+
+# nl_ctr ID ARGS...: ctr against ID's containerd, in ID's namespace (ctr
+# itself fetches from registries), bounded by NL_CTR_TIMEOUT (default 180 s).
+nl_ctr() {
+  local id=$1
+  shift
+  nl_node_exec "$id" timeout -k 5 "${NL_CTR_TIMEOUT:-180}" ctr --address "${NL_CTR_ADDR[$id]}" "$@"
 }
 
 # --- the broker's view ------------------------------------------------------

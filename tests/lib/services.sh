@@ -138,10 +138,18 @@ ep_registry_blob_path() { # DIGEST
 # proxy snapshotter "edgepull" (the socket may appear after containerd). With EP_CTRD_DIR set,
 # root, state and socket are there instead (a benchmark's disk).
 ep_start_containerd() {
-  ep_require_cmd containerd ctr
   local dir=${EP_CTRD_DIR:-}
   [ -n "$dir" ] || dir=$(ep_tmpdir containerd)
   mkdir -p "$dir"
+  ep_containerd_spawn "$dir"
+}
+
+# ep_containerd_spawn DIR: ep_start_containerd's containerd with root, state
+# and socket in DIR (an empty directory; short, since the socket's path must
+# fit a sockaddr_un), in the namespace of EP_NSX.
+ep_containerd_spawn() {
+  ep_require_cmd containerd ctr
+  local dir=$1
   CTR_ROOT=$dir/root
   CTR_ADDRESS=$dir/c.sock
   CTR_LOG=$dir/containerd.log
