@@ -13,8 +13,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "common/clock.h"
 
 #define NV(n, v)                                                                                   \
   { (uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE }
@@ -100,20 +101,14 @@ static int connect_unix(const char *path, ep_err *err) {
   return fd;
 }
 
-static long now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* Moves bytes until the stream closes, the peer goes away or the deadline passes. */
-static int pump(nghttp2_session *ses, struct client_state *st, long deadline, ep_err *err) {
+static int pump(nghttp2_session *ses, struct client_state *st, int64_t deadline, ep_err *err) {
   uint8_t buf[16384];
   while (!st->closed) {
     int rv = nghttp2_session_send(ses);
     if (rv != 0)
       return ep_error(err, EP_EIO, "h2 send: %s", nghttp2_strerror(rv));
-    long left = deadline - now_ms();
+    int64_t left = deadline - ep_mono_ms();
     if (left <= 0)
       return ep_error(err, EP_ECANCELED, "gRPC call timed out");
     struct pollfd p = {.fd = st->fd, .events = POLLIN};
@@ -201,7 +196,7 @@ int grpc_client_unary(const struct grpc_client_call *c, const uint8_t *req, size
   if (r >= 0)
     r = submit(ses, c, &st, err);
   if (r >= 0)
-    r = pump(ses, &st, now_ms() + (c->timeout_ms > 0 ? c->timeout_ms : 60000), err);
+    r = pump(ses, &st, ep_mono_ms() + (c->timeout_ms > 0 ? c->timeout_ms : 60000), err);
   if (r >= 0 && st.status < 0)
     r = ep_error(err, EP_EIO, "gRPC answer without grpc-status (h2 code %u)", st.close_code);
   if (r >= 0)
