@@ -125,11 +125,7 @@ int grpc_call_send(grpc_call *c, const uint8_t *msg, size_t len) {
     return -EP_ECANCELED;
   }
   uint8_t *p = c->out + c->out_off + c->out_len;
-  p[0] = 0;
-  p[1] = (uint8_t)(len >> 24);
-  p[2] = (uint8_t)(len >> 16);
-  p[3] = (uint8_t)(len >> 8);
-  p[4] = (uint8_t)len;
+  grpc_frame_put(p, (uint32_t)len);
   if (len > 0)
     memcpy(p + GRPC_FRAME_HDR, msg, len);
   c->out_len += framed;

@@ -3,6 +3,7 @@
  * the response message and the grpc-status trailer. nghttp2 does the framing, flow control and
  * HPACK; the loop only moves bytes between it and the socket. */
 #include "plugin/grpc/grpc_client.h"
+#include "plugin/grpc/grpc_int.h"
 
 #include <errno.h>
 #include <nghttp2/nghttp2.h>
@@ -16,9 +17,6 @@
 #include <unistd.h>
 
 #include "common/clock.h"
-
-#define NV(n, v)                                                                                   \
-  { (uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE }
 
 struct client_state {
   int fd;
@@ -66,11 +64,11 @@ static int header_cb(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
                      const uint8_t *value, size_t vlen, uint8_t flags, void *ud) {
   (void)s, (void)f, (void)flags;
   struct client_state *st = ud;
-  if (nlen == 11 && memcmp(name, "grpc-status", 11) == 0) {
+  if (grpc_name_is(name, nlen, "grpc-status")) {
     char v[16];
     snprintf(v, sizeof v, "%.*s", (int)(vlen < 15 ? vlen : 15), (const char *)value);
     st->status = atoi(v);
-  } else if (nlen == 12 && memcmp(name, "grpc-message", 12) == 0 && st->msgcap > 0) {
+  } else if (grpc_name_is(name, nlen, "grpc-message") && st->msgcap > 0) {
     /* percent-encoded on the wire; kept as is: it is only ever logged */
     snprintf(st->msg, st->msgcap, "%.*s", (int)vlen, (const char *)value);
   }
@@ -133,12 +131,13 @@ static int pump(nghttp2_session *ses, struct client_state *st, int64_t deadline,
 static int submit(nghttp2_session *ses, const struct grpc_client_call *c, struct client_state *st,
                   ep_err *err) {
   nghttp2_nv nv[6 + GRPC_CLIENT_MAX_MD] = {
-      NV(":method", "POST"),         NV(":scheme", "http"), NV(":path", c->path),
-      NV(":authority", "localhost"), NV("te", "trailers"),  NV("content-type", "application/grpc"),
+      GRPC_NV(":method", "POST"), GRPC_NV(":scheme", "http"),
+      GRPC_NV(":path", c->path),  GRPC_NV(":authority", "localhost"),
+      GRPC_NV("te", "trailers"),  GRPC_NV("content-type", "application/grpc"),
   };
   size_t n = 6;
   for (size_t i = 0; i < GRPC_CLIENT_MAX_MD && c->md_name[i] != NULL; i++) {
-    nghttp2_nv m = NV(c->md_name[i], c->md_value[i]);
+    nghttp2_nv m = GRPC_NV(c->md_name[i], c->md_value[i]);
     nv[n++] = m;
   }
   int rv = nghttp2_submit_settings(ses, NGHTTP2_FLAG_NONE, NULL, 0);
@@ -153,33 +152,36 @@ static int first_message(const struct client_state *st, struct ep_buf *resp, ep_
   if (st->raw.len == 0)
     return 0;
   const uint8_t *p = (const uint8_t *)st->raw.data;
-  if (st->raw.len < 5)
+  if (st->raw.len < GRPC_FRAME_HDR)
     return ep_error(err, EP_EIO, "gRPC answer: truncated frame");
   if (p[0] != 0)
     return ep_error(err, EP_EUNSUPPORTED, "gRPC answer: compressed message");
-  size_t len = (size_t)p[1] << 24 | (size_t)p[2] << 16 | (size_t)p[3] << 8 | p[4];
-  if (len > st->raw.len - 5)
+  size_t len = grpc_frame_get(p);
+  if (len > st->raw.len - GRPC_FRAME_HDR)
     return ep_error(err, EP_EIO, "gRPC answer: truncated message");
-  return ep_buf_append(resp, p + 5, len) < 0 ? ep_error(err, EP_ETOOBIG, "gRPC answer too big") : 0;
+  return ep_buf_append(resp, p + GRPC_FRAME_HDR, len) < 0
+             ? ep_error(err, EP_ETOOBIG, "gRPC answer too big")
+             : 0;
 }
 
 int grpc_client_unary(const struct grpc_client_call *c, const uint8_t *req, size_t req_len,
                       struct ep_buf *resp, int *status, char *msg, size_t msgcap, ep_err *err) {
   if (req_len > UINT32_MAX)
     return ep_error(err, EP_ETOOBIG, "gRPC request too big");
-  uint8_t *framed = malloc(req_len + 5);
+  uint8_t *framed = malloc(req_len + GRPC_FRAME_HDR);
   if (framed == NULL)
     return ep_error(err, EP_EINTERNAL, "out of memory");
-  framed[0] = 0;
-  for (int i = 0; i < 4; i++)
-    framed[1 + i] = (uint8_t)(req_len >> (24 - 8 * i));
+  grpc_frame_put(framed, (uint32_t)req_len);
   if (req_len > 0)
-    memcpy(framed + 5, req, req_len);
+    memcpy(framed + GRPC_FRAME_HDR, req, req_len);
   if (msgcap > 0)
     msg[0] = '\0';
-  struct client_state st = {
-      .out = framed, .out_len = req_len + 5, .status = -1, .msg = msg, .msgcap = msgcap};
-  ep_buf_init(&st.raw, resp->max + 5 * 64);
+  struct client_state st = {.out = framed,
+                            .out_len = req_len + GRPC_FRAME_HDR,
+                            .status = -1,
+                            .msg = msg,
+                            .msgcap = msgcap};
+  ep_buf_init(&st.raw, resp->max + GRPC_FRAME_HDR * 64);
   nghttp2_session *ses = NULL;
   nghttp2_session_callbacks *cb = NULL;
   int r = st.fd = connect_unix(c->socket, err);

@@ -5,7 +5,9 @@
 
 #include <nghttp2/nghttp2.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "plugin/grpc/grpc.h"
 
@@ -23,6 +25,30 @@ enum {
   GRPC_PREFACE_MS = 10000,       /* a connection must send its SETTINGS within this */
   GRPC_FRAME_HDR = 5,            /* compressed flag + 4-byte big-endian length */
 };
+
+/* One header entry for nghttp2 (the strings must outlive the submit). */
+#define GRPC_NV(n, v)                                                                              \
+  { (uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE }
+
+/* An HTTP/2 header name or value (not NUL-terminated) equals want. */
+static inline bool grpc_name_is(const uint8_t *n, size_t nlen, const char *want) {
+  return nlen == strlen(want) && memcmp(n, want, nlen) == 0;
+}
+
+/* The length prefix of a gRPC message: a compressed flag (0: we negotiate identity only) and the
+ * length, 4 bytes big-endian, in GRPC_FRAME_HDR bytes at p. */
+static inline void grpc_frame_put(uint8_t *p, uint32_t len) {
+  p[0] = 0;
+  p[1] = (uint8_t)(len >> 24);
+  p[2] = (uint8_t)(len >> 16);
+  p[3] = (uint8_t)(len >> 8);
+  p[4] = (uint8_t)len;
+}
+
+/* The length of the prefix at p (its flag is p[0]). */
+static inline uint32_t grpc_frame_get(const uint8_t *p) {
+  return (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
+}
 
 struct grpc_md {
   char *name;

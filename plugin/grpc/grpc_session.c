@@ -15,13 +15,6 @@
 
 #include "common/log.h"
 
-#define NV(n, v)                                                                                   \
-  { (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE }
-
-static bool name_is(const uint8_t *n, size_t nlen, const char *want) {
-  return nlen == strlen(want) && memcmp(n, want, nlen) == 0;
-}
-
 /* Builds the status nvs after `head` fixed entries; returns the count. bufs hold the formatted
  * values. */
 static size_t status_nv(grpc_call *c, nghttp2_nv *nv, char *code, char *msg) {
@@ -32,11 +25,11 @@ static size_t status_nv(grpc_call *c, nghttp2_nv *nv, char *code, char *msg) {
   else
     msg[0] = '\0';
   pthread_mutex_unlock(&c->srv->mu);
-  nghttp2_nv st = NV("grpc-status", code);
+  nghttp2_nv st = GRPC_NV("grpc-status", code);
   nv[0] = st;
   if (msg[0] == '\0')
     return 1;
-  nghttp2_nv m = NV("grpc-message", msg);
+  nghttp2_nv m = GRPC_NV("grpc-message", msg);
   nv[1] = m;
   return 2;
 }
@@ -89,9 +82,9 @@ void grpc_call_kick(grpc_call *c) {
   bool trailers_only = c->finished && c->out_len == 0;
   pthread_mutex_unlock(&c->srv->mu);
   bool bad_ctype = c->bad_ctype && !c->dispatched;
-  nghttp2_nv nv[5] = {NV(":status", bad_ctype ? "415" : "200"),
-                      NV("content-type", "application/grpc"),
-                      NV("grpc-accept-encoding", "identity")};
+  nghttp2_nv nv[5] = {GRPC_NV(":status", bad_ctype ? "415" : "200"),
+                      GRPC_NV("content-type", "application/grpc"),
+                      GRPC_NV("grpc-accept-encoding", "identity")};
   int rv;
   c->responded = true;
   if (trailers_only) {
@@ -162,17 +155,17 @@ static int on_header(nghttp2_session *ses, const nghttp2_frame *f, const uint8_t
   grpc_call *c = nghttp2_session_get_stream_user_data(ses, f->hd.stream_id);
   if (c == NULL || f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
     return 0;
-  if (name_is(n, nlen, ":method")) {
-    c->bad_method = !name_is(v, vlen, "POST");
-  } else if (name_is(n, nlen, ":path")) {
+  if (grpc_name_is(n, nlen, ":method")) {
+    c->bad_method = !grpc_name_is(v, vlen, "POST");
+  } else if (grpc_name_is(n, nlen, ":path")) {
     const struct grpc_server_opts *o = &c->srv->o;
     for (size_t i = 0; i < o->n_methods && c->method == NULL; i++)
-      if (name_is(v, vlen, o->methods[i].path))
+      if (grpc_name_is(v, vlen, o->methods[i].path))
         c->method = &o->methods[i];
-  } else if (name_is(n, nlen, "content-type")) {
+  } else if (grpc_name_is(n, nlen, "content-type")) {
     c->bad_ctype = !ctype_ok(v, vlen);
-  } else if (name_is(n, nlen, "grpc-encoding")) {
-    c->bad_encoding = !name_is(v, vlen, "identity");
+  } else if (grpc_name_is(n, nlen, "grpc-encoding")) {
+    c->bad_encoding = !grpc_name_is(v, vlen, "identity");
   } else if (nlen > 0 && n[0] != ':') {
     keep_md(c, n, nlen, v, vlen);
   }
@@ -229,8 +222,7 @@ static bool msg_header(grpc_call *c) {
                          "compressed message, but no grpc-encoding was negotiated");
     return false;
   }
-  uint32_t len =
-      (uint32_t)c->hdr[1] << 24 | (uint32_t)c->hdr[2] << 16 | (uint32_t)c->hdr[3] << 8 | c->hdr[4];
+  uint32_t len = grpc_frame_get(c->hdr);
   if (len > c->srv->o.max_message) {
     char m[96];
     snprintf(m, sizeof(m), "request message of %u bytes exceeds %zu", len, c->srv->o.max_message);

@@ -212,13 +212,12 @@ static struct tstream *tc_call_raw(struct tclient *tc, const char *path, const c
 
 /* frame: a gRPC length-prefixed message in buf (caller frees). */
 static uint8_t *frame(const void *msg, size_t len, uint8_t flag, size_t *out_len) {
-  uint8_t *b = malloc(len + 5);
+  uint8_t *b = malloc(len + GRPC_FRAME_HDR);
   assert_non_null(b);
+  grpc_frame_put(b, (uint32_t)len);
   b[0] = flag;
-  b[1] = (uint8_t)(len >> 24), b[2] = (uint8_t)(len >> 16), b[3] = (uint8_t)(len >> 8),
-  b[4] = (uint8_t)len;
-  memcpy(b + 5, msg, len);
-  *out_len = len + 5;
+  memcpy(b + GRPC_FRAME_HDR, msg, len);
+  *out_len = len + GRPC_FRAME_HDR;
   return b;
 }
 
@@ -423,8 +422,7 @@ static void test_unknown_method(void **state) {
 static size_t count_msgs(const struct tstream *t) {
   size_t n = 0;
   for (size_t off = 0; off + 5 <= t->len; n++) {
-    uint32_t len = (uint32_t)t->data[off + 1] << 24 | (uint32_t)t->data[off + 2] << 16 |
-                   (uint32_t)t->data[off + 3] << 8 | t->data[off + 4];
+    uint32_t len = grpc_frame_get(t->data + off);
     assert_int_equal(len, STREAM_MSG);
     int seq;
     memcpy(&seq, t->data + off + 5, sizeof(seq));
