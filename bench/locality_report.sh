@@ -69,6 +69,35 @@ loc__param() { # KEY
 }
 
 # loc__tables: the time and uplink tables of summary.md.
+# loc__cpu_table: where the CPU went at the largest N, medians over the
+# repetitions, the delta deploy left out (its edgepullds did a deploy before;
+# runs.csv from before these columns: nothing): the CPU
+# seconds of every edgepulld and of every client, what they are of all the
+# CPU the machine had while the run lasted (its cores x the run's time),
+# and how busy /proc/stat says the machine was (other processes and the
+# kernel's emulation of the links included). The processes' own accounting
+# and /proc/stat's ticks are not exact against each other on this VM: the
+# first is the measure, the second says whether the cores were full.
+loc__cpu_table() {
+  local nmax cores
+  nmax=$(tail -n +2 "$LOC_OUT/runs.csv" | awk -F, 'NF >= 21 && $3 > m { m = $3 } END { print m + 0 }')
+  [ "$nmax" -gt 0 ] || return 0
+  cores=$(loc__param machine | sed -n 's/.*, \([0-9][0-9]*\) CPUs.*/\1/p')
+  printf '\nCPU at N = %s, median per run: the CPU seconds of every edgepulld together (their whole life) and of every client (skopeo) together; both of them against all the CPU the machine had while the run lasted (%s cores x the time); the machine'"'"'s busy share (/proc/stat: every process, other users'"'"' too, and the kernel):\n\n' "$nmax" "${cores:-?}"
+  printf '| scenario | topology | provisioning s | edgepullds CPU s | clients CPU s | both ÷ (cores × time) | machine busy |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |\n'
+  tail -n +2 "$LOC_OUT/runs.csv" | awk -F, -v n="$nmax" 'NF >= 21 && $3 == n && $1 != "edgepull-delta" { print $1 "," $2, $6, $19, $20, $18 }' |
+    sort | awk -v cores="${cores:-0}" '
+      function med(s,   a, k, i, j, v) { k = split(s, a, " ")
+        for (i = 2; i <= k; i++) { v = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > v; j--) a[j + 1] = a[j]; a[j + 1] = v }
+        return a[int((k + 1) / 2)] }
+      function flush(   p, tt, e2, c2) { split(key, p, ","); tt = med(t); e2 = med(e); c2 = med(c)
+        printf "| %s | %s | %.1f | %.1f | %.1f | %s | %.0f %% |\n", p[1], p[2], tt, e2, c2,
+          (cores > 0 && tt > 0 ? sprintf("%.0f %%", (e2 + c2) / (cores * tt) * 100) : "?"), med(b) * 100
+        t = e = c = b = "" }
+      { if ($1 != key && key != "") flush(); key = $1; t = t " " $2; e = e " " $3; c = c " " $4; b = b " " $5 }
+      END { if (key != "") flush() }'
+}
+
 loc__tables() {
   local n sc tp head sep row up
   head="| N |"
@@ -205,6 +234,7 @@ loc_report() {
     printf 'Peak RSS (VmHWM) of the edgepullds, largest per run: %s KiB; CPU seconds of the busiest edgepulld: %s.\n' \
       "$(tail -n +2 "$LOC_OUT/runs.csv" | awk -F, '$13 != "" { print $13 }' | sort -n | tail -n 1)" \
       "$(tail -n +2 "$LOC_OUT/runs.csv" | awk -F, '$15 != "" { print $15 }' | sort -g | tail -n 1)"
+    loc__cpu_table
     [ ! -f "$LOC_OUT/disk.csv" ] || {
       printf '\nBytes written to each node'"'"'s SD device by its own blkio group and by the root group (the kernel'"'"'s writeback), and the write limits in force there, B/s (disk.csv):\n\n```\n'
       cat "$LOC_OUT/disk.csv"

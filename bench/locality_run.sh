@@ -146,9 +146,9 @@ loc_setup() {
 }
 
 loc_csv_headers() {
-  echo "scenario,topology,nodes,rep,ok,provision_s,first_done_s,registry_bytes,uplink_wire_bytes,image_bytes,uplink_copies,node_lan_util,rss_max_kib,rss_gw_kib,cpu_max_s,cpu_gw_s,anon_max_kib,host_cpu_busy" \
+  echo "scenario,topology,nodes,rep,ok,provision_s,first_done_s,registry_bytes,uplink_wire_bytes,image_bytes,uplink_copies,node_lan_util,rss_max_kib,rss_gw_kib,cpu_max_s,cpu_gw_s,anon_max_kib,host_cpu_busy,edgepulld_cpu_s,client_cpu_s,host_cpu_s" \
     >"$LOC_OUT/runs.csv"
-  echo "scenario,topology,nodes,rep,node,ok,done_s,rss_kib,cpu_s,anon_kib" >"$LOC_OUT/nodes.csv"
+  echo "scenario,topology,nodes,rep,node,ok,done_s,rss_kib,cpu_s,anon_kib,client_cpu_s" >"$LOC_OUT/nodes.csv"
   {
     echo "image_bytes=$LOC_IMAGE_BYTES"
     echo "new_bytes=$LOC_NEW_BYTES"
@@ -219,20 +219,31 @@ loc__cpu_ticks() {
   awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t; exit }' /proc/stat
 }
 
-# loc__cpu_busy "BUSY0 TOTAL0": the machine's busy share since that mark.
+# loc__cpu_busy "BUSY0 TOTAL0": "share seconds": the machine's busy share
+# since that mark, and the busy CPU seconds (all CPUs, every process).
 loc__cpu_busy() {
   local b0 t0 b1 t1
   read -r b0 t0 <<<"$1"
   read -r b1 t1 < <(loc__cpu_ticks)
-  awk -v b="$((b1 - b0))" -v t="$((t1 - t0))" 'BEGIN { printf "%.3f", (t > 0 ? b / t : 0) }'
+  awk -v b="$((b1 - b0))" -v t="$((t1 - t0))" -v hz="$LOC_CLK_TCK" \
+    'BEGIN { printf "%.3f %.2f\n", (t > 0 ? b / t : 0), b / hz }'
 }
 
 # loc__client ID SOURCE DEST DONE_FILE: skopeo copy in ID's namespace; appends
-# "id exit_status end_time" to DONE_FILE.
+# "id exit_status end_time" to DONE_FILE, and "id cpu_seconds" of the copy
+# to LOC_RUN_DIR/client_cpu. The CPU is what this subshell's children used
+# (bash's `times`: ip, timeout and skopeo, each reaped by its parent): on a
+# machine of 2 cores, 21 clients at once take a share the locality's
+# edgepullds then do not get, and the summary says how much.
 loc__client() {
-  local rc=0
+  local rc=0 t
   nl_node_exec "$1" timeout -k 5 "$LOC_CLIENT_TIMEOUT" skopeo --tmpdir "$(loc__dir "$1")/tmp" copy --quiet \
     --src-tls-verify=false "docker://$2" "dir:$3" >"$LOC_RUN_DIR/client-$1.log" 2>&1 || rc=$?
+  times >"$LOC_RUN_DIR/times-$1" # in this shell: a $(...) would be a new one
+  t=$(sed -n 2p "$LOC_RUN_DIR/times-$1")
+  awk -v id="$1" -v t="$t" 'BEGIN { n = split(t, a, /[ms]+/); s = 0
+    for (i = 1; i + 1 <= n; i += 2) s += a[i] * 60 + a[i + 1]
+    printf "%s %.2f\n", id, s }' >>"$LOC_RUN_DIR/client_cpu"
   if [ "$rc" -eq 0 ] && [ "$(sha256sum <"$3/manifest.json" | cut -d' ' -f1)" != "${LOC_V1_DIGEST#sha256:}" ]; then
     rc=99
   fi
@@ -250,37 +261,44 @@ loc__clients() {
 }
 
 # loc__row SCENARIO TOPO N REP T0 UP0 LOG0 RSSCPU_GW: rows from LOC_RUN_DIR/done
-# ("id status end_time") and LOC_RUN_DIR/stats ("id rss cpu").
+# ("id status end_time"), LOC_RUN_DIR/stats ("id rss cpu anon") and
+# LOC_RUN_DIR/client_cpu ("id cpu").
 loc__row() {
-  local sc=$1 topo=$2 n=$3 rep=$4 t0=$5 up0=$6 log0=$7 reg wire util ok busy
+  local sc=$1 topo=$2 n=$3 rep=$4 t0=$5 up0=$6 log0=$7 reg wire util ok busy cpus
   busy=$LOC_BUSY
   reg=$(ep_registry_blob_bytes "$log0")
   wire=$(($(nl_uplink_bytes) - up0))
   util=$(loc__lan_util)
-  touch "$LOC_RUN_DIR/stats"
+  touch "$LOC_RUN_DIR/stats" "$LOC_RUN_DIR/client_cpu"
   awk -v sc="$sc" -v tp="$topo" -v n="$n" -v rep="$rep" -v t0="$t0" '
     FILENAME == ARGV[1] { rss[$1] = $2; cpu[$1] = $3; anon[$1] = $4; next }
-    { printf "%s,%s,%d,%d,%s,%d,%.3f,%s,%s,%s\n", sc, tp, n, rep, $1, ($2 == 0), $3 - t0,
-        rss[$1], cpu[$1], anon[$1] }' \
-    "$LOC_RUN_DIR/stats" "$LOC_RUN_DIR/done" | sort -t, -k7,7g >>"$LOC_OUT/nodes.csv"
+    FILENAME == ARGV[2] { ccpu[$1] = $2; next }
+    { printf "%s,%s,%d,%d,%s,%d,%.3f,%s,%s,%s,%s\n", sc, tp, n, rep, $1, ($2 == 0), $3 - t0,
+        rss[$1], cpu[$1], anon[$1], ccpu[$1] }' \
+    "$LOC_RUN_DIR/stats" "$LOC_RUN_DIR/client_cpu" "$LOC_RUN_DIR/done" |
+    sort -t, -k7,7g >>"$LOC_OUT/nodes.csv"
+  # CPU seconds of the run: every edgepulld, every client, the whole machine.
+  cpus=$(awk 'FILENAME == ARGV[1] { e += $3; next } { c += $2 }
+    END { printf "%.2f,%.2f", e, c }' "$LOC_RUN_DIR/stats" "$LOC_RUN_DIR/client_cpu")
   ok=$(awk -v n="$n" '$1 ~ /^n[0-9]+$/ && $2 == 0 { c++ } END { print (c == n) ? 1 : 0 }' \
     "$LOC_RUN_DIR/done")
   [ "$ok" = 1 ] || LOC_FAILED_RUNS=$((LOC_FAILED_RUNS + 1))
   awk -v sc="$sc" -v tp="$topo" -v n="$n" -v rep="$rep" -v t0="$t0" -v ok="$ok" -v reg="$reg" \
-    -v wire="$wire" -v img="$LOC_RUN_BYTES" -v util="$util" -v busy="$busy" '
+    -v wire="$wire" -v img="$LOC_RUN_BYTES" -v util="$util" -v busy="$busy" -v cpus="$cpus" \
+    -v busy_s="$LOC_BUSY_S" '
     FILENAME == ARGV[1] { if ($2 > rmax) rmax = $2; if ($3 > cmax) cmax = $3
                 if ($4 > amax) amax = $4; if ($1 == "gw") { rgw = $2; cgw = $3 }; next }
     $1 ~ /^n[0-9]+$/ { d = $3 - t0; if (d > last) last = d; if (first == "" || d < first) first = d }
-    END { printf "%s,%s,%d,%d,%d,%.3f,%.3f,%d,%d,%d,%.3f,%s,%s,%s,%s,%s,%s,%s\n", sc, tp, n, rep,
-            ok, last, first, reg, wire, img, (img > 0 ? reg / img : 0), util, rmax, rgw, cmax, cgw,
-            amax, busy }' \
+    END { printf "%s,%s,%d,%d,%d,%.3f,%.3f,%d,%d,%d,%.3f,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", sc, tp, n,
+            rep, ok, last, first, reg, wire, img, (img > 0 ? reg / img : 0), util, rmax, rgw, cmax,
+            cgw, amax, busy, cpus, busy_s }' \
     "$LOC_RUN_DIR/stats" "$LOC_RUN_DIR/done" | tee -a "$LOC_OUT/runs.csv" | loc__say
 }
 
 # One line per run on the terminal: the figures that matter.
 loc__say() {
-  awk -F, '{ printf "  %-16s %-7s N=%-3s rep %s: %s  %.2f s, uplink %.2f copies, n1 LAN %.0f %%, CPU %.0f %%%s\n",
-    $1, $2, $3, $4, ($5 == 1 ? "ok    " : "FAILED"), $6, $11, $12 * 100, $18 * 100,
+  awk -F, '{ printf "  %-16s %-7s N=%-3s rep %s: %s  %.2f s, uplink %.2f copies, n1 LAN %.0f %%, CPU %.0f %% (%s s: edgepulld %s, clients %s)%s\n",
+    $1, $2, $3, $4, ($5 == 1 ? "ok    " : "FAILED"), $6, $11, $12 * 100, $18 * 100, $21, $19, $20,
     ($13 != "" ? sprintf(", peak RSS %.1f MiB (own %.1f)", $13 / 1024, $17 / 1024) : "") }'
 }
 
@@ -312,7 +330,7 @@ loc_run_baseline() {
   LOC_CPU0=$(loc__cpu_ticks)
   t0=$EPOCHREALTIME
   loc__clients "$n" "$REGISTRY_HOST"
-  LOC_BUSY=$(loc__cpu_busy "$LOC_CPU0")
+  read -r LOC_BUSY LOC_BUSY_S < <(loc__cpu_busy "$LOC_CPU0")
   loc__sampler_stop
   nl_route_direct off
   loc__row baseline - "$n" "$rep" "$t0" "$up0" "$log0"
@@ -374,6 +392,13 @@ loc__locality_stop() {
   done
   for id in "${NODE_IDS[@]}"; do nl_stop_node "$id" || true; done
   ep_coord_stop || true
+  [ "$LOC_KEEP_LOGS" = 1 ] || return 0
+  local keep=$LOC_OUT/logs/${LOC_RUN_DIR##*/}
+  mkdir -p "$keep"
+  for id in "${NODE_IDS[@]}"; do cp "${NODE_LOG[$id]}" "$keep/$id.log" 2>/dev/null || true; done
+  cp "$COORD_LOG" "$keep/coordinator.log" 2>/dev/null || true
+  cp "$LOC_RUN_DIR"/client-*.log "$keep/" 2>/dev/null || true
+  return 0
 }
 
 # loc__deploy TAG: edgepullctl deploy --wait --json with a receive time on
@@ -416,7 +441,7 @@ loc_run_edgepull() {
   deploy) loc__deploy v1 ;;
   delta) loc__deploy v2 ;;
   esac
-  LOC_BUSY=$(loc__cpu_busy "$LOC_CPU0")
+  read -r LOC_BUSY LOC_BUSY_S < <(loc__cpu_busy "$LOC_CPU0")
   loc__sampler_stop
   loc__locality_stop
   loc__row "$sc" "$topo" "$n" "$rep" "$t0" "$up0" "$log0"
