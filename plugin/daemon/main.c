@@ -12,11 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <systemd/sd-daemon.h>
 
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/names.h"
+#include "common/sd_proto.h"
 #include "plugin/daemon/daemon.h"
 #include "plugin/http/listen.h"
 
@@ -151,13 +151,13 @@ static int run(struct edgepulld *d) {
     ep_log_info("metrics on http://%s/metrics", mwhere);
   char status[WATCHDOG_STATUS_MAX];
   snprintf(status, sizeof status, "serving on %s", where);
-  sd_notifyf(0, "READY=1\nSTATUS=%s", status);
+  sdp_notifyf("READY=1\nSTATUS=%s", status);
   if (edgepulld_watch(d, status, &e) < 0) {
     ep_log_err("%s", e.msg);
     return 1;
   }
   wait_for_stop();
-  sd_notify(0, "STOPPING=1");
+  sdp_notify("STOPPING=1");
   edgepulld_stop(d);
   return 0;
 }

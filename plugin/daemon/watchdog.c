@@ -19,10 +19,9 @@
 #include <string.h>
 #include <time.h>
 
-#include <systemd/sd-daemon.h>
-
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/sd_proto.h"
 
 #define WATCHDOG_CHECK_MS 5000
 
@@ -58,14 +57,14 @@ static void tick(struct watchdog *w) {
   char status[WATCHDOG_STATUS_MAX * 2];
   int failing = run_checks(w, status, sizeof status);
   if (failing < 0)
-    sd_notify(0, "WATCHDOG=1");
+    sdp_notify("WATCHDOG=1");
   if (failing == w->failing)
     return; /* the same state: its STATUS= is out already */
   if (failing < 0)
     ep_log_info("watchdog: healthy again, pinging systemd");
   else
     ep_log_warn("watchdog: %s; withholding WATCHDOG=1", status);
-  sd_notifyf(0, "STATUS=%s", status);
+  sdp_notifyf("STATUS=%s", status);
   w->failing = failing;
 }
 
@@ -91,7 +90,7 @@ static void *watchdog_thread(void *arg) {
 int watchdog_start(const struct watchdog_deps *deps, watchdog **out, ep_err *err) {
   *out = NULL;
   uint64_t usec = 0;
-  if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0)
+  if (sdp_watchdog_enabled(&usec) <= 0 || usec == 0)
     return 0;
   struct watchdog *w = calloc(1, sizeof *w);
   if (w == NULL)

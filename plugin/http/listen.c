@@ -11,10 +11,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "common/names.h"
+#include "common/sd_proto.h"
 
 int listen_parse(const char *spec, struct sockaddr_storage *ss, socklen_t *len, ep_err *err) {
   struct names_hostport hp;
@@ -70,11 +70,11 @@ int listen_open(const char *spec, int *fd_out, ep_err *err) {
 int listen_from_systemd(int *local_fd, int *peer_fd, int *snap_fd, int *metrics_fd, ep_err *err) {
   *local_fd = *peer_fd = *snap_fd = *metrics_fd = -1;
   char **names = NULL;
-  int n = sd_listen_fds_with_names(1, &names);
+  int n = sdp_listen_fds_with_names(&names);
   if (n < 0)
     return ep_error(err, EP_EINVAL, "systemd socket activation: %s", strerror(-n));
   for (int i = 0; i < n; i++) {
-    int fd = SD_LISTEN_FDS_START + i;
+    int fd = SDP_LISTEN_FDS_START + i;
     const char *name = names != NULL ? names[i] : "unknown";
     if (strcmp(name, "peer") == 0 && *peer_fd < 0)
       *peer_fd = fd;

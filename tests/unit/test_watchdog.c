@@ -30,9 +30,9 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <systemd/sd-daemon.h>
 
 #include "common/clock.h"
+#include "common/sd_proto.h"
 #include "plugin/daemon/daemon.h"
 #include "plugin/daemon/watchdog.h"
 #include "plugin/http/http.h"
@@ -206,7 +206,7 @@ static void test_daemon_fetch_wedge(void **state) {
   assert_int_equal(edgepulld_serve(d, lfd, SERVER_LOCAL, &e), 0);
   assert_int_equal(server_probe(d->local, 1000, &e), 0);
 
-  sd_notifyf(0, "READY=1\nSTATUS=%s", "serving on test"); /* as main.c does */
+  sdp_notifyf("READY=1\nSTATUS=%s", "serving on test"); /* as main.c does */
   assert_int_equal(edgepulld_watch(d, "serving on test", &e), 0);
   struct seen s;
   collect(&n, 1000, NULL, &s);
