@@ -115,8 +115,10 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 # Library dependencies come from dpkg-shlibdeps (only what the binaries
 # link); the maintainer scripts need adduser. init-system-helpers
 # (deb-systemd-helper) is essential in Debian 12 and Raspberry Pi OS.
+# libarchive is dlopen()ed when a layer is unpacked (store/archive_dl.h), so
+# dpkg-shlibdeps cannot see it: named here.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser")
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser, libarchive13")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "containerd | docker.io | podman, mosquitto, sqlite3")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${CMAKE_CURRENT_LIST_DIR}/debian/conffiles

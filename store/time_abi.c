@@ -4,8 +4,19 @@
  * nothing of edgepull's here that holds a time_t. */
 #include "store/time_abi.h"
 
-#include <archive_entry.h>
 #include <time.h>
+
+#include "store/archive_dl.h"
+
+/* libarchive's function NAME, typed as this file's time_t sees it. An
+ * archive_entry exists only once libarchive is loaded (by the unpacker or,
+ * in tests, linked in), so loading here cannot fail where it matters. */
+#define LIB(name) ((__typeof__(name) *)lib_sym(#name))
+static void *lib_sym(const char *name) {
+  ep_err e = {0};
+  (void)archive_dl_load(&e);
+  return archive_dl_sym(name);
+}
 
 /* A 32-bit library time_t holds the low half of the tar's value. */
 static int64_t from_lib(time_t t) {
@@ -15,18 +26,18 @@ static int64_t from_lib(time_t t) {
 }
 
 int64_t ep_archive_entry_mtime(struct archive_entry *ae) {
-  return from_lib(archive_entry_mtime(ae));
+  return from_lib(LIB(archive_entry_mtime)(ae));
 }
 
 int64_t ep_archive_entry_atime(struct archive_entry *ae) {
-  return from_lib(archive_entry_atime(ae));
+  return from_lib(LIB(archive_entry_atime)(ae));
 }
 
 int ep_archive_entry_set_mtime(struct archive_entry *ae, int64_t sec, long nsec) {
   time_t t = (time_t)sec;
   if ((int64_t)t != sec)
     return -1;
-  archive_entry_set_mtime(ae, t, nsec);
+  LIB(archive_entry_set_mtime)(ae, t, nsec);
   return 0;
 }
 

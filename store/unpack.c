@@ -19,8 +19,6 @@
  * as containerd does. */
 #include "store/unpack.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -30,6 +28,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "store/archive_dl.h"
 #include "store/unpack_fs.h"
 
 #define UNPACK_BUF (64 * 1024)
@@ -113,6 +112,9 @@ static void fill_limits(unpack_limits *l, const unpack_opts *o) {
 }
 
 static int run_open(struct unpack_run *u, ep_err *err) {
+  int r = archive_dl_load(err);
+  if (r < 0)
+    return r;
   u->hash = digest_ctx_new();
   u->inbuf = malloc(UNPACK_BUF);
   u->midbuf = malloc(UNPACK_BUF);
@@ -133,7 +135,7 @@ static int run_open(struct unpack_run *u, ep_err *err) {
     return ep_error(err, EP_EUNSUPPORTED, "libarchive lacks built-in gzip/zstd/tar");
   /* The raw format refuses a zero-byte stream: that is an empty layer. */
   struct archive_entry *raw;
-  int r = archive_read_open(u->outer, u, NULL, outer_read, NULL);
+  r = archive_read_open(u->outer, u, NULL, outer_read, NULL);
   if (r == ARCHIVE_OK)
     r = archive_read_next_header(u->outer, &raw);
   if (r == ARCHIVE_EOF || (r < ARCHIVE_WARN && u->compressed == 0 && u->stream_err.code == 0))

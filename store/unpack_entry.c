@@ -20,8 +20,6 @@
  * /proc/self/fd link for nodes that cannot be opened. */
 #include "store/unpack_fs.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -33,6 +31,7 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "store/archive_dl.h"
 #include "store/time_abi.h"
 
 #define WH_PREFIX ".wh."
