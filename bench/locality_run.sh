@@ -132,7 +132,7 @@ loc_setup() {
   nl_create "$1"
   nl_route_direct off
   nl_start_registry
-  loc__image
+  "${LOC_IMAGE_FN:-loc__image}"
   nl_start_broker
   LOC_CLK_TCK=$(getconf CLK_TCK)
   LOC_FRAME=$(nl_frame_factor)
@@ -313,7 +313,7 @@ loc__run_begin() { # NAME
 # loc__run_end: the next run starts with empty stores and nothing dirty.
 loc__run_end() {
   local d
-  rm -rf "$LOC_FS"/*/copy "$LOC_FS"/*/state.* "$LOC_FS"/*/tmp/*
+  rm -rf "$LOC_FS"/*/copy "$LOC_FS"/*/state.* "$LOC_FS"/*/tmp/* "$LOC_FS"/*/ctrd.* "$LOC_FS"/*/snap.sock
   [ "$LOC_DISK" = tmpfs ] || for d in "$LOC_FS"/*/; do sync -f "$d"; done
 }
 
@@ -340,14 +340,20 @@ loc_run_baseline() {
 # loc__locality TOPO N: a fresh locality (new name, empty stores): the
 # coordinator with TOPO, the gateway and n1..nN.
 loc__locality() {
-  local i id
+  local i id extra
   LOC_RUN_SEQ=$((LOC_RUN_SEQ + 1))
   ep_loc_set "bench$LOC_RUN_SEQ"
   nl_start_coordinator "$1"
   for id in gw $(for ((i = 1; i <= $2; i++)); do echo "n$i"; done); do
     NODE_STATE[$id]=$(mktemp -d "$(loc__dir "$id")/state.XXXXXX")
+    extra=()
+    if [ -n "${LOC_CTRD:-}" ]; then
+      # bench/locality_import: a containerd per node, edgepulld its snapshotter.
+      nl_start_containerd "$id" "$(mktemp -d "$(loc__dir "$id")/ctrd.XXXXXX")" "$(loc__dir "$id")/snap.sock"
+      extra=(--snapshotter-socket "$(loc__dir "$id")/snap.sock" --containerd-address "${NL_CTR_ADDR[$id]}")
+    fi
     # Runtimes name the image without the registry (a Docker registry-mirror).
-    EP_START_NOWAIT=1 nl_start_node "$id" --default-registry "$REGISTRY_HOST"
+    EP_START_NOWAIT=1 nl_start_node "$id" --default-registry "$REGISTRY_HOST" "${extra[@]}"
   done
   for id in "${NODE_IDS[@]}"; do
     EP_NETNS=${NL_NS[$id]} ep_wait_http "http://127.0.0.1:$NL_LOCAL_PORT/v2/" 30 "${NODE_PID[$id]}" ||
@@ -391,6 +397,7 @@ loc__locality_stop() {
       "$LOC_RUN_DIR/mem" 2>/dev/null)" >>"$LOC_RUN_DIR/stats"
   done
   for id in "${NODE_IDS[@]}"; do nl_stop_node "$id" || true; done
+  for id in "${!NL_CTR_PID[@]}"; do nl_stop_containerd "$id"; done
   ep_coord_stop || true
   [ "$LOC_KEEP_LOGS" = 1 ] || return 0
   local keep=$LOC_OUT/logs/${LOC_RUN_DIR##*/}
