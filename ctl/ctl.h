@@ -28,6 +28,7 @@ struct ctl_opts {
   const char *arg;       /* the command's argument (where DIGEST), else NULL */
   const char *snap_root; /* --snapshotter-root; NULL: <state_dir>/snapshots */
   const char *endpoint;  /* --endpoint: edgepulld's local endpoint, for stat's /metrics */
+  bool dry_run;          /* gc --dry-run */
 };
 
 #define CTL_DEFAULT_ENDPOINT "127.0.0.1:5050"
@@ -48,6 +49,11 @@ int ctl_cmd_nodes(const struct ctl_opts *o);
 int ctl_cmd_where(const struct ctl_opts *o);
 int ctl_cmd_topology(const struct ctl_opts *o);
 int ctl_cmd_snapshots(const struct ctl_opts *o); /* ctl_snapshots.c */
+/* Through edgepulld's local endpoint (ctl_gc.c). */
+int ctl_cmd_gc(const struct ctl_opts *o);
+int ctl_cmd_pin(const struct ctl_opts *o);
+int ctl_cmd_unpin(const struct ctl_opts *o);
+int ctl_cmd_du(const struct ctl_opts *o); /* ctl_du.c, the index alone */
 /* `deploy` parses its own options from the whole command line (ctl_deploy.c). */
 int ctl_deploy_main(int argc, char **argv);
 /* So does `setup` (ctl_setup.c). */

@@ -1,7 +1,8 @@
 /* edgepullctl: the admin CLI. This file only parses the command line and
  * dispatches; the subcommands live in ctl_index.c (layers, images, stat,
  * schema), ctl_locality.c (nodes, where), ctl_topology.c (topology),
- * ctl_snapshots.c (snapshots), ctl_deploy.c with ctl_deploy_view.c (deploy)
+ * ctl_snapshots.c (snapshots), ctl_gc.c (gc, pin, unpin), ctl_du.c (du),
+ * ctl_deploy.c with ctl_deploy_view.c (deploy)
  * ctl_setup*.c (setup) and ctl_ca.c (ca). Options may come before
  * or after the subcommand (GNU getopt permutes), so both
  * `edgepullctl --json layers` and `edgepullctl layers --json` work.
@@ -21,10 +22,18 @@ struct ctl_cmd {
 };
 
 static const struct ctl_cmd commands[] = {
-    {"layers", ctl_cmd_layers, NULL},     {"images", ctl_cmd_images, NULL},
-    {"stat", ctl_cmd_stat, NULL},         {"schema", ctl_cmd_schema, NULL},
-    {"nodes", ctl_cmd_nodes, NULL},       {"where", ctl_cmd_where, "DIGEST"},
-    {"topology", ctl_cmd_topology, NULL}, {"snapshots", ctl_cmd_snapshots, NULL},
+    {"layers", ctl_cmd_layers, NULL},
+    {"images", ctl_cmd_images, NULL},
+    {"stat", ctl_cmd_stat, NULL},
+    {"schema", ctl_cmd_schema, NULL},
+    {"nodes", ctl_cmd_nodes, NULL},
+    {"where", ctl_cmd_where, "DIGEST"},
+    {"topology", ctl_cmd_topology, NULL},
+    {"snapshots", ctl_cmd_snapshots, NULL},
+    {"du", ctl_cmd_du, NULL},
+    {"gc", ctl_cmd_gc, NULL},
+    {"pin", ctl_cmd_pin, "IMAGE"},
+    {"unpin", ctl_cmd_unpin, "IMAGE"},
 };
 
 /* Commands that parse the whole command line themselves. */
@@ -42,7 +51,7 @@ static void usage(FILE *out) {
           "Usage: edgepullctl [OPTIONS] COMMAND [ARGUMENT]\n"
           "\n"
           "Query the edgepull index of this node and its locality (read-only; safe\n"
-          "while edgepulld runs).\n"
+          "while edgepulld runs); gc, pin and unpin ask edgepulld to act.\n"
           "\n"
           "Commands:\n"
           "  layers      one row per blob: digest, size, media type, state, last access,\n"
@@ -57,6 +66,11 @@ static void usage(FILE *out) {
           "  topology    the distribution tree, from the gateway down by parent links\n"
           "  snapshots   the snapshotter's snapshots: name, kind, parent, layer, chain ID,\n"
           "              size, inodes, created\n"
+          "  du          store size, free disk, what pins keep, bytes per cached image\n"
+          "  gc [--dry-run]  run the disk GC now, down to the low watermarks\n"
+          "              (edgepulld removes; --dry-run lists what would go)\n"
+          "  pin IMAGE   the disk GC never removes IMAGE's blobs (edgepulld records it)\n"
+          "  unpin IMAGE   undo pin\n"
           "  deploy IMAGE  deploy an image to the locality over MQTT\n"
           "              (see 'edgepullctl deploy --help')\n"
           "  setup containerd|docker|podman  configure the runtime to pull through\n"
@@ -71,7 +85,9 @@ static void usage(FILE *out) {
           "                       its database is DIR/snapshots.db\n"
           "  -j, --json           print one JSON document (keys: docs/index.md)\n"
           "      --no-trunc       full digests and media types in tables\n"
-          "      --endpoint ADDR:PORT  edgepulld's local endpoint, for stat (default %s)\n"
+          "      --endpoint ADDR:PORT  edgepulld's local endpoint, for stat, gc, pin and\n"
+          "                       unpin (default %s)\n"
+          "      --dry-run        gc: plan only, remove nothing\n"
           "  -h, --help           show this help\n"
           "  -V, --version        show the version\n"
           "\n"
@@ -93,13 +109,14 @@ static int usage_error(const char *fmt, ...) {
 
 /* Returns -1 to go on, or the exit code for --help, --version, bad usage. */
 static int parse_options(int argc, char **argv, struct ctl_opts *o) {
-  enum { OPT_NO_TRUNC = 1000, OPT_SNAP_ROOT, OPT_ENDPOINT };
+  enum { OPT_NO_TRUNC = 1000, OPT_SNAP_ROOT, OPT_ENDPOINT, OPT_DRY_RUN };
   static const struct option longopts[] = {
       {"state-dir", required_argument, NULL, 'd'},
       {"json", no_argument, NULL, 'j'},
       {"no-trunc", no_argument, NULL, OPT_NO_TRUNC},
       {"snapshotter-root", required_argument, NULL, OPT_SNAP_ROOT},
       {"endpoint", required_argument, NULL, OPT_ENDPOINT},
+      {"dry-run", no_argument, NULL, OPT_DRY_RUN},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0},
@@ -128,6 +145,9 @@ static int parse_options(int argc, char **argv, struct ctl_opts *o) {
       if (optarg[0] == '\0')
         return usage_error("--endpoint: empty address");
       o->endpoint = optarg;
+      break;
+    case OPT_DRY_RUN:
+      o->dry_run = true;
       break;
     case 'h':
       usage(stdout);

@@ -43,7 +43,7 @@ _edgepull() {
       esac
     done
     if [ -z "$sub" ] && [[ $cur != -* ]]; then
-      mapfile -t COMPREPLY < <(compgen -W 'layers images stat schema nodes where topology snapshots deploy setup ca' -- "$cur")
+      mapfile -t COMPREPLY < <(compgen -W 'layers images stat schema nodes where topology snapshots du gc pin unpin deploy setup ca' -- "$cur")
       return
     fi
     if [ "$sub" = ca ] && [ "${words[cword - 1]}" = ca ] && [[ $cur != -* ]]; then

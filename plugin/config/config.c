@@ -63,6 +63,7 @@ enum cfg_check {
   CHK_ABSPATH_OR_EMPTY,
   CHK_HOSTNAME_OR_EMPTY, /* a host name or IP address, no port, or "" */
   CHK_RATE_OR_EMPTY,     /* bytes per second as common/size.h reads them, or "" */
+  CHK_SIZE_OR_EMPTY,     /* bytes as common/size.h reads them, or "" */
 };
 
 struct cfg_option {
@@ -115,6 +116,11 @@ static const struct cfg_option cfg_options[] = {
             "abandon a fetch every reader left this long ago (partial kept)"),
     OPT_INT("partial-max-age", G_BOUND, partial_max_age_s, 60, 2592000, "86400", "SECONDS",
             "drop partials not written for this long (and beyond 2 x --max-fetches)"),
+    OPT_STR("store-max", G_LOCAL, store_max, CHK_SIZE_OR_EMPTY, "0", "SIZE",
+            "disk GC: keep the store's blobs within this (2G, 500M; 0 = no quota)"),
+    OPT_STR("store-min-free", G_LOCAL, store_min_free, CHK_SIZE_OR_EMPTY, NULL, "SIZE",
+            "disk GC: keep this much free on the store's disk (default: 5 % of it, at most "
+            "512M; 0 = off)"),
     OPT_STR("peer-listen", G_PEER, peer_listen, CHK_ADDR_OR_EMPTY, NULL, "ADDR:PORT",
             "peer endpoint other nodes pull from; empty = off"),
     OPT_BOOL("gateway", G_PEER, gateway, "this node is the locality's gateway (uplink, tags)"),
@@ -243,6 +249,12 @@ static const char *check_string(enum cfg_check chk, const char *v) {
     return v[0] == '\0' || ep_size_parse(v, &rate) == 0
                ? NULL
                : "must be bytes per second such as 4M, 2.5MiB or 500k (0 = off)";
+  }
+  case CHK_SIZE_OR_EMPTY: {
+    uint64_t size;
+    return v[0] == '\0' || ep_size_parse(v, &size) == 0
+               ? NULL
+               : "must be a size such as 2G, 500M or 1.5GiB (0 = off)";
   }
   }
   return NULL;

@@ -56,6 +56,9 @@ struct edgepulld_config {
   int max_fetches;          /* --max-fetches, default 64 concurrent fetch jobs */
   int fetch_orphan_grace_s; /* --fetch-orphan-grace, default 30 */
   int partial_max_age_s;    /* --partial-max-age, default 86400 */
+  /* the disk GC (store/gc.h), sizes as written ("2G", "500M"; common/size.h) */
+  char store_max[32];      /* --store-max, "0" = no quota */
+  char store_min_free[32]; /* --store-min-free, "" = 5 % of the disk, at most 512M; "0" = off */
   /* locality coordination (the node agent) */
   char broker_username[128];       /* --broker-username, "" = anonymous */
   char broker_password_file[1024]; /* --broker-password-file, read by the agent at start */

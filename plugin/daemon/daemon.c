@@ -144,6 +144,7 @@ static void announce_commit(void *ud, const digest_t *dg, uint64_t size) {
   pthread_mutex_lock(&d->agent_mu);
   agent_blob_added(d->agent, dg, size);
   pthread_mutex_unlock(&d->agent_mu);
+  gc_kick(d->gc); /* the store grew: over a watermark now? */
 }
 
 /* Fetch or request thread: a peer served bad bytes; the agent reports it. */
@@ -376,7 +377,8 @@ int edgepulld_open(struct edgepulld *d, const struct edgepulld_options *opt, ep_
       (r = names_secret_read(d->cfg.peer_secret_file, d->peer_secret, sizeof d->peer_secret, err)) <
           0)
     return ep_wrap(err, "peer-secret-file %s", d->cfg.peer_secret_file);
-  if ((r = open_sources(d, err)) < 0 || (r = open_fetcher(d, opt, err)) < 0)
+  if ((r = open_sources(d, err)) < 0 || (r = open_fetcher(d, opt, err)) < 0 ||
+      (r = daemon_gc_open(d, err)) < 0)
     return r;
   d->mirror = (struct mirror_deps){
       .st = d->st,
@@ -416,7 +418,10 @@ int edgepulld_serve(struct edgepulld *d, int listen_fd, enum server_mode mode, e
                            .metrics = &d->metrics,
                            .render_metrics = edgepulld_render_metrics,
                            .metrics_ud = d,
-                           .peer_rate = d->peer_rate};
+                           .peer_rate = d->peer_rate,
+                           .holds = d->holds,
+                           .admin = daemon_gc_admin,
+                           .admin_ud = d};
   struct server **slot = mode == SERVER_PEER      ? &d->peer
                          : mode == SERVER_METRICS ? &d->metrics_srv
                                                   : &d->local;
@@ -466,6 +471,7 @@ void edgepulld_stop(struct edgepulld *d) {
 }
 
 void edgepulld_close(struct edgepulld *d) {
+  daemon_gc_close(d); /* no pass runs while the rest goes */
   edgepulld_stop(d);
   if (d->mu_ready) {
     pthread_mutex_lock(&d->deploy_mu);
@@ -482,6 +488,7 @@ void edgepulld_close(struct edgepulld *d) {
   snap_free(d);
   fetcher_free(d->fetch); /* waits for fetch threads: after it nothing writes */
   d->fetch = NULL;
+  daemon_gc_free_holds(d); /* the endpoints are stopped: nobody reads */
   if (d->pipes != NULL)
     pipe_table_free(d->pipes);
   d->pipes = NULL;

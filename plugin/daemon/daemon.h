@@ -25,6 +25,8 @@
 #include "plugin/mirror/mirror.h"
 #include "plugin/upstream/upstream.h"
 #include "store/index.h"
+#include "store/gc.h"
+#include "store/holds.h"
 #include "store/pipe.h"
 #include "store/store.h"
 #include "store/touch.h"
@@ -44,6 +46,11 @@ struct edgepulld {
   store *st;
   index_db *idx;
   touch_batch *touch; /* warm GETs' last-access writes, off the request threads */
+  /* The disk GC (--store-max, --store-min-free; daemon_gc.c) and the blobs
+   * the endpoints' responses read, which it leaves alone. */
+  gc_runner *gc;
+  hold_table *holds;
+  struct gc_limits gc_lim;
   upstream *up;
   /* --upstream-max-rate and --peer-max-rate: one bucket per direction that
    * every transfer of this node in it shares; NULL = no cap. */
@@ -108,6 +115,15 @@ void edgepulld_stop(struct edgepulld *d);
  * sees this node offline at once), then fetches and readers; frees
  * everything opened. Safe on partial opens. */
 void edgepulld_close(struct edgepulld *d);
+/* daemon_gc.c: opens the GC (after the fetcher: it reads the pipes), stops
+ * it (first in edgepulld_close), frees the holds (after the endpoints), and
+ * answers the local endpoint's admin routes (server_deps.admin). */
+int daemon_gc_open(struct edgepulld *d, ep_err *err);
+void daemon_gc_close(struct edgepulld *d);
+void daemon_gc_free_holds(struct edgepulld *d);
+int daemon_gc_admin(void *ud, const char *op, const char *image, bool dry_run, char **json,
+                    ep_err *err);
+
 /* The exposition of d's metrics, with the store, fetch and locality
  * gauges sampled now (daemon_metrics.c; the endpoints' render_metrics). */
 int edgepulld_render_metrics(void *d, struct ep_buf *out);

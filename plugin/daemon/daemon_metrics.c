@@ -39,6 +39,8 @@ int edgepulld_render_metrics(void *ud, struct ep_buf *out) {
   if (d->fetch != NULL)
     fetcher_counts(d->fetch, &s.fetches_in_flight, &s.fetches_started);
   sample_store(d, &s);
+  s.store_max = d->gc_lim.store_max;
+  s.store_min_free = d->gc_lim.min_free;
   struct proto_parent p = {0};
   pthread_mutex_lock(&d->agent_mu);
   s.mqtt_connected = agent_connected(d->agent);

@@ -52,6 +52,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "plugin/fetch/sources.h"
+#include "plugin/http/admin.h"
 #include "plugin/http/conn_guard.h"
 #include "plugin/http/http.h"
 #include "plugin/http/peer_tls.h"
@@ -81,6 +82,10 @@ struct req_ctx {
   char node[PROTO_ID_MAX + 1];
   struct fetch_request fr;
 };
+
+/* *req_cls after a request's first call (its headers), unless it holds a
+ * blob: then a malloc'd digest_t that request_completed releases. */
+static const int headers_seen = 1;
 
 struct pipe_reader {
   blob_pipe *pipe;
@@ -476,13 +481,27 @@ static enum MHD_Result serve_metrics(struct server *s, struct MHD_Connection *c)
   return ret;
 }
 
+/* A GET of a blob holds it for the disk GC until request_completed. */
+static void hold_blob(struct server *s, const digest_t *d, bool head, void **req_cls) {
+  if (head || s->d.holds == NULL || *req_cls != &headers_seen)
+    return;
+  digest_t *h = malloc(sizeof *h);
+  if (h == NULL || hold_take(s->d.holds, d) < 0) {
+    free(h);
+    return;
+  }
+  *h = *d;
+  *req_cls = h;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_size, void **req_cls) {
   struct server *s = cls;
-  static const int headers_seen = 1;
   if (*req_cls == NULL) /* the first call: the headers are complete */
     conn_guard_headers_done(s->guard, c);
+  if (s->mode == SERVER_LOCAL && strncmp(url, ADMIN_PREFIX, strlen(ADMIN_PREFIX)) == 0)
+    return admin_handle(&s->d, c, url, method, upload_size, req_cls, (void *)&headers_seen);
   bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
   if (!head && strcmp(method, MHD_HTTP_METHOD_GET) != 0)
     return http_method_not_allowed(c); /* at once: the body is never read */
@@ -525,6 +544,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   case REF_MANIFEST:
     return serve_manifest(s, c, &t, head, &rc);
   case REF_BLOB:
+    hold_blob(s, &t.digest, head, req_cls);
     return serve_blob(s, c, &t, head, &rc);
   }
   return http_error(c, MHD_HTTP_NOT_FOUND, "UNSUPPORTED", "not a pull route");
@@ -552,8 +572,12 @@ static void notify_connection(void *cls, struct MHD_Connection *c, void **socket
 static void request_completed(void *cls, struct MHD_Connection *c, void **req_cls,
                               enum MHD_RequestTerminationCode toe) {
   struct server *s = cls;
-  (void)req_cls;
   (void)toe;
+  if (req_cls != NULL && *req_cls != NULL && *req_cls != &headers_seen) {
+    hold_release(s->d.holds, *req_cls);
+    free(*req_cls);
+    *req_cls = NULL;
+  }
   conn_guard_request_done(s->guard, c);
 }
 

@@ -10,6 +10,7 @@
 #include "plugin/fetch/sources.h"
 #include "plugin/metrics/metrics.h"
 #include "plugin/mirror/mirror.h"
+#include "store/holds.h"
 #include "store/touch.h"
 
 struct server;
@@ -53,6 +54,14 @@ struct server_deps {
    * bucket (so stored blobs go through a reader, not sendfile); NULL = no
    * cap. Ignored in local mode. Owned by the caller. */
   ep_ratelimit *peer_rate;
+  /* A GET of a blob holds it here until the response is done, so the disk
+   * GC leaves it alone; NULL = no holds. Owned by the caller. */
+  hold_table *holds;
+  /* The local endpoint's admin routes (plugin/http/admin.h): op is "gc",
+   * "pin" or "unpin"; image the reference (NULL for gc); *json the answer
+   * (malloc'd). NULL: 404. Local mode only. */
+  int (*admin)(void *ud, const char *op, const char *image, bool dry_run, char **json, ep_err *err);
+  void *admin_ud;
 };
 
 enum server_mode {

@@ -159,9 +159,19 @@ static int render_store(struct metrics *m, const struct metrics_sample *s, struc
                  s->store_avail_bytes);
   }
   if (r == 0)
-    r = scalar(out, "edgepull_gc_evictions_total", "counter",
-               "Blobs evicted by garbage collection (always 0: edgepulld has no GC yet).",
+    r = scalar(out, "edgepull_store_max_bytes", "gauge",
+               "The disk GC's quota on the store (--store-max; 0 = none).", s->store_max);
+  if (r == 0)
+    r = scalar(out, "edgepull_store_min_free_bytes", "gauge",
+               "Free space the disk GC keeps on the store's file system (--store-min-free; 0 = "
+               "none).",
+               s->store_min_free);
+  if (r == 0)
+    r = scalar(out, "edgepull_gc_evictions_total", "counter", "Blobs removed by the disk GC.",
                ld(&m->gc_evictions));
+  if (r == 0)
+    r = scalar(out, "edgepull_gc_evicted_bytes_total", "counter",
+               "Bytes of the blobs removed by the disk GC.", ld(&m->gc_evicted_bytes));
   return r;
 }
 

@@ -62,7 +62,8 @@ struct metrics {
   atomic_uint_least64_t resumes;
   atomic_uint_least64_t suspects;
   atomic_uint_least64_t verify_failures;
-  atomic_uint_least64_t gc_evictions; /* stays 0: there is no GC yet */
+  atomic_uint_least64_t gc_evictions;     /* blobs the disk GC removed */
+  atomic_uint_least64_t gc_evicted_bytes; /* and their bytes */
   struct metrics_hist snap_seconds[METRICS_SNAP_N];
   struct metrics_hist unpack_seconds; /* remote unpacks (layers from the fetch engine) */
   atomic_uint_least64_t unpack_failures;
@@ -78,6 +79,7 @@ struct metrics_sample {
   bool store_known; /* the two below were read */
   uint64_t store_bytes, store_blobs;
   uint64_t store_free_bytes, store_avail_bytes;
+  uint64_t store_max, store_min_free; /* the disk GC's limits in bytes, 0 = none */
   bool mqtt_configured;
   bool mqtt_connected;
   const char *parent; /* the node's parent, NULL or "" = none */

@@ -127,8 +127,13 @@ static void test_cli_flags(void **state) {
                   "--allow-registry",
                   "quay.io",
                   "--allow-registry=ghcr.io",
-                  "--local-any-registry"};
+                  "--local-any-registry",
+                  "--store-max=2G",
+                  "--store-min-free",
+                  "500M"};
   assert_int_equal(config_parse_args(&c, ARGC(argv), argv, &e), 0);
+  assert_string_equal(c.store_max, "2G");
+  assert_string_equal(c.store_min_free, "500M");
   assert_string_equal(c.upstream_max_rate, "2.5MiB");
   assert_string_equal(c.peer_max_rate, "20M");
   assert_string_equal(c.state_dir, "/srv/ep");
@@ -182,6 +187,8 @@ static void test_cli_errors(void **state) {
       {{"--gateway=maybe"}, "not a boolean"},
       {{"--upstream-max-rate", "4 M"}, "bytes per second"},
       {{"--peer-max-rate", "-1"}, "bytes per second"},
+      {{"--store-max", "2 G"}, "a size such as"},
+      {{"--store-min-free", "lots"}, "a size such as"},
       {{"--no-gateway=1"}, "takes no value"},
       {{"--no-listen"}, "unknown option"},
       {{"--help=1"}, "takes no value"},
