@@ -30,7 +30,9 @@ enum grpc_status {
   GRPC_OUT_OF_RANGE = 11,
   GRPC_UNIMPLEMENTED = 12,
   GRPC_INTERNAL = 13,
-  GRPC_UNAVAILABLE = 14
+  GRPC_UNAVAILABLE = 14,
+  GRPC_DATA_LOSS = 15,
+  GRPC_UNAUTHENTICATED = 16
 };
 
 /* Runs on a worker thread (never the connection's I/O thread), so a slow handler (an unpack) never

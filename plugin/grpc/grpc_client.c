@@ -24,6 +24,7 @@ struct client_state {
   size_t out_len, out_off;
   struct ep_buf raw; /* response DATA, length prefixes included */
   int status;        /* -1 until the grpc-status header */
+  bool bad_status;   /* a grpc-status that is not a code */
   char *msg;
   size_t msgcap;
   bool closed;
@@ -65,9 +66,8 @@ static int header_cb(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
   (void)s, (void)f, (void)flags;
   struct client_state *st = ud;
   if (grpc_name_is(name, nlen, "grpc-status")) {
-    char v[16];
-    snprintf(v, sizeof v, "%.*s", (int)(vlen < 15 ? vlen : 15), (const char *)value);
-    st->status = atoi(v);
+    st->status = grpc_status_parse(value, vlen);
+    st->bad_status = st->status < 0;
   } else if (grpc_name_is(name, nlen, "grpc-message") && st->msgcap > 0) {
     /* percent-encoded on the wire; kept as is: it is only ever logged */
     snprintf(st->msg, st->msgcap, "%.*s", (int)vlen, (const char *)value);
@@ -199,6 +199,8 @@ int grpc_client_unary(const struct grpc_client_call *c, const uint8_t *req, size
     r = submit(ses, c, &st, err);
   if (r >= 0)
     r = pump(ses, &st, ep_mono_ms() + (c->timeout_ms > 0 ? c->timeout_ms : 60000), err);
+  if (r >= 0 && st.bad_status)
+    r = ep_error(err, EP_EIO, "gRPC answer: grpc-status is not a status code");
   if (r >= 0 && st.status < 0)
     r = ep_error(err, EP_EIO, "gRPC answer without grpc-status (h2 code %u)", st.close_code);
   if (r >= 0)

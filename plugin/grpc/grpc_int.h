@@ -50,6 +50,15 @@ static inline uint32_t grpc_frame_get(const uint8_t *p) {
   return (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
 }
 
+/* A grpc-status value: 1-2 decimal digits naming a code of 0..16, or -1. Strict because an empty or
+ * garbled status read as 0 would turn a failed call into a success. */
+static inline int grpc_status_parse(const uint8_t *v, size_t len) {
+  if (len == 0 || len > 2 || v[0] < '0' || v[0] > '9' || (len == 2 && (v[1] < '0' || v[1] > '9')))
+    return -1;
+  int s = len == 1 ? v[0] - '0' : (v[0] - '0') * 10 + (v[1] - '0');
+  return s <= GRPC_UNAUTHENTICATED ? s : -1;
+}
+
 struct grpc_md {
   char *name;
   char *value;

@@ -659,6 +659,20 @@ static void test_percent_encode(void **state) {
   assert_string_equal(out, "%FF%FF%FF%FF%FF");
 }
 
+static int status_of(const char *s) {
+  return grpc_status_parse((const uint8_t *)s, strlen(s));
+}
+
+static void test_status_parse(void **state) {
+  assert_int_equal(status_of("0"), GRPC_OK);
+  assert_int_equal(status_of("6"), GRPC_ALREADY_EXISTS);
+  assert_int_equal(status_of("16"), GRPC_UNAUTHENTICATED);
+  assert_int_equal(status_of("05"), GRPC_NOT_FOUND);
+  const char *bad[] = {"", "17", "99", "-1", "+1", " 0", "0 ", "x", "1x", "100", "000"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    assert_int_equal(status_of(bad[i]), -1);
+}
+
 /* grpc_client_unary against the server: a message larger than the initial flow-control window
  * both ways, metadata and a status with a message, an unknown method, a bounded answer, a
  * deadline, and no server at all. */
@@ -741,6 +755,7 @@ int main(void) {
       cmocka_unit_test(test_many_streams),
       cmocka_unit_test(test_stop_in_flight),
       cmocka_unit_test(test_percent_encode),
+      cmocka_unit_test(test_status_parse),
       cmocka_unit_test(test_client),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
