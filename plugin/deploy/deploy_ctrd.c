@@ -22,6 +22,7 @@
 #include "plugin/deploy/proto/ctrd.pb-c.h"
 #include "plugin/fetch/fetch.h"
 #include "store/pipe.h"
+#include "plugin/grpc/grpc.h"
 #include "plugin/grpc/grpc_client.h"
 #include "plugin/mirror/chains.h"
 
@@ -60,15 +61,15 @@ static int ctrd_call(struct ctrd *c, const char *path, const ProtobufCMessage *r
   ep_buf_free(&resp);
   if (r < 0)
     return ep_wrap(err, "%s", path);
-  if (*status != 0)
+  if (*status != GRPC_OK)
     ep_log_debug("containerd %s: status %d %s", path, *status, c->msg);
   return 0;
 }
 
 static int want_ok(const struct ctrd *c, int status, const char *what, ep_err *err) {
-  return status == 0 ? 0
-                     : ep_error(err, EP_EUPSTREAM, "containerd %s: gRPC status %d: %s", what,
-                                status, c->msg);
+  return status == GRPC_OK ? 0
+                           : ep_error(err, EP_EUPSTREAM, "containerd %s: gRPC status %d: %s", what,
+                                      status, c->msg);
 }
 
 static int lease_create(struct ctrd *c, ep_err *err) {
@@ -108,7 +109,7 @@ static void lease_delete(struct ctrd *c) {
   ep_err e = {0};
   int st = 0;
   if (ctrd_call(c, "/containerd.services.leases.v1.Leases/Delete", &req.base, &st, &e) < 0 ||
-      st != 0)
+      st != GRPC_OK)
     ep_log_warn("deploy import: deleting lease %s: %s (status %d; it expires by itself)", id, e.msg,
                 st);
 }
@@ -143,9 +144,9 @@ static int prepare_layer(struct ctrd *c, const char *snapshotter, const char *im
   req.n_labels = 3;
   int st = 0;
   int r = ctrd_call(c, "/containerd.services.snapshots.v1.Snapshots/Prepare", &req.base, &st, err);
-  if (r < 0 || st == 6 /* ALREADY_EXISTS: unpacked by edgepull, recorded by containerd */)
+  if (r < 0 || st == GRPC_ALREADY_EXISTS /* unpacked by edgepull, recorded by containerd */)
     return r;
-  if (st == 0) {
+  if (st == GRPC_OK) {
     /* an ordinary active snapshot: the remote path did not take the layer */
     Edgepull__Ctrd__RemoveSnapshotRequest rm = EDGEPULL__CTRD__REMOVE_SNAPSHOT_REQUEST__INIT;
     rm.snapshotter = (char *)snapshotter;
@@ -192,7 +193,7 @@ static int put_content(struct ctrd *c, const digest_t *dg, const void *body, siz
   req.n_labels = nl;
   int st = 0;
   int r = ctrd_call(c, "/containerd.services.content.v1.Content/Write", &req.base, &st, err);
-  if (r == 0 && st == 6) {
+  if (r == 0 && st == GRPC_ALREADY_EXISTS) {
     /* there from an earlier import or pull: the same labels, through Update. The entry types of
      * the two maps are distinct protobuf-c types of one layout; only the field mask differs. */
     Edgepull__Ctrd__ContentInfo info = EDGEPULL__CTRD__CONTENT_INFO__INIT;
@@ -251,7 +252,7 @@ static int create_image(struct ctrd *c, const char *name, const char *media_type
   req.image = &img;
   int st = 0;
   int r = ctrd_call(c, "/containerd.services.images.v1.Images/Create", &req.base, &st, err);
-  if (r == 0 && st == 6) {
+  if (r == 0 && st == GRPC_ALREADY_EXISTS) {
     Edgepull__Ctrd__UpdateImageRequest up = EDGEPULL__CTRD__UPDATE_IMAGE_REQUEST__INIT;
     up.image = &img;
     r = ctrd_call(c, "/containerd.services.images.v1.Images/Update", &up.base, &st, err);
