@@ -252,12 +252,20 @@ static int create_image(struct ctrd *c, const char *name, const char *media_type
   req.image = &img;
   int st = 0;
   int r = ctrd_call(c, "/containerd.services.images.v1.Images/Create", &req.base, &st, err);
+  const char *what = "Images.Create";
   if (r == 0 && st == GRPC_ALREADY_EXISTS) {
+    /* only the target moves: the record's labels and created_at stay as containerd has them */
+    char *paths[] = {"target"};
+    Edgepull__Ctrd__FieldMask mask = EDGEPULL__CTRD__FIELD_MASK__INIT;
+    mask.paths = paths;
+    mask.n_paths = 1;
     Edgepull__Ctrd__UpdateImageRequest up = EDGEPULL__CTRD__UPDATE_IMAGE_REQUEST__INIT;
     up.image = &img;
+    up.update_mask = &mask;
+    what = "Images.Update";
     r = ctrd_call(c, "/containerd.services.images.v1.Images/Update", &up.base, &st, err);
   }
-  return r < 0 ? r : want_ok(c, st, "Images.Create", err);
+  return r < 0 ? r : want_ok(c, st, what, err);
 }
 
 /* The node's own platform manifest of ref (the top one, or its child in an index). */
