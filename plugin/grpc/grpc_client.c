@@ -23,6 +23,7 @@ struct client_state {
   const uint8_t *out; /* the framed request */
   size_t out_len, out_off;
   struct ep_buf raw; /* response DATA, length prefixes included */
+  bool discard;      /* the caller wants only the status */
   int status;        /* -1 until the grpc-status header */
   bool bad_status;   /* a grpc-status that is not a code */
   char *msg;
@@ -57,6 +58,8 @@ static int data_cb(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t
                    void *ud) {
   (void)s, (void)flags, (void)sid;
   struct client_state *st = ud;
+  if (st->discard)
+    return 0;
   /* a bigger answer than the caller allows is an error, not a silent cut */
   return ep_buf_append(&st->raw, data, len) < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 }
@@ -181,7 +184,8 @@ int grpc_client_unary(const struct grpc_client_call *c, const uint8_t *req, size
                             .status = -1,
                             .msg = msg,
                             .msgcap = msgcap};
-  ep_buf_init(&st.raw, resp->max + GRPC_FRAME_HDR * 64);
+  st.discard = resp == NULL;
+  ep_buf_init(&st.raw, st.discard ? 0 : resp->max + GRPC_FRAME_HDR * 64);
   nghttp2_session *ses = NULL;
   nghttp2_session_callbacks *cb = NULL;
   int r = st.fd = connect_unix(c->socket, err);
@@ -203,7 +207,7 @@ int grpc_client_unary(const struct grpc_client_call *c, const uint8_t *req, size
     r = ep_error(err, EP_EIO, "gRPC answer: grpc-status is not a status code");
   if (r >= 0 && st.status < 0)
     r = ep_error(err, EP_EIO, "gRPC answer without grpc-status (h2 code %u)", st.close_code);
-  if (r >= 0)
+  if (r >= 0 && !st.discard)
     r = first_message(&st, resp, err);
   if (r >= 0)
     *status = st.status;
