@@ -160,12 +160,14 @@ static void run_dirty(grpc_server *s) {
   pthread_mutex_lock(&s->mu);
   grpc_call *list = s->dirty;
   s->dirty = NULL;
-  for (grpc_call *c = list; c != NULL; c = c->dirty_next)
+  for (grpc_call *c = list; c != NULL; c = c->dirty_next) {
+    c->run_next = c->dirty_next;
     c->dirty = false;
+  }
   pthread_mutex_unlock(&s->mu);
   while (list != NULL) {
     grpc_call *c = list;
-    list = c->dirty_next;
+    list = c->run_next;
     if (c->conn != NULL && !c->conn->dead)
       grpc_call_kick(c);
     grpc_call_unref(c);

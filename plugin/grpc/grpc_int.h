@@ -101,6 +101,9 @@ struct grpc_call {
   bool closed; /* the stream is gone (reset, connection closed, server stopping) */
   bool dirty;  /* on srv->dirty, holding a reference */
   struct grpc_call *dirty_next;
+  /* run_dirty's own link, for the list it took: once dirty is cleared a
+   * handler may mark the call again, which rewrites dirty_next. */
+  struct grpc_call *run_next;
   struct grpc_call *work_next;
   unsigned refs;
 };
