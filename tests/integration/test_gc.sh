@@ -49,7 +49,7 @@ rm -rf "$layout"
 
 # shellcheck disable=SC2119 # no extra listener
 ep_mqtt_start
-COMMON=(--registry "$REGISTRY_HOST=$REGISTRY_URL" --keepalive 5 --heartbeat 2)
+COMMON=(--registry "$REGISTRY_HOST=$REGISTRY_URL") # the daemons' defaults otherwise
 ep_node_start gw --gateway --store-max 4M "${COMMON[@]}"
 ep_node_start obs "${COMMON[@]}"
 GW=${NODE_URL[gw]}
