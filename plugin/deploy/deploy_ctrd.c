@@ -34,7 +34,7 @@ struct ctrd {
   char lease[64];
   int timeout_ms;
   atomic_bool *stop;
-  char msg[256]; /* the last call's grpc-message (percent-encoded, as grpc-go sends it) */
+  char msg[256]; /* the last call's grpc-message (decoded and masked by the client) */
 };
 
 /* One unary call; *status is containerd's gRPC status. */

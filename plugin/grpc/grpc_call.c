@@ -177,3 +177,27 @@ void grpc_percent_encode(const char *msg, char *out, size_t cap) {
   if (cap > 0)
     out[o] = '\0';
 }
+
+static int hex_digit(uint8_t ch) {
+  if (ch >= '0' && ch <= '9')
+    return ch - '0';
+  if (ch >= 'A' && ch <= 'F')
+    return ch - 'A' + 10;
+  return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+size_t grpc_percent_decode(const uint8_t *v, size_t len, char *out, size_t cap) {
+  size_t o = 0;
+  for (size_t i = 0; i < len && o < cap; i++) {
+    int hi = v[i] == '%' && i + 2 < len ? hex_digit(v[i + 1]) : -1;
+    int lo = hi >= 0 ? hex_digit(v[i + 2]) : -1;
+    if (lo >= 0) {
+      out[o++] = (char)(hi << 4 | lo);
+      i += 2;
+    } else {
+      /* the spec: a bad sequence is kept as it came, never an error */
+      out[o++] = (char)v[i];
+    }
+  }
+  return o;
+}

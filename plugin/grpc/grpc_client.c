@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/escape.h"
 
 struct client_state {
   int fd;
@@ -72,8 +73,10 @@ static int header_cb(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     st->status = grpc_status_parse(value, vlen);
     st->bad_status = st->status < 0;
   } else if (grpc_name_is(name, nlen, "grpc-message") && st->msgcap > 0) {
-    /* percent-encoded on the wire; kept as is: it is only ever logged */
-    snprintf(st->msg, st->msgcap, "%.*s", (int)vlen, (const char *)value);
+    /* The peer's text goes into logs and error strings: decoded (it is percent-encoded on the
+     * wire), cut to the caller's buffer, and masked so no control byte reaches a terminal. */
+    size_t n = grpc_percent_decode(value, vlen, st->msg, st->msgcap - 1);
+    ep_escape(st->msg, st->msgcap, st->msg, n, EP_ESCAPE_MASK);
   }
   return 0;
 }

@@ -23,9 +23,10 @@ struct grpc_client_call {
 };
 
 /* Sends one request message and reads the answer: *status is the grpc-status (0 OK), msg its
- * grpc-message (may be empty), resp the first response message (ep_buf with a max; NULL discards
- * it, for calls whose answer the caller does not read). Returns 0 when
- * the call completed with any status, <0 when the transport failed (connect, protocol, timeout). */
+ * grpc-message (may be empty; percent-decoded, every byte outside printable ASCII shown as '?',
+ * cut to msgcap - 1 bytes: safe to log as it is), resp the first response message (ep_buf with a
+ * max; NULL discards it, for calls whose answer the caller does not read). Returns 0 when the call
+ * completed with any status, <0 when the transport failed (connect, protocol, timeout). */
 int grpc_client_unary(const struct grpc_client_call *c, const uint8_t *req, size_t req_len,
                       struct ep_buf *resp, int *status, char *msg, size_t msgcap, ep_err *err);
 

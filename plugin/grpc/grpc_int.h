@@ -152,6 +152,9 @@ void grpc_call_closed(grpc_call *c);
 /* Percent-encode msg per the gRPC spec into out (cap bytes, NUL-terminated, truncated on a
  * character). */
 void grpc_percent_encode(const char *msg, char *out, size_t cap);
+/* The inverse, of a grpc-message as received: at most cap bytes into out (not NUL-terminated, and
+ * they may hold any byte, NUL included); returns their count. */
+size_t grpc_percent_decode(const uint8_t *v, size_t len, char *out, size_t cap);
 
 /* grpc_session.c */
 int grpc_conn_session_new(struct grpc_conn *cn, ep_err *err);

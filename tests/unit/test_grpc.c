@@ -705,7 +705,8 @@ static void test_client(void **state) {
   assert_int_equal(
       grpc_client_unary(&c, (const uint8_t *)"q", 1, &resp, &st, msg, sizeof msg, &err), 0);
   assert_int_equal(st, GRPC_NOT_FOUND);
-  assert_string_equal(msg, "caf%C3%A9 100%25%0A");
+  /* decoded, and masked where not printable ASCII: safe to log */
+  assert_string_equal(msg, "caf?? 100%?");
   assert_int_equal(resp.len, 2);
   assert_memory_equal(resp.data, "v1", 2);
   ep_buf_reset(&resp);
