@@ -6,6 +6,7 @@
 #include "plugin/grpc/grpc_int.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <nghttp2/nghttp2.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -25,6 +26,8 @@ struct client_state {
   size_t out_len, out_off;
   struct ep_buf raw; /* response DATA, length prefixes included */
   bool discard;      /* the caller wants only the status */
+  size_t max;        /* the largest message the caller takes */
+  uint32_t too_big;  /* the length the first message's prefix announced, when over max */
   int status;        /* -1 until the grpc-status header */
   bool bad_status;   /* a grpc-status that is not a code */
   char *msg;
@@ -61,8 +64,22 @@ static int data_cb(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t
   struct client_state *st = ud;
   if (st->discard)
     return 0;
+  /* The first message's prefix says how big it is: one over the caller's limit fails the call
+   * right there, rather than after buffering up to the limit (or waiting for a body that may
+   * never come). Prefix bytes may arrive split across DATA frames. */
+  size_t had = st->raw.len;
+  size_t take = had < GRPC_FRAME_HDR ? GRPC_FRAME_HDR - had : 0;
+  if (ep_buf_append(&st->raw, data, take < len ? take : len) < 0)
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  if (had < GRPC_FRAME_HDR && st->raw.len == GRPC_FRAME_HDR &&
+      grpc_frame_get((const uint8_t *)st->raw.data) > st->max) {
+    st->too_big = grpc_frame_get((const uint8_t *)st->raw.data);
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  }
   /* a bigger answer than the caller allows is an error, not a silent cut */
-  return ep_buf_append(&st->raw, data, len) < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+  return take < len && ep_buf_append(&st->raw, data + take, len - take) < 0
+             ? NGHTTP2_ERR_CALLBACK_FAILURE
+             : 0;
 }
 
 static int header_cb(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
@@ -128,7 +145,12 @@ static int pump(nghttp2_session *ses, struct client_state *st, int64_t deadline,
       return ep_error(err, EP_EIO, "connection closed before the answer");
     if (n < 0 && errno != EINTR && errno != EAGAIN)
       return ep_syserror(err, EP_EIO, "recv");
-    if (n > 0 && (rv = (int)nghttp2_session_mem_recv(ses, buf, (size_t)n)) < 0)
+    if (n > 0 && (rv = (int)nghttp2_session_mem_recv(ses, buf, (size_t)n)) < 0 && st->too_big)
+      return ep_error(err, EP_ETOOBIG,
+                      "gRPC answer of %" PRIu32 " bytes is over the limit of %zu "
+                      "(RESOURCE_EXHAUSTED)",
+                      st->too_big, st->max);
+    if (rv < 0)
       return ep_error(err, EP_EIO, "h2 protocol: %s", nghttp2_strerror(rv));
   }
   return 0;
@@ -188,6 +210,7 @@ int grpc_client_unary(const struct grpc_client_call *c, const uint8_t *req, size
                             .msg = msg,
                             .msgcap = msgcap};
   st.discard = resp == NULL;
+  st.max = st.discard || resp->len > resp->max ? 0 : resp->max - resp->len;
   ep_buf_init(&st.raw, st.discard ? 0 : resp->max + GRPC_FRAME_HDR * 64);
   nghttp2_session *ses = NULL;
   nghttp2_session_callbacks *cb = NULL;

@@ -720,7 +720,8 @@ static void test_client(void **state) {
   struct ep_buf small;
   ep_buf_init(&small, 10);
   c.path = "/t.T/Echo";
-  assert_true(grpc_client_unary(&c, big, 1000, &small, &st, msg, sizeof msg, &err) < 0);
+  assert_int_equal(grpc_client_unary(&c, big, 1000, &small, &st, msg, sizeof msg, &err),
+                   -EP_ETOOBIG);
   ep_buf_free(&small);
 
   /* The deadline, against a peer that accepts the connection and never answers. Not against the
