@@ -39,10 +39,12 @@ struct client_state {
 static ssize_t send_cb(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *ud) {
   (void)s, (void)flags;
   struct client_state *st = ud;
-  ssize_t n = send(st->fd, data, len, MSG_NOSIGNAL);
+  /* never blocks (like the server's sessions): a peer that stops reading leaves the bytes in
+   * nghttp2, and pump waits for POLLOUT no longer than the call's deadline */
+  ssize_t n = send(st->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
   if (n < 0)
-    return errno == EAGAIN || errno == EINTR ? NGHTTP2_ERR_WOULDBLOCK
-                                             : NGHTTP2_ERR_CALLBACK_FAILURE;
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? NGHTTP2_ERR_WOULDBLOCK
+                                                                     : NGHTTP2_ERR_CALLBACK_FAILURE;
   return n;
 }
 
@@ -106,18 +108,28 @@ static int close_cb(nghttp2_session *s, int32_t sid, uint32_t code, void *ud) {
   return 0;
 }
 
-static int connect_unix(const char *path, ep_err *err) {
+/* A nonblocking unix connect does not go in progress: it succeeds, or fails with EAGAIN while the
+ * listener's backlog is full (a peer that stopped accepting), which is tried again until the
+ * deadline rather than waited out in a blocking connect. */
+static int connect_unix(const char *path, int64_t deadline, ep_err *err) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   if (strlen(path) >= sizeof sa.sun_path)
     return ep_error(err, EP_EINVAL, "socket path too long: %s", path);
   memcpy(sa.sun_path, path, strlen(path) + 1);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0)
     return ep_syserror(err, EP_EIO, "socket");
-  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-    int r = ep_syserror(err, EP_EUNREACH, "connecting to %s", path);
-    close(fd);
-    return r;
+  while (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    int r = 0;
+    if (errno != EAGAIN && errno != EINTR)
+      r = ep_syserror(err, EP_EUNREACH, "connecting to %s", path);
+    else if (ep_mono_ms() >= deadline)
+      r = ep_error(err, EP_ECANCELED, "connecting to %s: timed out (backlog full)", path);
+    if (r < 0) {
+      close(fd);
+      return r;
+    }
+    poll(NULL, 0, 10);
   }
   return fd;
 }
@@ -214,7 +226,8 @@ int grpc_client_unary(const struct grpc_client_call *c, const uint8_t *req, size
   ep_buf_init(&st.raw, st.discard ? 0 : resp->max + GRPC_FRAME_HDR * 64);
   nghttp2_session *ses = NULL;
   nghttp2_session_callbacks *cb = NULL;
-  int r = st.fd = connect_unix(c->socket, err);
+  int64_t deadline = ep_mono_ms() + (c->timeout_ms > 0 ? c->timeout_ms : 60000);
+  int r = st.fd = connect_unix(c->socket, deadline, err);
   if (r >= 0 && nghttp2_session_callbacks_new(&cb) != 0)
     r = ep_error(err, EP_EINTERNAL, "out of memory");
   if (r >= 0) {
@@ -228,7 +241,7 @@ int grpc_client_unary(const struct grpc_client_call *c, const uint8_t *req, size
   if (r >= 0)
     r = submit(ses, c, &st, err);
   if (r >= 0)
-    r = pump(ses, &st, ep_mono_ms() + (c->timeout_ms > 0 ? c->timeout_ms : 60000), err);
+    r = pump(ses, &st, deadline, err);
   if (r >= 0 && st.bad_status)
     r = ep_error(err, EP_EIO, "gRPC answer: grpc-status is not a status code");
   if (r >= 0 && st.status < 0)

@@ -160,10 +160,68 @@ static void test_too_big_at_prefix(void **state) {
   peer_stop(&p);
 }
 
+/* The peer opens both flow-control windows wide and then stops reading: the client's 8 MB request
+ * fills the socket, and the call still ends at its deadline instead of blocking in send. */
+static void test_peer_stops_reading(void **state) {
+  (void)state;
+  uint8_t s[32];
+  size_t n = h2_frame(s, 6, 4 /* SETTINGS */, 0, 0);
+  const uint8_t window[6] = {0, 4 /* INITIAL_WINDOW_SIZE */, 0x7f, 0xff, 0xff, 0xff};
+  memcpy(s + n, window, sizeof window);
+  n += sizeof window;
+  n += h2_frame(s + n, 4, 8 /* WINDOW_UPDATE */, 0, 0);
+  const uint8_t inc[4] = {0x7f, 0xfe, 0xff, 0xff}; /* to 2^31 - 1 from 65535 */
+  memcpy(s + n, inc, sizeof inc);
+  n += sizeof inc;
+  struct peer p;
+  peer_start(&p, s, n);
+  enum { BIG = 8 << 20 };
+  uint8_t *big = calloc(1, BIG);
+  assert_non_null(big);
+  struct bg_call b = {.c.timeout_ms = 300};
+  bg_start(&b, p.sock, big, BIG, 16);
+  assert_int_equal(bg_wait(&b), -EP_ECANCELED);
+  assert_non_null(strstr(b.err.msg, "timed out"));
+  free(big);
+  peer_stop(&p);
+}
+
+/* A listener whose backlog is full and that never accepts: the connect ends at the deadline. */
+static void test_backlog_full(void **state) {
+  (void)state;
+  char dir[64], sock[96];
+  assert_int_equal(ep_test_tmpdir(dir, sizeof dir, "ep-grpcc-"), 0);
+  snprintf(sock, sizeof sock, "%s/full.sock", dir);
+  int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
+  assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+  assert_int_equal(listen(lfd, 0), 0);
+  /* fill the backlog: connect until one would block */
+  int fds[8], nf = 0;
+  for (; nf < 8; nf++) {
+    fds[nf] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (connect(fds[nf], (struct sockaddr *)&sa, sizeof sa) < 0) {
+      close(fds[nf]);
+      break;
+    }
+  }
+  assert_true(nf < 8);
+  struct bg_call b = {.c.timeout_ms = 300};
+  bg_start(&b, sock, (const uint8_t *)"q", 1, 16);
+  assert_int_equal(bg_wait(&b), -EP_ECANCELED);
+  while (nf > 0)
+    close(fds[--nf]);
+  close(lfd);
+  ep_test_rm_rf(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_percent_decode),
       cmocka_unit_test(test_too_big_at_prefix),
+      cmocka_unit_test(test_peer_stops_reading),
+      cmocka_unit_test(test_backlog_full),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
