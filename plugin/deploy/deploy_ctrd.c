@@ -47,7 +47,9 @@ static int ctrd_call(struct ctrd *c, const char *path, const ProtobufCMessage *r
   if (buf == NULL)
     return ep_error(err, EP_EINTERNAL, "out of memory");
   protobuf_c_message_pack(req, buf);
-  struct grpc_client_call call = {.socket = c->sock, .path = path, .timeout_ms = c->timeout_ms};
+  /* stopping edgepulld aborts a call in flight, not only the next one */
+  struct grpc_client_call call = {
+      .socket = c->sock, .path = path, .timeout_ms = c->timeout_ms, .cancel = c->stop};
   call.md_name[0] = "containerd-namespace";
   call.md_value[0] = CTRD_NS;
   if (c->lease[0] != '\0') {

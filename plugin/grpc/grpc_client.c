@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <nghttp2/nghttp2.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +35,26 @@ struct client_state {
   size_t msgcap;
   bool closed;
   uint32_t close_code;
+  int64_t deadline;
+  atomic_bool *cancel; /* the caller's, or NULL */
 };
+
+/* The caller's flag is looked at this often while a call waits: how late a cancel may act. */
+#define CANCEL_POLL_MS 50
+
+/* The call's end when it was cancelled or its deadline passed; 0 while it may go on. */
+static int stopped(const struct client_state *st, ep_err *err) {
+  if (st->cancel != NULL && atomic_load(st->cancel))
+    return ep_error(err, EP_ECANCELED, "gRPC call cancelled");
+  return ep_mono_ms() >= st->deadline ? ep_error(err, EP_ECANCELED, "gRPC call timed out") : 0;
+}
+
+/* How long one poll may wait. */
+static int poll_ms(const struct client_state *st) {
+  int64_t left = st->deadline - ep_mono_ms();
+  int64_t cap = st->cancel != NULL ? CANCEL_POLL_MS : 1000;
+  return (int)(left < 0 ? 0 : left < cap ? left : cap);
+}
 
 static ssize_t send_cb(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *ud) {
   (void)s, (void)flags;
@@ -111,7 +131,7 @@ static int close_cb(nghttp2_session *s, int32_t sid, uint32_t code, void *ud) {
 /* A nonblocking unix connect does not go in progress: it succeeds, or fails with EAGAIN while the
  * listener's backlog is full (a peer that stopped accepting), which is tried again until the
  * deadline rather than waited out in a blocking connect. */
-static int connect_unix(const char *path, int64_t deadline, ep_err *err) {
+static int connect_unix(const char *path, const struct client_state *st, ep_err *err) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   if (strlen(path) >= sizeof sa.sun_path)
     return ep_error(err, EP_EINVAL, "socket path too long: %s", path);
@@ -120,34 +140,31 @@ static int connect_unix(const char *path, int64_t deadline, ep_err *err) {
   if (fd < 0)
     return ep_syserror(err, EP_EIO, "socket");
   while (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-    int r = 0;
-    if (errno != EAGAIN && errno != EINTR)
-      r = ep_syserror(err, EP_EUNREACH, "connecting to %s", path);
-    else if (ep_mono_ms() >= deadline)
-      r = ep_error(err, EP_ECANCELED, "connecting to %s: timed out (backlog full)", path);
+    bool busy = errno == EAGAIN || errno == EINTR;
+    int r = busy ? stopped(st, err) : ep_syserror(err, EP_EUNREACH, "connecting to %s", path);
     if (r < 0) {
       close(fd);
-      return r;
+      return busy ? ep_wrap(err, "connecting to %s (backlog full)", path) : r;
     }
     poll(NULL, 0, 10);
   }
   return fd;
 }
 
-/* Moves bytes until the stream closes, the peer goes away or the deadline passes. */
-static int pump(nghttp2_session *ses, struct client_state *st, int64_t deadline, ep_err *err) {
+/* Moves bytes until the stream closes, the peer goes away, the deadline passes or the caller
+ * cancels. */
+static int pump(nghttp2_session *ses, struct client_state *st, ep_err *err) {
   uint8_t buf[16384];
   while (!st->closed) {
     int rv = nghttp2_session_send(ses);
     if (rv != 0)
       return ep_error(err, EP_EIO, "h2 send: %s", nghttp2_strerror(rv));
-    int64_t left = deadline - ep_mono_ms();
-    if (left <= 0)
-      return ep_error(err, EP_ECANCELED, "gRPC call timed out");
+    if ((rv = stopped(st, err)) < 0)
+      return rv;
     struct pollfd p = {.fd = st->fd, .events = POLLIN};
     if (nghttp2_session_want_write(ses))
       p.events |= POLLOUT;
-    int pr = poll(&p, 1, (int)(left < 1000 ? left : 1000));
+    int pr = poll(&p, 1, poll_ms(st));
     if (pr < 0 && errno != EINTR)
       return ep_syserror(err, EP_EIO, "poll");
     if (pr <= 0 || !(p.revents & (POLLIN | POLLHUP | POLLERR)))
@@ -226,8 +243,11 @@ int grpc_client_unary(const struct grpc_client_call *c, const uint8_t *req, size
   ep_buf_init(&st.raw, st.discard ? 0 : resp->max + GRPC_FRAME_HDR * 64);
   nghttp2_session *ses = NULL;
   nghttp2_session_callbacks *cb = NULL;
-  int64_t deadline = ep_mono_ms() + (c->timeout_ms > 0 ? c->timeout_ms : 60000);
-  int r = st.fd = connect_unix(c->socket, deadline, err);
+  st.deadline = ep_mono_ms() + (c->timeout_ms > 0 ? c->timeout_ms : 60000);
+  st.cancel = c->cancel;
+  int r = st.fd = stopped(&st, err);
+  if (r >= 0)
+    r = st.fd = connect_unix(c->socket, &st, err);
   if (r >= 0 && nghttp2_session_callbacks_new(&cb) != 0)
     r = ep_error(err, EP_EINTERNAL, "out of memory");
   if (r >= 0) {
@@ -241,7 +261,7 @@ int grpc_client_unary(const struct grpc_client_call *c, const uint8_t *req, size
   if (r >= 0)
     r = submit(ses, c, &st, err);
   if (r >= 0)
-    r = pump(ses, &st, deadline, err);
+    r = pump(ses, &st, err);
   if (r >= 0 && st.bad_status)
     r = ep_error(err, EP_EIO, "gRPC answer: grpc-status is not a status code");
   if (r >= 0 && st.status < 0)

@@ -216,12 +216,34 @@ static void test_backlog_full(void **state) {
   ep_test_rm_rf(dir);
 }
 
+/* A caller shutting down sets the call's cancel flag: a call to a peer that never answers ends
+ * then, long before its deadline, and says it was cancelled. A flag set before the call stops it
+ * before it connects. */
+static void test_cancel_flag(void **state) {
+  (void)state;
+  struct peer p;
+  peer_start(&p, NULL, 0);
+  atomic_bool cancel;
+  atomic_init(&cancel, false);
+  struct bg_call b = {.c.timeout_ms = 3 * BOUND_S * 1000, .c.cancel = &cancel};
+  bg_start(&b, p.sock, (const uint8_t *)"q", 1, 16);
+  usleep(100 * 1000);
+  atomic_store(&cancel, true);
+  assert_int_equal(bg_wait(&b), -EP_ECANCELED);
+  assert_non_null(strstr(b.err.msg, "cancelled"));
+  peer_stop(&p);
+
+  struct bg_call early = {.c.timeout_ms = 3 * BOUND_S * 1000, .c.cancel = &cancel};
+  bg_start(&early, "/nonexistent/edgepull.sock", (const uint8_t *)"q", 1, 16);
+  assert_int_equal(bg_wait(&early), -EP_ECANCELED);
+  assert_non_null(strstr(early.err.msg, "cancelled"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_percent_decode),
-      cmocka_unit_test(test_too_big_at_prefix),
-      cmocka_unit_test(test_peer_stops_reading),
-      cmocka_unit_test(test_backlog_full),
+      cmocka_unit_test(test_percent_decode),     cmocka_unit_test(test_too_big_at_prefix),
+      cmocka_unit_test(test_peer_stops_reading), cmocka_unit_test(test_backlog_full),
+      cmocka_unit_test(test_cancel_flag),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
