@@ -68,10 +68,13 @@
  * HTTP_HEADERS_TOTAL_MAX (16 KiB: bearer tokens of several KiB fit) for our
  * own JSON 431; past ~28 KiB libmicrohttpd answers 431 itself. */
 #define SERVER_POOL_SIZE (32 * 1024)
-/* The buffer a callback response is read into, allocated per response: a
- * 16 KiB block is a pread and a send per 16 KiB, still well below the cost
- * of hashing and TLS, and 48 KiB less per reader than 64 KiB. */
-#define SERVER_BLOCK_SIZE (16 * 1024)
+/* The buffer a callback response is read into: libmicrohttpd malloc()s it
+ * with the response (not from the pool above) and frees it with the
+ * response, so only a response being streamed holds it. 64 KiB, not 16: a
+ * block is a pread(), a poll() and a send(), and on a node that forwards
+ * while it receives CPU binds before memory does (bench/locality_import's
+ * CPU table). */
+#define SERVER_BLOCK_SIZE (64 * 1024)
 #define SERVER_WAIT_MS (120 * 1000)
 #define SERVER_METRICS_MAX (1 << 20) /* the exposition is tens of kB */
 
