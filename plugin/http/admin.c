@@ -4,8 +4,9 @@
  * already talks to it (stat's /metrics), it listens on loopback, and the
  * daemon owns the index it writes. Loopback is checked per request all the
  * same, since --listen may name another address; a browser page that posts
- * here cross-site can at most run a GC, which removes only what the GC may
- * remove anyway, or pin an image this node already holds. */
+ * here cross-site could unpin an image and then run a GC, so a request that
+ * carries an Origin header (every browser's cross-site POST does;
+ * edgepullctl and curl never send one) is refused. */
 #include "plugin/http/admin.h"
 
 #include <arpa/inet.h>
@@ -63,6 +64,9 @@ enum MHD_Result admin_handle(const struct server_deps *d, struct MHD_Connection 
   }
   if (!loopback(c))
     return http_error(c, MHD_HTTP_FORBIDDEN, "DENIED", "admin requests only from loopback");
+  if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin") != NULL)
+    return http_error(c, MHD_HTTP_FORBIDDEN, "DENIED",
+                      "admin requests from a web page are refused");
   if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
     return http_method_not_allowed(c);
   const char *op = url + strlen(ADMIN_PREFIX);

@@ -411,6 +411,23 @@ static void test_bounded_headers(void **state) {
   resp_free(&r);
 }
 
+/* Admin routes: loopback only, POST only, and never from a web page (a
+ * cross-site POST carries Origin): the fixture has no admin hooks, so what
+ * passes these checks ends at "no such admin route". */
+static void test_admin_refuses_web_pages(void **state) {
+  struct fx *x = *state;
+  struct resp r =
+      request(x, "POST", "/_edgepull/unpin?image=a/b:c", "Origin: http://attacker.example\r\n");
+  expect_error(&r, 403, "DENIED");
+  resp_free(&r);
+  r = request(x, "POST", "/_edgepull/gc", NULL);
+  expect_error(&r, 404, "UNSUPPORTED");
+  resp_free(&r);
+  r = request(x, "GET", "/_edgepull/gc", NULL);
+  assert_int_equal(r.status, 405);
+  resp_free(&r);
+}
+
 static void test_peer_admission(void **state) {
   struct fx *x = *state;
   char good[256], wrong[256], h[512];
@@ -493,6 +510,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_blob_cold_warm_ranges, setup_local, teardown),
       cmocka_unit_test_setup_teardown(test_head, setup_local, teardown),
       cmocka_unit_test_setup_teardown(test_bounded_headers, setup_local, teardown),
+      cmocka_unit_test_setup_teardown(test_admin_refuses_web_pages, setup_local, teardown),
       cmocka_unit_test_setup_teardown(test_peer_admission, setup_peer, teardown),
       cmocka_unit_test(test_status_mapping),
   };
