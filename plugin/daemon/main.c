@@ -166,7 +166,9 @@ int main(int argc, char **argv) {
   /* glibc gives every thread that allocates its own arena; with a thread per
    * connection that is megabytes of mostly empty heap. Two arenas hold
    * edgepulld's few, buffer-sized allocations (measured: the gateway's peak
-   * anonymous memory at N = 21 fell from 8.8 to 7.3 MiB, docs/evaluation.md). */
+   * anonymous memory at N = 21 fell from 8.8 to 7.3 MiB, docs/evaluation.md).
+   * One arena is worse: its single heap fragments (bench/rss_fanout.sh
+   * --size 64 --clients 4: VmHWM 13.03 -> 13.19 MiB, docs/benchmarks.md). */
   mallopt(M_ARENA_MAX, 2);
   struct edgepulld *d = calloc(1, sizeof *d);
   if (d == NULL)

@@ -70,7 +70,9 @@
  * it resident: 32 KiB, not 128 KiB (issue 14: ~96 KiB less per runtime, child
  * or peer connection). It still holds the request line and headers up to
  * HTTP_HEADERS_TOTAL_MAX (16 KiB: bearer tokens of several KiB fit) for our
- * own JSON 431; past ~28 KiB libmicrohttpd answers 431 itself. */
+ * own JSON 431; past ~28 KiB libmicrohttpd answers 431 itself. The read
+ * buffer grows inside the pool in libmicrohttpd's default 1 KiB steps
+ * (MHD_OPTION_CONNECTION_MEMORY_INCREMENT), fine for a 32 KiB pool. */
 #define SERVER_POOL_SIZE (32 * 1024)
 /* The buffer a callback response is read into: libmicrohttpd malloc()s it
  * with the response (not from the pool above) and frees it with the
