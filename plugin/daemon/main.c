@@ -168,7 +168,8 @@ int main(int argc, char **argv) {
    * edgepulld's few, buffer-sized allocations (measured: the gateway's peak
    * anonymous memory at N = 21 fell from 8.8 to 7.3 MiB, docs/evaluation.md).
    * One arena is worse: its single heap fragments (bench/rss_fanout.sh
-   * --size 64 --clients 4: VmHWM 13.03 -> 13.19 MiB, docs/benchmarks.md). */
+   * --size 64 --clients 4, 16 KiB response blocks: VmHWM 13.03 -> 13.19 MiB,
+   * docs/benchmarks.md). */
   mallopt(M_ARENA_MAX, 2);
   struct edgepulld *d = calloc(1, sizeof *d);
   if (d == NULL)
