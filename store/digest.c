@@ -189,3 +189,13 @@ void digest_buffer(const void *buf, size_t len, digest_t *out) {
   }
   to_hex(md, mdlen, out);
 }
+
+void digest_chain_id(const digest_t *parent, const digest_t *diffid, digest_t *out) {
+  if (parent == NULL) {
+    *out = *diffid;
+    return;
+  }
+  char s[2 * DIGEST_STR_LEN + 2];
+  int n = snprintf(s, sizeof s, "sha256:%s sha256:%s", parent->hex, diffid->hex);
+  digest_buffer(s, (size_t)n, out);
+}

@@ -38,4 +38,10 @@ void digest_ctx_free(digest_ctx *c);
 
 void digest_buffer(const void *buf, size_t len, digest_t *out);
 
+/* identity.ChainID, containerd's name for a layer stack: diffid without a parent, else
+ * sha256("<parent> <diffid>") of the two "sha256:<hex>" strings. Here because the snapshotter
+ * (checking an unpacked layer) and the mirror (chain IDs from an image config, which deploy's
+ * import uses) must compute it identically. */
+void digest_chain_id(const digest_t *parent, const digest_t *diffid, digest_t *out);
+
 #endif

@@ -23,13 +23,8 @@ int chains_from_config(const void *cfg, size_t len, size_t nlayers, digest_t *ch
     const char *s = json_string_value(json_array_get(ids, i));
     if (s == NULL || digest_parse(s, &diff, NULL) < 0) {
       r = ep_error(err, EP_EINVAL, "image config: diff_id %zu not sha256:<hex>", i);
-    } else if (i == 0) {
-      chains[i] = diff;
     } else {
-      /* identity.ChainID (the snapshotter checks the same sum) */
-      char b[2 * DIGEST_STR_LEN + 2];
-      int n = snprintf(b, sizeof b, "sha256:%s sha256:%s", chains[i - 1].hex, diff.hex);
-      digest_buffer(b, (size_t)n, &chains[i]);
+      digest_chain_id(i ? &chains[i - 1] : NULL, &diff, &chains[i]);
     }
   }
   json_decref(j);

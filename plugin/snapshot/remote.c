@@ -94,16 +94,6 @@ static void count(snap_remote *rm, uint64_t *field) {
   pthread_mutex_unlock(&rm->mu);
 }
 
-void snap_remote_chain_id(const digest_t *parent, const digest_t *diffid, digest_t *out) {
-  if (parent == NULL) {
-    *out = *diffid;
-    return;
-  }
-  char s[2 * DIGEST_STR_LEN + 2];
-  int n = snprintf(s, sizeof s, "sha256:%s sha256:%s", parent->hex, diffid->hex);
-  digest_buffer(s, (size_t)n, out);
-}
-
 /* ---- image references --------------------------------------------------- */
 
 static bool is_registry(const char *first, size_t n) {
@@ -237,7 +227,7 @@ static int fill_layer(void *ud, int fs_fd, const int *parent_fds, size_t n_paren
   if (r < 0)
     return ep_wrap(err, "unpacking layer sha256:%s", j->src->layer.hex);
   digest_t got;
-  snap_remote_chain_id(j->parent_chain, &j->res.diffid, &got);
+  digest_chain_id(j->parent_chain, &j->res.diffid, &got);
   if (!digest_equal(&got, j->chain))
     return ep_error(err, EP_EDIGEST,
                     "layer sha256:%s has diffID sha256:%s, which does not make chain sha256:%s",

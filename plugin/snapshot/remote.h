@@ -83,7 +83,4 @@ void snap_remote_stats_get(snap_remote *rm, struct snap_remote_stats *out);
 int snap_remote_parse_image(const char *image, char *host, size_t hostlen, char *repo,
                             size_t repolen, ep_err *err);
 
-/* identity.ChainID: diffID without a parent, else sha256("<parent> <diffID>"). */
-void snap_remote_chain_id(const digest_t *parent, const digest_t *diffid, digest_t *out);
-
 #endif

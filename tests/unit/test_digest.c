@@ -175,6 +175,22 @@ static void test_known_vectors(void **state) {
   digest_ctx_free(NULL);
 }
 
+/* identity.ChainID of two layers, as containerd computes it */
+static void test_chain_id(void **state) {
+  (void)state;
+  digest_t a, b, c;
+  digest_parse("sha256:1111111111111111111111111111111111111111111111111111111111111111", &a, NULL);
+  digest_parse("sha256:2222222222222222222222222222222222222222222222222222222222222222", &b, NULL);
+  digest_chain_id(&a, &b, &c);
+  digest_t want;
+  const char *s = "sha256:1111111111111111111111111111111111111111111111111111111111111111 "
+                  "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+  digest_buffer(s, strlen(s), &want);
+  assert_true(digest_equal(&c, &want));
+  digest_chain_id(NULL, &b, &c);
+  assert_true(digest_equal(&c, &b));
+}
+
 static void test_streaming_random_chunks(void **state) {
   (void)state;
   size_t len = 3 * 1024 * 1024 + 17;
@@ -210,9 +226,13 @@ static void test_streaming_random_chunks(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_parse_good),     cmocka_unit_test(test_parse_hostile),
-      cmocka_unit_test(test_parse_messages), cmocka_unit_test(test_parse_hex),
-      cmocka_unit_test(test_known_vectors),  cmocka_unit_test(test_streaming_random_chunks),
+      cmocka_unit_test(test_parse_good),
+      cmocka_unit_test(test_parse_hostile),
+      cmocka_unit_test(test_parse_messages),
+      cmocka_unit_test(test_parse_hex),
+      cmocka_unit_test(test_known_vectors),
+      cmocka_unit_test(test_chain_id),
+      cmocka_unit_test(test_streaming_random_chunks),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
