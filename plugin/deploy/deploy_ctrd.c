@@ -160,28 +160,41 @@ static int prepare_layer(struct ctrd *c, const char *snapshotter, const char *im
                   ld, st, c->msg);
 }
 
-/* Writes blob into containerd's content store with labels, or sets the labels when it is there. */
-static int put_content(struct ctrd *c, const digest_t *dg, const void *body, size_t len,
-                       char **keys, char **vals, size_t nl, ep_err *err) {
+/* Sets one label on a blob containerd holds already. */
+static int update_label(struct ctrd *c, char *d, char *key, char *val, int *st, ep_err *err) {
+  char path[160];
+  if ((size_t)snprintf(path, sizeof path, "labels.%s", key) >= sizeof path)
+    return ep_error(err, EP_EINTERNAL, "label %s too long", key);
+  Edgepull__Ctrd__ContentInfo__LabelsEntry l = EDGEPULL__CTRD__CONTENT_INFO__LABELS_ENTRY__INIT;
+  Edgepull__Ctrd__ContentInfo__LabelsEntry *lp = &l;
+  l.key = key;
+  l.value = val;
+  Edgepull__Ctrd__ContentInfo info = EDGEPULL__CTRD__CONTENT_INFO__INIT;
+  info.digest = d;
+  info.labels = &lp;
+  info.n_labels = 1;
+  char *paths[] = {path};
+  Edgepull__Ctrd__FieldMask mask = EDGEPULL__CTRD__FIELD_MASK__INIT;
+  mask.paths = paths;
+  mask.n_paths = 1;
+  Edgepull__Ctrd__UpdateContentRequest req = EDGEPULL__CTRD__UPDATE_CONTENT_REQUEST__INIT;
+  req.info = &info;
+  req.update_mask = &mask;
+  return ctrd_call(c, "/containerd.services.content.v1.Content/Update", &req.base, st, err);
+}
+
+/* Writes a blob into containerd's content store with one label (all an import sets on a blob), or
+ * sets the label when the blob is there from an earlier import or pull. */
+static int put_content(struct ctrd *c, const digest_t *dg, const void *body, size_t len, char *key,
+                       char *val, ep_err *err) {
   char d[DIGEST_STR_LEN + 1], ref[DIGEST_STR_LEN + 32];
   digest_format(dg, d);
   snprintf(ref, sizeof ref, "edgepull-import-%s", d);
-  Edgepull__Ctrd__WriteContentRequest__LabelsEntry *wl = calloc(nl, sizeof *wl);
-  Edgepull__Ctrd__WriteContentRequest__LabelsEntry **wp = calloc(nl, sizeof *wp);
-  Edgepull__Ctrd__UpdateContentRequest req2 = EDGEPULL__CTRD__UPDATE_CONTENT_REQUEST__INIT;
-  if (nl > 0 && (wl == NULL || wp == NULL)) {
-    free(wl);
-    free(wp);
-    return ep_error(err, EP_EINTERNAL, "out of memory");
-  }
-  for (size_t i = 0; i < nl; i++) {
-    Edgepull__Ctrd__WriteContentRequest__LabelsEntry e =
-        EDGEPULL__CTRD__WRITE_CONTENT_REQUEST__LABELS_ENTRY__INIT;
-    wl[i] = e;
-    wl[i].key = keys[i];
-    wl[i].value = vals[i];
-    wp[i] = &wl[i];
-  }
+  Edgepull__Ctrd__WriteContentRequest__LabelsEntry l =
+      EDGEPULL__CTRD__WRITE_CONTENT_REQUEST__LABELS_ENTRY__INIT;
+  Edgepull__Ctrd__WriteContentRequest__LabelsEntry *lp = &l;
+  l.key = key;
+  l.value = val;
   Edgepull__Ctrd__WriteContentRequest req = EDGEPULL__CTRD__WRITE_CONTENT_REQUEST__INIT;
   req.action = EDGEPULL__CTRD__WRITE_ACTION__COMMIT;
   req.ref = ref;
@@ -189,47 +202,12 @@ static int put_content(struct ctrd *c, const digest_t *dg, const void *body, siz
   req.expected = d;
   req.data.data = (uint8_t *)body;
   req.data.len = len;
-  req.labels = wp;
-  req.n_labels = nl;
+  req.labels = &lp;
+  req.n_labels = 1;
   int st = 0;
   int r = ctrd_call(c, "/containerd.services.content.v1.Content/Write", &req.base, &st, err);
-  if (r == 0 && st == GRPC_ALREADY_EXISTS) {
-    /* there from an earlier import or pull: the same labels, through Update. The entry types of
-     * the two maps are distinct protobuf-c types of one layout; only the field mask differs. */
-    Edgepull__Ctrd__ContentInfo info = EDGEPULL__CTRD__CONTENT_INFO__INIT;
-    Edgepull__Ctrd__ContentInfo__LabelsEntry *il = calloc(nl ? nl : 1, sizeof *il);
-    Edgepull__Ctrd__ContentInfo__LabelsEntry **ip = calloc(nl ? nl : 1, sizeof *ip);
-    char **paths = calloc(nl ? nl : 1, sizeof *paths);
-    Edgepull__Ctrd__FieldMask mask = EDGEPULL__CTRD__FIELD_MASK__INIT;
-    for (size_t i = 0; il && ip && paths && i < nl; i++) {
-      Edgepull__Ctrd__ContentInfo__LabelsEntry e = EDGEPULL__CTRD__CONTENT_INFO__LABELS_ENTRY__INIT;
-      il[i] = e;
-      il[i].key = keys[i];
-      il[i].value = vals[i];
-      ip[i] = &il[i];
-      if ((paths[i] = malloc(strlen(keys[i]) + 8)) != NULL)
-        sprintf(paths[i], "labels.%s", keys[i]);
-    }
-    info.digest = d;
-    info.labels = ip;
-    info.n_labels = nl;
-    mask.paths = paths;
-    mask.n_paths = nl;
-    req2.info = &info;
-    req2.update_mask = &mask;
-    bool ok = il && ip && paths;
-    for (size_t i = 0; ok && i < nl; i++)
-      ok = paths[i] != NULL;
-    r = ok ? ctrd_call(c, "/containerd.services.content.v1.Content/Update", &req2.base, &st, err)
-           : ep_error(err, EP_EINTERNAL, "out of memory");
-    for (size_t i = 0; paths && i < nl; i++)
-      free(paths[i]);
-    free(paths);
-    free(ip);
-    free(il);
-  }
-  free(wp);
-  free(wl);
+  if (r == 0 && st == GRPC_ALREADY_EXISTS)
+    r = update_label(c, d, key, val, &st, err);
   return r < 0 ? r : want_ok(c, st, "Content.Write", err);
 }
 
@@ -330,13 +308,12 @@ static int import_leased(struct ctrd *c, const struct deploy_options *o, const c
   char key[128], top[DIGEST_STR_LEN + 1], cd[DIGEST_STR_LEN + 1];
   snprintf(key, sizeof key, "containerd.io/gc.ref.snapshot.%s", o->snapshotter);
   digest_format(&chains[nl - 1], top);
-  char *k1[] = {key}, *v1[] = {top};
-  int r = put_content(c, &blobs[0].digest, cfg, cfglen, k1, v1, 1, err);
+  int r = put_content(c, &blobs[0].digest, cfg, cfglen, key, top, err);
   if (r < 0)
     return ep_wrap(err, "config");
   digest_format(&blobs[0].digest, cd);
-  char *k2[] = {"containerd.io/gc.ref.content.config"}, *v2[] = {cd};
-  if ((r = put_content(c, &m->digest, m->body, m->len, k2, v2, 1, err)) < 0)
+  char cfg_key[] = "containerd.io/gc.ref.content.config";
+  if ((r = put_content(c, &m->digest, m->body, m->len, cfg_key, cd, err)) < 0)
     return ep_wrap(err, "manifest");
   return create_image(c, name, m->media_type, &m->digest, m->len, err);
 }
