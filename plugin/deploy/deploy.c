@@ -61,7 +61,8 @@ struct deployer {
   deploy_progress_fn progress;
   void *ud;
   atomic_bool stopping;
-  pthread_mutex_t mu; /* guards jobs and seen */
+  atomic_ulong import_seq; /* deploy_import_id's counter */
+  pthread_mutex_t mu;      /* guards jobs and seen */
   struct deploy_job *jobs[DEPLOY_RUNNING_MAX];
   char seen[DEPLOY_SEEN_MAX][PROTO_ID_MAX + 1];
   size_t nseen;
@@ -253,7 +254,8 @@ struct snap_import {
 static void *snap_import_main(void *ud) {
   struct snap_import *si = ud;
   deployer *w = si->j->w;
-  si->rc = deploy_import_snapshotter(&w->d, &w->o, &si->j->ref, &w->stopping, &si->e);
+  si->rc =
+      deploy_import_snapshotter(&w->d, &w->o, &si->j->ref, &w->stopping, &w->import_seq, &si->e);
   return NULL;
 }
 
@@ -340,6 +342,7 @@ int deploy_new(const struct deploy_deps *d, const struct deploy_options *o,
   w->progress = progress;
   w->ud = ud;
   atomic_init(&w->stopping, false);
+  atomic_init(&w->import_seq, 0);
   if (pthread_mutex_init(&w->mu, NULL) != 0) {
     free(w);
     return ep_error(err, EP_EINTERNAL, "deploy: cannot create a mutex");

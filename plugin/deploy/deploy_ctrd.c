@@ -34,7 +34,8 @@ struct ctrd {
   char lease[64];
   int timeout_ms;
   atomic_bool *stop;
-  char msg[256]; /* the last call's grpc-message (decoded and masked by the client) */
+  atomic_ulong *seq; /* the worker's, for names unique in this process */
+  char msg[256];     /* the last call's grpc-message (decoded and masked by the client) */
 };
 
 /* One unary call; *status is containerd's gRPC status. */
@@ -78,21 +79,23 @@ static int lease_create(struct ctrd *c, ep_err *err) {
   struct tm tm;
   gmtime_r(&t, &tm);
   strftime(expire, sizeof expire, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  snprintf(c->lease, sizeof c->lease, "edgepull-import-%ld-%ld", (long)getpid(), (long)time(NULL));
   Edgepull__Ctrd__LeaseCreateRequest__LabelsEntry e =
       EDGEPULL__CTRD__LEASE_CREATE_REQUEST__LABELS_ENTRY__INIT;
   Edgepull__Ctrd__LeaseCreateRequest__LabelsEntry *ep[] = {&e};
   e.key = "containerd.io/gc.expire";
   e.value = expire;
   Edgepull__Ctrd__LeaseCreateRequest req = EDGEPULL__CTRD__LEASE_CREATE_REQUEST__INIT;
-  char id[sizeof c->lease];
-  memcpy(id, c->lease, sizeof id);
-  req.id = id;
   req.labels = ep;
   req.n_labels = 1;
-  c->lease[0] = '\0'; /* the lease does not exist yet */
-  int st = 0;
-  int r = ctrd_call(c, "/containerd.services.leases.v1.Leases/Create", &req.base, &st, err);
+  /* Unique among this process's imports, however many run at once. A lease that an earlier
+   * process with the same pid left (pid 1 in a container, a crash) is stepped over; it expires. */
+  char id[sizeof c->lease];
+  int r = 0, st = GRPC_ALREADY_EXISTS;
+  for (int tries = 0; r == 0 && st == GRPC_ALREADY_EXISTS && tries < 8; tries++) {
+    deploy_import_id(c->seq, id, sizeof id);
+    req.id = id;
+    r = ctrd_call(c, "/containerd.services.leases.v1.Leases/Create", &req.base, &st, err);
+  }
   if (r == 0 && (r = want_ok(c, st, "Leases.Create", err)) == 0)
     memcpy(c->lease, id, sizeof id);
   return r;
@@ -119,12 +122,13 @@ static int prepare_layer(struct ctrd *c, const char *snapshotter, const char *im
                          const digest_t *layer, const digest_t *chain, const digest_t *parent,
                          ep_err *err) {
   char ld[DIGEST_STR_LEN + 1], cd[DIGEST_STR_LEN + 1], pd[DIGEST_STR_LEN + 1] = "";
-  char key[128];
+  char key[sizeof c->lease + DIGEST_STR_LEN + 2];
   digest_format(layer, ld);
   digest_format(chain, cd);
   if (parent != NULL)
     digest_format(parent, pd);
-  snprintf(key, sizeof key, "edgepull-import-%ld %s", (long)getpid(), cd);
+  /* under the lease's unique name: two imports sharing a layer never share an active key */
+  snprintf(key, sizeof key, "%s %s", c->lease, cd);
   Edgepull__Ctrd__PrepareSnapshotRequest__LabelsEntry l[3] = {
       EDGEPULL__CTRD__PREPARE_SNAPSHOT_REQUEST__LABELS_ENTRY__INIT,
       EDGEPULL__CTRD__PREPARE_SNAPSHOT_REQUEST__LABELS_ENTRY__INIT,
@@ -187,9 +191,9 @@ static int update_label(struct ctrd *c, char *d, char *key, char *val, int *st, 
  * sets the label when the blob is there from an earlier import or pull. */
 static int put_content(struct ctrd *c, const digest_t *dg, const void *body, size_t len, char *key,
                        char *val, ep_err *err) {
-  char d[DIGEST_STR_LEN + 1], ref[DIGEST_STR_LEN + 32];
+  char d[DIGEST_STR_LEN + 1], ref[sizeof c->lease + DIGEST_STR_LEN + 2];
   digest_format(dg, d);
-  snprintf(ref, sizeof ref, "edgepull-import-%s", d);
+  snprintf(ref, sizeof ref, "%s-%s", c->lease, d);
   Edgepull__Ctrd__WriteContentRequest__LabelsEntry l =
       EDGEPULL__CTRD__WRITE_CONTENT_REQUEST__LABELS_ENTRY__INIT;
   Edgepull__Ctrd__WriteContentRequest__LabelsEntry *lp = &l;
@@ -318,8 +322,13 @@ static int import_leased(struct ctrd *c, const struct deploy_options *o, const c
   return create_image(c, name, m->media_type, &m->digest, m->len, err);
 }
 
+void deploy_import_id(atomic_ulong *seq, char *out, size_t cap) {
+  snprintf(out, cap, "edgepull-import-%ld-%lu", (long)getpid(), atomic_fetch_add(seq, 1));
+}
+
 int deploy_import_snapshotter(const struct deploy_deps *d, const struct deploy_options *o,
-                              const struct deploy_ref *ref, atomic_bool *stop, ep_err *err) {
+                              const struct deploy_ref *ref, atomic_bool *stop, atomic_ulong *seq,
+                              ep_err *err) {
   struct mirror_manifest m;
   memset(&m, 0, sizeof m);
   struct deploy_blob *blobs = NULL;
@@ -340,7 +349,8 @@ int deploy_import_snapshotter(const struct deploy_deps *d, const struct deploy_o
     r = ep_error(err, EP_EINTERNAL, "out of memory");
   if (r == 0)
     r = chains_from_config(cfg, cfglen, nb - 1, chains, err);
-  struct ctrd c = {.sock = o->containerd_address, .stop = stop, .timeout_ms = 600 * 1000};
+  struct ctrd c = {
+      .sock = o->containerd_address, .stop = stop, .seq = seq, .timeout_ms = 600 * 1000};
   if (r == 0)
     r = lease_create(&c, err);
   if (r == 0)

@@ -40,6 +40,11 @@ int deploy_import(const struct deploy_options *o, enum proto_import imp,
  * and config through containerd's API, each layer a snapshot that o->snapshotter (edgepulld's own)
  * unpacks (deploy_ctrd.c). */
 int deploy_import_snapshotter(const struct deploy_deps *d, const struct deploy_options *o,
-                              const struct deploy_ref *ref, atomic_bool *stop, ep_err *err);
+                              const struct deploy_ref *ref, atomic_bool *stop, atomic_ulong *seq,
+                              ep_err *err);
+/* "edgepull-import-<pid>-<n>" with n the next of *seq (the worker's counter): the name of an
+ * import's lease, and the prefix of its snapshot keys and content refs, unique in this process
+ * without a clock or a lock. */
+void deploy_import_id(atomic_ulong *seq, char *out, size_t cap);
 
 #endif

@@ -372,6 +372,53 @@ static struct proto_progress run_deploy(struct e2e_node *n, const char *id, cons
   return p;
 }
 
+/* Import names (lease, snapshot key and content ref prefix) from four threads at once: all
+ * distinct, with this process's pid in them. */
+struct id_batch {
+  atomic_ulong *seq;
+  char ids[500][64];
+};
+
+static void *id_thread(void *ud) {
+  struct id_batch *b = ud;
+  for (size_t i = 0; i < 500; i++)
+    deploy_import_id(b->seq, b->ids[i], sizeof b->ids[i]);
+  return NULL;
+}
+
+static int id_cmp(const void *a, const void *b) {
+  return strcmp(a, b);
+}
+
+static void test_import_ids(void **state) {
+  (void)state;
+  atomic_ulong seq;
+  atomic_init(&seq, 0);
+  struct id_batch *b = calloc(4, sizeof *b);
+  assert_non_null(b);
+  pthread_t th[4];
+  for (int i = 0; i < 4; i++) {
+    b[i].seq = &seq;
+    assert_int_equal(pthread_create(&th[i], NULL, id_thread, &b[i]), 0);
+  }
+  for (int i = 0; i < 4; i++)
+    pthread_join(th[i], NULL);
+  char prefix[64];
+  snprintf(prefix, sizeof prefix, "edgepull-import-%ld-", (long)getpid());
+  char(*ids)[64] = calloc(2000, 64);
+  assert_non_null(ids);
+  for (int i = 0; i < 4; i++)
+    memcpy(ids[i * 500], b[i].ids, sizeof b[i].ids);
+  qsort(ids, 2000, 64, id_cmp);
+  for (size_t i = 0; i < 2000; i++) {
+    assert_int_equal(strncmp(ids[i], prefix, strlen(prefix)), 0);
+    if (i > 0)
+      assert_string_not_equal(ids[i - 1], ids[i]);
+  }
+  free(ids);
+  free(b);
+}
+
 static void test_end_to_end(void **state) {
   struct e2e *x = *state;
   struct proto_progress p =
@@ -421,6 +468,7 @@ int main(void) {
       cmocka_unit_test(test_platforms),
       cmocka_unit_test(test_manifests),
       cmocka_unit_test(test_import_names),
+      cmocka_unit_test(test_import_ids),
       cmocka_unit_test_setup_teardown(test_end_to_end, e2e_setup, e2e_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
