@@ -231,7 +231,8 @@ int edgepulld_serve_snapshots(struct edgepulld *d, int listen_fd, const char *un
   struct snap_remote_deps deps = {.open_layer = snap_open_layer,
                                   .lookup_chain = snap_lookup_chain,
                                   .ud = d,
-                                  .metrics = &d->metrics};
+                                  .metrics = &d->metrics,
+                                  .holds = d->holds};
   int r = snap_remote_new(&deps, NULL, &d->snap_remote, err);
   if (r < 0) {
     close(listen_fd);
@@ -277,7 +278,8 @@ static void snap_free(struct edgepulld *d) {
 }
 
 void edgepulld_deploy_deps(struct edgepulld *d, struct deploy_deps *out) {
-  *out = (struct deploy_deps){.fetch = d->fetch, .st = d->st, .idx = d->idx, .mirror = &d->mirror};
+  *out = (struct deploy_deps){
+      .fetch = d->fetch, .st = d->st, .idx = d->idx, .mirror = &d->mirror, .holds = d->holds};
 }
 
 static int open_sources(struct edgepulld *d, ep_err *err) {

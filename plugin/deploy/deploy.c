@@ -51,6 +51,7 @@ struct deploy_job {
   unsigned active; /* fetch threads running */
   uint64_t blobs_done, bytes_done, bytes_total;
   struct fetch_stats stats0; /* the fetcher's counters when the deploy began */
+  size_t nheld;              /* blobs[0..nheld) held against the disk GC (job thread only) */
   bool failed;
   char error[PROTO_TEXT_MAX + 1];
 };
@@ -259,6 +260,23 @@ static void *snap_import_main(void *ud) {
   return NULL;
 }
 
+/* Holds the plan's blobs against the disk GC until the import is done (take), or lets them go. A
+ * hold that cannot be taken (out of memory) leaves the rest unheld: the deploy goes on, and a blob
+ * evicted meanwhile is fetched again by the runtime's pull. */
+static void hold_blobs(struct deploy_job *j, bool take) {
+  hold_table *t = j->w->d.holds;
+  if (t == NULL)
+    return;
+  if (take) {
+    while (j->nheld < j->nblobs && hold_take(t, &j->blobs[j->nheld].digest) == 0)
+      j->nheld++;
+    return;
+  }
+  for (size_t i = 0; i < j->nheld; i++)
+    hold_release(t, &j->blobs[i].digest);
+  j->nheld = 0;
+}
+
 static void *job_main(void *ud) {
   struct deploy_job *j = ud;
   deployer *w = j->w;
@@ -276,6 +294,7 @@ static void *job_main(void *ud) {
   } else {
     for (size_t i = 0; i < j->nblobs; i++)
       j->bytes_total += j->blobs[i].size;
+    hold_blobs(j, true);
     snap_started =
         via_snap && j->nblobs > 0 && pthread_create(&sth, NULL, snap_import_main, &si) == 0;
     if (via_snap && j->nblobs > 0 && !snap_started)
@@ -292,6 +311,7 @@ static void *job_main(void *ud) {
   }
   if (ir < 0 && !j->failed)
     job_fail(j, "import into %s: %s", proto_import_name(j->req.import), e.msg);
+  hold_blobs(j, false);
   if (j->failed)
     ep_log_warn("deploy %s: failed: %s", j->req.id, j->error);
   else

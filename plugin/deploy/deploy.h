@@ -24,6 +24,7 @@
 #include "plugin/mirror/mirror.h"
 #include "plugin/ref/ref.h"
 #include "store/digest.h"
+#include "store/holds.h"
 #include "store/index.h"
 #include "store/store.h"
 
@@ -43,6 +44,10 @@ struct deploy_deps {
   store *st;
   index_db *idx;
   const struct mirror_deps *mirror;
+  /* A deploy holds every blob of its image here from its plan until its import ends: fetched
+   * first and read by the runtime's pull later, a blob must not be evicted in between. NULL = no
+   * holds. */
+  hold_table *holds;
 };
 
 struct deploy_options {

@@ -214,18 +214,28 @@ struct job {
 static int fill_layer(void *ud, int fs_fd, const int *parent_fds, size_t n_parents, ep_err *err) {
   struct job *j = ud;
   blob_pipe *p = NULL;
+  hold_table *holds = j->rm->deps.holds;
+  /* Taken before the open: the blob may be complete in the store, and a GC pass between the
+   * open and a later hold would see it unread. Out of memory: read on, unheld. */
+  bool held = holds != NULL && hold_take(holds, &j->src->layer) == 0;
   int r =
       j->rm->deps.open_layer(j->rm->deps.ud, j->src->host, j->src->repo, &j->src->layer, &p, err);
+  if (r == 0) {
+    unpack_opts o = {.limits = j->rm->opts.limits,
+                     .flags = j->rm->opts.unpack_flags,
+                     .parent_fds = parent_fds,
+                     .n_parents = n_parents};
+    r = unpack_pipe(fs_fd, p, j->rm->opts.stall_timeout_ms, &o, NULL, &j->res, err);
+    pipe_unref(p);
+    if (r < 0)
+      r = ep_wrap(err, "unpacking layer sha256:%s", j->src->layer.hex);
+  } else {
+    r = ep_wrap(err, "fetching layer sha256:%s", j->src->layer.hex);
+  }
+  if (held)
+    hold_release(holds, &j->src->layer);
   if (r < 0)
-    return ep_wrap(err, "fetching layer sha256:%s", j->src->layer.hex);
-  unpack_opts o = {.limits = j->rm->opts.limits,
-                   .flags = j->rm->opts.unpack_flags,
-                   .parent_fds = parent_fds,
-                   .n_parents = n_parents};
-  r = unpack_pipe(fs_fd, p, j->rm->opts.stall_timeout_ms, &o, NULL, &j->res, err);
-  pipe_unref(p);
-  if (r < 0)
-    return ep_wrap(err, "unpacking layer sha256:%s", j->src->layer.hex);
+    return r;
   digest_t got;
   digest_chain_id(j->parent_chain, &j->res.diffid, &got);
   if (!digest_equal(&got, j->chain))

@@ -21,6 +21,7 @@
 #include "plugin/metrics/metrics.h"
 #include "plugin/snapshot/snap.h"
 #include "store/digest.h"
+#include "store/holds.h"
 #include "store/pipe.h"
 #include "store/unpack.h"
 
@@ -44,6 +45,9 @@ struct snap_remote_deps {
                       size_t hostlen, char *repo, size_t repolen, ep_err *err);
   void *ud;
   struct metrics *metrics; /* unpacks counted and timed; NULL = none */
+  /* The layer is held here from before its fetch until its unpack ends, so the disk GC does not
+   * remove a blob the unpack reads (or is about to read from the store). NULL = no holds. */
+  hold_table *holds;
 };
 
 struct snap_remote_opts {

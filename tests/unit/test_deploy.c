@@ -431,6 +431,9 @@ static void test_end_to_end(void **state) {
   assert_int_equal(p.uplink_bytes, E2E_BLOB_LEN);
   ep_err e = {0};
   assert_int_equal(store_has(x->gw.n.d.st, &x->blob_digest, NULL, &e), 1);
+  /* the deploy held its blobs against the disk GC until it ended, and let them go */
+  assert_non_null(x->gw.n.d.holds);
+  assert_int_equal(hold_count(x->gw.n.d.holds, &x->blob_digest), 0);
 
   p = run_deploy(&x->n1, "00000000000000a2", E2E_REG "/library/test:1", PROTO_IMPORT_NONE);
   if (p.state != PROTO_PROGRESS_DONE)
@@ -457,6 +460,7 @@ static void test_end_to_end(void **state) {
   assert_int_equal(p.state, PROTO_PROGRESS_FAILED);
   assert_non_null(strstr(p.error, "import into docker"));
   assert_int_equal(p.blobs_done, 1);
+  assert_int_equal(hold_count(x->gw.n.d.holds, &x->blob_digest), 0); /* a failed one too */
   p = run_deploy(&x->gw, "00000000000000a6", E2E_REG "/library/test:1", PROTO_IMPORT_CONTAINERD);
   assert_int_equal(p.state, PROTO_PROGRESS_FAILED);
   assert_non_null(strstr(p.error, "import into containerd"));

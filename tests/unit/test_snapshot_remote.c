@@ -52,6 +52,8 @@ struct rt {
   size_t n_writers;
   char host[NAMES_HOST_MAX + 1], repo[NAMES_REPO_MAX + 1];
   bool lookup; /* lookup_chain knows every blob's chain as a base layer */
+  hold_table *holds;
+  atomic_uint held_at_open; /* holds on the layer when open_layer was last called */
 };
 
 struct writer {
@@ -99,6 +101,7 @@ static int fake_open(void *ud, const char *host, const char *repo, const digest_
                      blob_pipe **out, ep_err *err) {
   struct rt *t = ud;
   atomic_fetch_add(&t->opens, 1);
+  atomic_store(&t->held_at_open, hold_count(t->holds, layer));
   snprintf(t->host, sizeof t->host, "%s", host);
   snprintf(t->repo, sizeof t->repo, "%s", repo);
   const struct blob *b = NULL;
@@ -145,7 +148,8 @@ static int fake_lookup(void *ud, const digest_t *chain, digest_t *layer, char *h
 
 static void open_all(struct rt *t) {
   ep_err err = {0};
-  struct snap_remote_deps d = {.open_layer = fake_open, .lookup_chain = fake_lookup, .ud = t};
+  struct snap_remote_deps d = {
+      .open_layer = fake_open, .lookup_chain = fake_lookup, .ud = t, .holds = t->holds};
   struct snap_remote_opts o = {.stall_timeout_ms = 10000};
   assert_int_equal(snap_remote_new(&d, &o, &t->rm, &err), 0);
   struct snap_opts so = {.root = t->root, .remote = snap_remote_prepare, .remote_ud = t->rm};
@@ -172,6 +176,8 @@ static int rt_setup(void **state) {
   assert_int_equal(ep_test_tmpdir(t->dir, sizeof t->dir, "ep-test-snapremote-"), 0);
   snprintf(t->root, sizeof t->root, "%s/root", t->dir);
   t->pt = pipe_table_new();
+  t->holds = hold_table_new();
+  assert_non_null(t->holds);
   t->fail_at = -1;
   pthread_mutex_init(&t->mu, NULL);
   pthread_cond_init(&t->cv, NULL);
@@ -191,6 +197,7 @@ static int rt_teardown(void **state) {
   join_writers(t);
   close_all(t);
   pipe_table_free(t->pt);
+  hold_table_free(t->holds);
   void *g = t->gen;
   teardown(&g);
   ep_test_rm_rf(t->dir);
@@ -345,6 +352,9 @@ static void test_one_layer(void **state) {
   cri_labels(&l, b, &b->diffid);
   assert_int_equal(prepare(t, "default/1/extract-1 sha256:x", "", &l), -SNAP_EEXISTS);
   assert_int_equal(atomic_load(&t->opens), 1);
+  /* the layer was held for the disk GC from before its open, and is no longer */
+  assert_int_equal(atomic_load(&t->held_at_open), 1);
+  assert_int_equal(hold_count(t->holds, &b->digest), 0);
   assert_string_equal(t->host, "docker.io");
   assert_string_equal(t->repo, "library/busybox");
   ep_err err = {0};
@@ -478,6 +488,7 @@ static void test_fallbacks(void **state) {
   t->fail_at = 20000;
   cri_labels(&l, b2, &b2->diffid);
   assert_fell_back(t, prepare(t, "k2", "", &l), "k2", &b2->diffid);
+  assert_int_equal(hold_count(t->holds, &b2->digest), 0); /* a failed unpack lets go too */
   snap_labels_free(&l);
   t->fail_at = -1;
 
@@ -493,6 +504,7 @@ static void test_fallbacks(void **state) {
   struct blob absent = {.digest = none, .diffid = none};
   cri_labels(&l, &absent, &none);
   assert_fell_back(t, prepare(t, "k4", "", &l), "k4", &none);
+  assert_int_equal(hold_count(t->holds, &none), 0); /* and a failed open */
   snap_labels_free(&l);
 
   /* no layer labels and a chain the node never saw: ordinary, not a failure */
