@@ -66,6 +66,7 @@ static int gather(gc_runner *g, struct gc_candidate **out, size_t *n, ep_err *er
     c->flags |= v[i].pinned ? GC_PINNED : 0;
     c->flags |= v[i].needed ? GC_NEEDED : 0;
     c->flags |= v[i].manifest ? GC_MANIFEST : 0;
+    c->flags |= v[i].config ? GC_CONFIG : 0;
     blob_pipe *p = g->d.pipes != NULL ? pipe_table_find(g->d.pipes, &c->digest) : NULL;
     if (p != NULL) {
       c->flags |= GC_IN_FLIGHT;

@@ -6,7 +6,7 @@
 #include <string.h>
 
 unsigned gc_protected(const struct gc_candidate *c) {
-  unsigned hard = c->flags & (GC_IN_FLIGHT | GC_READING | GC_PINNED | GC_MANIFEST);
+  unsigned hard = c->flags & (GC_IN_FLIGHT | GC_READING | GC_PINNED | GC_MANIFEST | GC_CONFIG);
   /* Needed elsewhere matters only for the locality's last copy: another
    * holder can serve the node that needs it. */
   if ((c->flags & GC_NEEDED) && c->holders == 0)

@@ -13,10 +13,11 @@
  * Never removed: a blob in flight (being fetched), one being read (a
  * client's response, the snapshotter's unpack), a pinned one (edgepullctl
  * pin), a manifest (small, and what pins and image views are resolved
- * through), and the locality's only copy of a blob another online node
- * still needs. Among the others, first those whose layer the snapshotter
- * keeps unpacked, then those held by the most other nodes (the layer held
- * by the fewest is kept longest), then the least recently used. */
+ * through), an image's config (small, and what the chain-ID lookup of a
+ * client without CRI labels reads, plugin/mirror/chains.c), and the locality's only copy of a blob
+ * another online node still needs. Among the others, first those whose layer the snapshotter keeps
+ * unpacked, then those held by the most other nodes (the layer held by the fewest is kept longest),
+ * then the least recently used. */
 #ifndef EP_STORE_GC_POLICY_H
 #define EP_STORE_GC_POLICY_H
 
@@ -36,6 +37,7 @@ enum gc_flag {
   GC_MANIFEST = 1u << 3,  /* a manifest or index */
   GC_NEEDED = 1u << 4,    /* another online node needs it (holds an image referencing it) */
   GC_UNPACKED = 1u << 5,  /* the snapshotter keeps its layer unpacked */
+  GC_CONFIG = 1u << 6,    /* an image's config */
 };
 
 struct gc_candidate {
@@ -61,7 +63,7 @@ struct gc_plan {
   size_t nevict;
   uint64_t want_bytes;  /* what the limits ask to remove */
   uint64_t evict_bytes; /* what the plan removes */
-  uint64_t kept_bytes;  /* protected bytes (in flight, read, pinned, needed, manifests) */
+  uint64_t kept_bytes;  /* protected bytes (in flight, read, pinned, needed, manifests, configs) */
 };
 
 /* Why a candidate may not go (a GC_* flag set), or 0 when it may. */

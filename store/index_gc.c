@@ -1,7 +1,7 @@
 /* What the disk GC asks the index (schema v3): pinned images, and for each
  * complete blob the facts store/gc_policy.h decides on (last access, how
  * many other online nodes hold it, whether one of them still needs it,
- * whether a pin reaches it, whether it is a manifest).
+ * whether a pin reaches it, whether it is a manifest or an image's config).
  *
  * Why one query for all blobs: a GC runs at most every few seconds and the
  * store holds thousands of blobs, not millions; one statement with indexed
@@ -146,7 +146,9 @@ int index_pins(index_db *db, struct index_pin **out, size_t *n, ep_err *err) {
 }
 
 /* ?1: this node's id, never counted as a holder of its own blobs. A node
- * "needs" a blob when it holds a manifest referencing it but not the blob. */
+ * "needs" a blob when it holds a manifest referencing it but not the blob.
+ * A config is the first reference of a manifest that is no index (manifest_parse
+ * lists it first): what plugin/mirror/chains.c reads as one. */
 static const char gc_blobs_sql[] =
     "WITH RECURSIVE pinned(d) AS (\n"
     "  SELECT digest FROM pins\n"
@@ -160,7 +162,11 @@ static const char gc_blobs_sql[] =
     "      AND NOT EXISTS (SELECT 1 FROM inventory j\n"
     "                      WHERE j.node_id = i.node_id AND j.digest = b.digest)),\n"
     "  b.digest IN (SELECT d FROM pinned),\n"
-    "  EXISTS (SELECT 1 FROM manifests m WHERE m.digest = b.digest)\n"
+    "  EXISTS (SELECT 1 FROM manifests m WHERE m.digest = b.digest),\n"
+    "  EXISTS (SELECT 1 FROM manifest_refs r JOIN manifests m ON m.digest = r.manifest\n"
+    "    WHERE r.child = b.digest AND r.position = 0 AND m.media_type NOT IN\n"
+    "      ('application/vnd.oci.image.index.v1+json',\n"
+    "       'application/vnd.docker.distribution.manifest.list.v2+json'))\n"
     "FROM blobs b WHERE b.state = 'complete'";
 
 static int row_gc(index_db *db, sqlite3_stmt *st, void *out, ep_err *err) {
@@ -176,6 +182,7 @@ static int row_gc(index_db *db, sqlite3_stmt *st, void *out, ep_err *err) {
   b->needed = sqlite3_column_int(st, 4) != 0;
   b->pinned = sqlite3_column_int(st, 5) != 0;
   b->manifest = sqlite3_column_int(st, 6) != 0;
+  b->config = sqlite3_column_int(st, 7) != 0;
   return 0;
 }
 

@@ -37,6 +37,7 @@ struct index_gc_blob {
   bool needed;      /* another online node holds a manifest referencing it, not it */
   bool pinned;      /* reachable from a pinned manifest */
   bool manifest;
+  bool config; /* an image manifest's config (plugin/mirror/chains.c reads it) */
 };
 
 /* Every complete blob with its GC facts; self is this node's id ("" when

@@ -60,23 +60,25 @@ static void test_protected(void **state) {
       cand(5, 10 * MB, 100, 0, GC_NEEDED), /* the last copy another node needs */
       cand(6, 10 * MB, 100, 1, GC_NEEDED), /* needed, but another node holds it */
       cand(7, 10 * MB, 200, 0, 0),
+      cand(8, 2000, 100, 0, GC_CONFIG), /* an image's config */
   };
   struct gc_limits lim = {.store_max = 10 * MB};
-  struct gc_usage use = {.store_bytes = 60 * MB + 1000, .free_bytes = 1000 * MB};
+  struct gc_usage use = {.store_bytes = 60 * MB + 3000, .free_bytes = 1000 * MB};
   struct gc_plan p;
-  assert_int_equal(gc_plan_make(c, 7, &lim, &use, false, &p), 0);
-  /* wants 60 MB + 1000 - 7.5 MB, can only have 6 and 7 */
+  assert_int_equal(gc_plan_make(c, 8, &lim, &use, false, &p), 0);
+  /* wants 60 MB + 3000 - 7.5 MB, can only have 6 and 7 */
   assert_int_equal(p.nevict, 2);
   assert_int_equal(p.evict[0], 5); /* one holder goes before none */
   assert_int_equal(p.evict[1], 6);
   assert_int_equal(p.evict_bytes, 20 * MB);
   assert_true(p.evict_bytes < p.want_bytes);
-  assert_int_equal(p.kept_bytes, 40 * MB + 1000);
+  assert_int_equal(p.kept_bytes, 40 * MB + 3000);
   for (size_t i = 0; i < p.nevict; i++)
     assert_int_equal(gc_protected(&c[p.evict[i]]), 0);
   gc_plan_free(&p);
   assert_int_equal(gc_protected(&c[4]), GC_NEEDED);
   assert_int_equal(gc_protected(&c[5]), 0);
+  assert_int_equal(gc_protected(&c[7]), GC_CONFIG);
 }
 
 static void test_order(void **state) {

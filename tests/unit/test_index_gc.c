@@ -2,7 +2,7 @@
  * delete, list, refused on a read-only handle) and the facts per complete
  * blob: holders among other online nodes, "needed" (another node holds a
  * manifest referencing it, not the blob), pinned through an index and a
- * child manifest, manifests marked. */
+ * child manifest, manifests and image configs marked. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -58,7 +58,7 @@ static void test_gc_facts(void **state) {
   ep_err e = {0};
   assert_int_equal(index_open(path, &db, &e), 0);
   assert_true(index_latest_schema_version() >= 3);
-  /* an index (100) -> a manifest (101) -> layers 1, 2; manifest 102 -> 3 */
+  /* an index (100) -> a manifest (101) -> config 1, layer 2; manifest 102 -> 3 */
   for (unsigned i = 1; i <= 4; i++)
     put_blob(db, i, 1000 * i, 100 + i);
   put_blob(db, 100, 10, 1);
@@ -69,6 +69,14 @@ static void test_gc_facts(void **state) {
   digest_t i100 = dg(100), i102 = dg(102);
   assert_int_equal(index_manifest_put(db, &i100, "i", 10, "r.io", "a", r100, 1, &e), 0);
   assert_int_equal(index_manifest_put(db, &i102, "m", 10, "r.io", "b", r102, 1, &e), 0);
+  /* an OCI index (103) listing 5 and 6: an index has no config */
+  put_blob(db, 5, 50, 1);
+  put_blob(db, 6, 6000, 1);
+  put_blob(db, 103, 10, 1);
+  digest_t i103 = dg(103), r103[] = {dg(5), dg(6)};
+  assert_int_equal(index_manifest_put(db, &i103, "application/vnd.oci.image.index.v1+json", 10,
+                                      "r.io", "c", r103, 2, &e),
+                   0);
   /* self holds all; n1 (online) holds 102 and 1 but not 3: it needs 3;
    * n2 (offline) holds 2 and 102: counts for nothing */
   put_node(db, "self", true);
@@ -85,7 +93,11 @@ static void test_gc_facts(void **state) {
   struct index_gc_blob *v = NULL;
   size_t n = 0;
   assert_int_equal(index_gc_blobs(db, "self", &v, &n, &e), 0);
-  assert_int_equal(n, 7);
+  assert_int_equal(n, 10);
+  /* a manifest's first reference is its config, none of an index's is */
+  assert_true(find(v, n, 1)->config);
+  assert_false(find(v, n, 2)->config);
+  assert_false(find(v, n, 5)->config || find(v, n, 6)->config);
   const struct index_gc_blob *b1 = find(v, n, 1), *b3 = find(v, n, 3), *b4 = find(v, n, 4);
   assert_int_equal(b1->holders, 1);
   assert_true(b1->pinned);
