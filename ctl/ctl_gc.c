@@ -97,6 +97,15 @@ static void print_gc(json_t *j) {
   json_t *blobs = json_object_get(j, "blobs"), *b;
   size_t i;
   json_array_foreach(blobs, i, b) printf("  %s\n", json_string_value(b));
+  uint64_t short_b = juint(j, "short_bytes");
+  if (short_b > 0) {
+    char sh[32], held[32];
+    ctl_fmt_size(short_b, sh, sizeof sh);
+    ctl_fmt_size(juint(j, "held_bytes"), held, sizeof held);
+    printf("over quota: %s %s; %s of the protected bytes are in flight or being read and can go "
+           "once their readers end\n",
+           sh, dry ? "would stay" : "stays", held);
+  }
   if (!dry)
     printf("stale partials removed: %" PRIu64 "\n", juint(j, "partials"));
 }

@@ -104,12 +104,13 @@ static int evict(gc_runner *g, const struct gc_candidate *c, ep_err *err) {
 }
 
 static json_t *report_json(const struct gc_report *rep, json_t *blobs) {
-  return json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:i, s:o}", "dry_run", rep->dry_run,
-                   "store_bytes", (json_int_t)rep->store_bytes, "free_bytes",
-                   (json_int_t)rep->free_bytes, "want_bytes", (json_int_t)rep->want_bytes,
-                   "evicted_bytes", (json_int_t)rep->evicted_bytes, "kept_bytes",
-                   (json_int_t)rep->kept_bytes, "evicted", (int)rep->evicted, "candidates",
-                   (int)rep->candidates, "partials", (int)rep->partials, "blobs", blobs);
+  return json_pack(
+      "{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:i, s:o}", "dry_run", rep->dry_run,
+      "store_bytes", (json_int_t)rep->store_bytes, "free_bytes", (json_int_t)rep->free_bytes,
+      "want_bytes", (json_int_t)rep->want_bytes, "evicted_bytes", (json_int_t)rep->evicted_bytes,
+      "kept_bytes", (json_int_t)rep->kept_bytes, "held_bytes", (json_int_t)rep->held_bytes,
+      "short_bytes", (json_int_t)rep->short_bytes, "evicted", (int)rep->evicted, "candidates",
+      (int)rep->candidates, "partials", (int)rep->partials, "blobs", blobs);
 }
 
 /* Removes the plan's blobs (or lists them, dry run) into rep and blobs. */
@@ -118,8 +119,10 @@ static void apply(gc_runner *g, const struct gc_candidate *c, const struct gc_pl
   for (size_t k = 0; k < p->nevict; k++) {
     const struct gc_candidate *b = &c[p->evict[k]];
     ep_err e = {0};
-    if (!dry_run && !still_free(g, &b->digest))
+    if (!dry_run && !still_free(g, &b->digest)) {
+      rep->held_bytes += b->size; /* joined or opened since the plan */
       continue;
+    }
     if (!dry_run && evict(g, b, &e) < 0) {
       ep_log_warn("gc: removing %.19s...: %s", b->digest.hex, e.msg);
       continue;
@@ -164,13 +167,19 @@ static int pass(gc_runner *g, bool force, bool dry_run, struct gc_report *rep, j
   rep->candidates = (unsigned)n;
   rep->want_bytes = p.want_bytes;
   rep->kept_bytes = p.kept_bytes;
+  rep->held_bytes = p.held_bytes;
   apply(g, c, &p, dry_run, rep, blobs);
   gc_plan_free(&p);
   free(c);
-  if (!dry_run && rep->evicted_bytes < rep->want_bytes)
-    ep_log_warn("gc: removed %" PRIu64 " of the %" PRIu64 " bytes asked for: the rest is in "
-                "flight, being read, pinned or the locality's last copy (%" PRIu64 " bytes)",
-                rep->evicted_bytes, rep->want_bytes, rep->kept_bytes);
+  rep->short_bytes =
+      rep->want_bytes > rep->evicted_bytes ? rep->want_bytes - rep->evicted_bytes : 0;
+  if (!dry_run && rep->short_bytes > 0)
+    ep_log_warn("gc: the store stays over its quota by %" PRIu64 " bytes (removed %" PRIu64
+                " of %" PRIu64 "): %" PRIu64 " bytes are in flight or being read and go once "
+                "their readers end; %" PRIu64 " bytes in all are pinned, manifests, configs, "
+                "the locality's last copy or held",
+                rep->short_bytes, rep->evicted_bytes, rep->want_bytes, rep->held_bytes,
+                rep->kept_bytes);
   if (!dry_run && rep->evicted > 0)
     ep_log_info("gc: removed %u blobs, %" PRIu64 " bytes (store was %" PRIu64 " bytes)",
                 rep->evicted, rep->evicted_bytes, rep->store_bytes);
@@ -186,6 +195,8 @@ int gc_run(gc_runner *g, bool force, bool dry_run, struct gc_report *rep, char *
     return ep_error(err, EP_EINTERNAL, "out of memory");
   pthread_mutex_lock(&g->pass_mu);
   int r = pass(g, force, dry_run, rep, blobs, err);
+  if (r == 0 && !dry_run && g->d.passed != NULL)
+    g->d.passed(g->d.ud, rep);
   pthread_mutex_unlock(&g->pass_mu);
   if (r < 0 || json == NULL)
     return r;

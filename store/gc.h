@@ -24,6 +24,8 @@
 
 #define GC_PERIOD_MS 30000
 
+struct gc_report;
+
 struct gc_deps {
   store *st;
   index_db *idx;
@@ -38,6 +40,8 @@ struct gc_deps {
   /* d (size bytes) was removed from the store and the index (NULL: nobody
    * listens). */
   void (*removed)(void *ud, const digest_t *d, uint64_t size);
+  /* A pass (not a dry run) ended with this report (NULL: nobody listens). */
+  void (*passed)(void *ud, const struct gc_report *rep);
   void *ud;
 };
 
@@ -46,6 +50,11 @@ struct gc_report {
   uint64_t want_bytes;              /* what the limits asked to remove */
   uint64_t evicted_bytes;
   uint64_t kept_bytes; /* protected */
+  /* Of those, in flight or being read: not evictable now, evictable once their readers end. */
+  uint64_t held_bytes;
+  /* What the pass could not remove of want_bytes (the store stays over a watermark): held by
+   * readers (held_bytes), else pinned, manifests, configs or the locality's last copy. */
+  uint64_t short_bytes;
   unsigned evicted;    /* blobs removed (or, dry run, that would be) */
   unsigned candidates; /* complete blobs considered */
   unsigned partials;   /* stale partials removed (0 in a dry run) */

@@ -75,9 +75,14 @@ int gc_plan_make(const struct gc_candidate *c, size_t n, const struct gc_limits 
     return -1;
   size_t nr = 0;
   for (size_t i = 0; i < n; i++) {
-    if (gc_protected(&c[i]) != 0)
+    unsigned why = gc_protected(&c[i]);
+    if (why != 0)
       out->kept_bytes += c[i].size;
-    else
+    /* Held only by readers: the one reason a store stays over its quota for a while that the
+     * next pass, after they end, can fix (the report says so). */
+    if (why != 0 && (why & ~(unsigned)(GC_IN_FLIGHT | GC_READING)) == 0)
+      out->held_bytes += c[i].size;
+    if (why == 0)
       r[nr++] = (struct ranked){.i = i, .c = &c[i]};
   }
   if (out->want_bytes == 0 || nr == 0) {

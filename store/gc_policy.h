@@ -64,6 +64,7 @@ struct gc_plan {
   uint64_t want_bytes;  /* what the limits ask to remove */
   uint64_t evict_bytes; /* what the plan removes */
   uint64_t kept_bytes;  /* protected bytes (in flight, read, pinned, needed, manifests, configs) */
+  uint64_t held_bytes;  /* of those, in flight or being read: evictable once the readers end */
 };
 
 /* Why a candidate may not go (a GC_* flag set), or 0 when it may. */

@@ -4,6 +4,7 @@
  * and the local endpoint's admin routes (edgepullctl gc, pin, unpin). */
 #include <inttypes.h>
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
@@ -26,6 +27,15 @@ static void gc_removed(void *ud, const digest_t *dg, uint64_t size) {
   pthread_mutex_lock(&d->agent_mu);
   agent_blob_removed(d->agent, dg);
   pthread_mutex_unlock(&d->agent_mu);
+}
+
+/* GC thread or an admin request: a pass ended; /metrics shows what it could not remove and why. */
+static void gc_passed(void *ud, const struct gc_report *rep) {
+  struct edgepulld *d = ud;
+  atomic_store(&d->metrics.gc_short_bytes, rep->short_bytes);
+  atomic_store(&d->metrics.gc_held_bytes, rep->held_bytes);
+  if (rep->short_bytes > 0)
+    metrics_add(&d->metrics.gc_short_passes, 1);
 }
 
 static int parse_size(const char *flag, const char *v, uint64_t *out, ep_err *err) {
@@ -68,6 +78,7 @@ int daemon_gc_open(struct edgepulld *d, ep_err *err) {
                        .partial_max_age_s = d->cfg.partial_max_age_s,
                        .partial_keep = 2 * (unsigned)d->cfg.max_fetches,
                        .removed = gc_removed,
+                       .passed = gc_passed,
                        .ud = d};
   if ((r = gc_runner_new(&gd, &d->gc, err)) < 0)
     return r;

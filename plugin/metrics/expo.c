@@ -172,6 +172,18 @@ static int render_store(struct metrics *m, const struct metrics_sample *s, struc
   if (r == 0)
     r = scalar(out, "edgepull_gc_evicted_bytes_total", "counter",
                "Bytes of the blobs removed by the disk GC.", ld(&m->gc_evicted_bytes));
+  if (r == 0)
+    r = scalar(out, "edgepull_gc_over_quota_bytes", "gauge",
+               "Bytes the last disk GC pass could not remove of what the quota asked (the store "
+               "stays over a watermark).",
+               ld(&m->gc_short_bytes));
+  if (r == 0)
+    r = scalar(out, "edgepull_gc_held_bytes", "gauge",
+               "Bytes the last disk GC pass kept only because they were in flight or being read.",
+               ld(&m->gc_held_bytes));
+  if (r == 0)
+    r = scalar(out, "edgepull_gc_short_passes_total", "counter",
+               "Disk GC passes that ended over a watermark.", ld(&m->gc_short_passes));
   return r;
 }
 

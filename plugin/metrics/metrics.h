@@ -64,6 +64,11 @@ struct metrics {
   atomic_uint_least64_t verify_failures;
   atomic_uint_least64_t gc_evictions;     /* blobs the disk GC removed */
   atomic_uint_least64_t gc_evicted_bytes; /* and their bytes */
+  /* The last GC pass: bytes it could not remove of what the limits asked (the store stays over a
+   * watermark), and of the protected bytes those only readers hold (in flight, being read). */
+  atomic_uint_least64_t gc_short_bytes;
+  atomic_uint_least64_t gc_held_bytes;
+  atomic_uint_least64_t gc_short_passes; /* passes that ended short */
   struct metrics_hist snap_seconds[METRICS_SNAP_N];
   struct metrics_hist unpack_seconds; /* remote unpacks (layers from the fetch engine) */
   atomic_uint_least64_t unpack_failures;

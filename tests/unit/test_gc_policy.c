@@ -73,6 +73,8 @@ static void test_protected(void **state) {
   assert_int_equal(p.evict_bytes, 20 * MB);
   assert_true(p.evict_bytes < p.want_bytes);
   assert_int_equal(p.kept_bytes, 40 * MB + 3000);
+  /* of which in flight or being read: kept only for now */
+  assert_int_equal(p.held_bytes, 20 * MB);
   for (size_t i = 0; i < p.nevict; i++)
     assert_int_equal(gc_protected(&c[p.evict[i]]), 0);
   gc_plan_free(&p);

@@ -96,6 +96,8 @@ static void test_format(void **state) {
   }
   assert_true(families >= 20);
   free(t);
+  atomic_store(&m.gc_short_bytes, 5000); /* what daemon_gc.c sets after a pass */
+  atomic_store(&m.gc_held_bytes, 4000);
   t = render(&m, &s);
   assert_true(value_of(t, "edgepull_source_bytes_total{source=\"upstream\"}") == 123);
   assert_true(value_of(t, "edgepull_source_bytes_total{source=\"local\"}") == 9);
@@ -105,6 +107,8 @@ static void test_format(void **state) {
   assert_true(value_of(t, "edgepull_rate_limit_bytes_per_second{direction=\"peer\"}") == 0);
   assert_true(value_of(t, "edgepull_rate_limited_seconds_total{direction=\"peer\"}") == 1.5);
   assert_true(value_of(t, "edgepull_gc_evictions_total") == 0);
+  assert_true(value_of(t, "edgepull_gc_over_quota_bytes") == 5000);
+  assert_true(value_of(t, "edgepull_gc_held_bytes") == 4000);
   assert_null(strstr(t, "edgepull_parent_info{")); /* no parent: no series */
   free(t);
   metrics_destroy(&m);
