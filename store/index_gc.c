@@ -194,3 +194,32 @@ int index_gc_blobs(index_db *db, const char *self, struct index_gc_blob **out, s
   *out = v;
   return r;
 }
+
+static int row_sized(index_db *db, sqlite3_stmt *st, void *out, ep_err *err) {
+  struct index_sized_blob *b = out;
+  int r;
+  memset(b, 0, sizeof *b);
+  if ((r = index_row_digest(db, st, 0, &b->digest, err)) < 0)
+    return r;
+  return index_row_size(db, st, 1, &b->size, err);
+}
+
+int index_image_blobs(index_db *db, const digest_t *root, struct index_sized_blob **out, size_t *n,
+                      ep_err *err) {
+  *out = NULL;
+  *n = 0;
+  int r = index_check_digest(root, err);
+  if (r < 0)
+    return r;
+  char dg[DIGEST_STR_LEN + 1];
+  digest_format(root, dg);
+  void *v = NULL;
+  r = collect(db,
+              "WITH RECURSIVE reach (d) AS (SELECT ?1 UNION"
+              " SELECT r.child FROM manifest_refs r JOIN reach ON r.manifest = reach.d)"
+              " SELECT b.digest, b.size FROM reach JOIN blobs b ON b.digest = reach.d"
+              " WHERE b.state = 'complete' ORDER BY b.digest",
+              dg, sizeof **out, row_sized, &v, n, "listing an image's blobs", err);
+  *out = v;
+  return r;
+}

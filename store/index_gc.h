@@ -45,4 +45,13 @@ struct index_gc_blob {
 int index_gc_blobs(index_db *db, const char *self, struct index_gc_blob **out, size_t *n,
                    ep_err *err);
 
+/* The complete blobs reachable from manifest root (root included, through manifest_refs), each
+ * once, in digest order: what edgepullctl du sizes an image by. *out malloc'd, caller frees. */
+struct index_sized_blob {
+  digest_t digest;
+  uint64_t size;
+};
+int index_image_blobs(index_db *db, const digest_t *root, struct index_sized_blob **out, size_t *n,
+                      ep_err *err);
+
 #endif

@@ -13,7 +13,8 @@
 #  e. gc --dry-run changes nothing, and the real gc then removes what it
 #     listed;
 #  f. a stale partial (older than --partial-max-age) is removed by gc;
-#  g. du reports the store, the pins and the images.
+#  g. du reports the store, the pins and the images; two images sharing
+#     their blobs count them for each image and once in the total.
 # shellcheck source=../lib/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 # shellcheck source=../lib/mkimage.sh
@@ -34,6 +35,7 @@ ep_mkimage "$layout" v1 amd64 gzip:300K gzip:300K
 ep_push_image "$layout" v1 gc/pinned
 PIN_BLOBS=("${EP_PUSHED_BLOBS[@]}")
 PIN_MANIFEST=$EP_PUSHED_DIGEST
+ep_push_image "$layout" v1 gc/twin # the same blobs under a second name: du's "shared"
 ep_mkimage "$layout" v1 amd64 gzip:24M
 ep_push_image "$layout" v1 gc/slow
 SLOW=${EP_PUSHED_LAYERS[0]}
@@ -192,6 +194,23 @@ ep_assert_eq "$(gwctl stat --json | jq .blob_bytes)" "$(jq .store_bytes "$EP_TMP
 ep_assert "du lists the pin" jq -e --arg d "$PIN_MANIFEST" '.pins[] | select(.digest == $d)' \
   "$EP_TMP/du.json"
 ep_assert "du counts the pinned blobs' bytes" test "$(jq .pinned_bytes "$EP_TMP/du.json")" -ge 600000
+ep_curl -fsS -o /dev/null -H "Accept: $EP_MT_MANIFEST" \
+  "$GW/v2/gc/twin/manifests/v1?ns=$REGISTRY_HOST" || ep_die "manifest of gc/twin"
+gwctl du --json >"$EP_TMP/du2.json" || ep_die "du failed"
+image_field() { # IMAGE FIELD: one image's figure in du2.json
+  # shellcheck disable=SC2016 # a jq program
+  jq -r --arg i "$REGISTRY_HOST/$1" --arg f "$2" '.images[] | select(.image == $i) | .[$f]' \
+    "$EP_TMP/du2.json"
+}
+pin_bytes=$(image_field gc/pinned:v1 bytes)
+ep_assert "du sizes gc/pinned:v1 ($pin_bytes bytes)" test "${pin_bytes:-0}" -ge 600000
+ep_assert_eq "$pin_bytes" "$(image_field gc/twin:v1 bytes)" "du gives gc/twin:v1 the same bytes"
+ep_assert_eq "$pin_bytes" "$(image_field gc/twin:v1 shared_bytes)" "all of gc/twin:v1 is shared"
+ep_assert_eq "$pin_bytes" "$(jq .shared_bytes "$EP_TMP/du2.json")" \
+  "the shared bytes count once in the total"
+ep_assert "the images' total counts each blob once (<= the store)" \
+  test "$(jq .images_bytes "$EP_TMP/du2.json")" -le "$(jq .store_bytes "$EP_TMP/du2.json")"
+ep_assert_match "shared by two or more" "$(gwctl du)" "du says what is shared"
 gwctl unpin "$REGISTRY_HOST/gc/pinned:v1" >/dev/null || ep_die "unpin failed"
 ep_assert_eq "[]" "$(gwctl du --json | jq -c .pins)" "unpin removes the pin"
 

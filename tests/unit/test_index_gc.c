@@ -112,6 +112,28 @@ static void test_gc_facts(void **state) {
   assert_true(find(v, n, 101)->manifest && find(v, n, 101)->pinned);
   free(v);
 
+  /* an image's blobs: the root and what it reaches, each once, in digest order; a partial
+   * is not counted, an unknown root reaches nothing */
+  struct index_sized_blob *ib = NULL;
+  size_t ni = 0;
+  assert_int_equal(index_image_blobs(db, &i100, &ib, &ni, &e), 0);
+  assert_int_equal(ni, 4);
+  assert_string_equal(ib[0].digest.hex, dg(1).hex);
+  assert_string_equal(ib[1].digest.hex, dg(2).hex);
+  assert_int_equal(ib[1].size, 2000);
+  assert_string_equal(ib[3].digest.hex, dg(101).hex);
+  free(ib);
+  struct index_blob part = {.digest = dg(2), .size = 2000, .state = INDEX_BLOB_PARTIAL};
+  assert_int_equal(index_blob_put(db, &part, &e), 0);
+  assert_int_equal(index_image_blobs(db, &i100, &ib, &ni, &e), 0);
+  assert_int_equal(ni, 3);
+  free(ib);
+  put_blob(db, 2, 2000, 102);
+  digest_t nowhere = dg(999);
+  assert_int_equal(index_image_blobs(db, &nowhere, &ib, &ni, &e), 0);
+  assert_int_equal(ni, 0);
+  free(ib);
+
   /* pins: listed, moved, removed; unpinned blobs are no longer pinned */
   struct index_pin *pins = NULL;
   size_t np = 0;
