@@ -24,7 +24,7 @@ dk=$(dirname "$DOCKER_SOCK")
 ep_mqtt_start
 ep_coord_start --topology chain
 ep_node_start gw --gateway --registry "registry.test=$REGISTRY_URL" \
-  --docker-socket "$dk/docker.sock" --keepalive 5 --heartbeat 2
+  --docker-socket "$dk/docker.sock" # the daemons' defaults otherwise
 deadline=$((SECONDS + 20))
 until [ "$(ep_mqtt_retained "$EP_LOC_TOPIC/+/parent" 1 | wc -l)" -ge 1 ]; do
   [ "$SECONDS" -lt "$deadline" ] || ep_die "no topology after 20 s"
