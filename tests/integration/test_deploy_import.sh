@@ -28,7 +28,7 @@ for id in gw n1; do
   extra=()
   [ "$id" = gw ] && extra=(--gateway)
   ep_node_start "$id" "${extra[@]}" --registry "$REGISTRY_HOST=$REGISTRY_URL" \
-    --containerd-address "$CTR_ADDRESS" --keepalive 5 --heartbeat 2
+    --containerd-address "$CTR_ADDRESS" # the daemons' defaults otherwise
 done
 
 # Both nodes have a parent assignment before the deploy.
