@@ -66,7 +66,7 @@ start_n1() { # PASSWORD_FILE CA_FILE LOG: n1 in the background; sets n1_pid
     "${EP_PEER_TLS_ARGS[@]}" \
     --broker "127.0.0.1:$MQTT_PORT" --locality tls --node-id n1 \
     --broker-username n1@tls --broker-password-file "$1" \
-    --broker-ca-file "$2" --keepalive 5 --heartbeat 2 >"$3" 2>&1 &
+    --broker-ca-file "$2" >"$3" 2>&1 &
   n1_pid=$!
   ep_cleanup_push "ep_stop_pid $n1_pid 10"
   EP_LOGS+=("$3")
@@ -88,7 +88,7 @@ ep_peer_tls_args gw
   --gateway --peer-listen "127.0.0.1:$(ep_free_port)" \
   --broker "127.0.0.1:$MQTT_PORT" --locality tls --node-id gw \
   --broker-username gw@tls --broker-password-file "$MQTT_DIR/gw.pw" \
-  --broker-ca-file "$pki/ca.pem" --keepalive 5 --heartbeat 2 >"$EP_TMP/gw.log" 2>&1 &
+  --broker-ca-file "$pki/ca.pem" >"$EP_TMP/gw.log" 2>&1 &
 gw_pid=$!
 ep_cleanup_push "ep_stop_pid $gw_pid 10"
 EP_LOGS+=("$EP_TMP/gw.log")
