@@ -224,7 +224,7 @@ printf 'pw-coordinator@%s\n' "$LOC" >"$D/coord.pw"
 start_coord() { # LOG
   "$COORD" --broker "127.0.0.1:$PORT" --locality "$LOC" --gateway gw --topology chain \
     --username "coordinator@$LOC" \
-    --password-file "$D/coord.pw" --keepalive 5 >"$1" 2>&1 &
+    --password-file "$D/coord.pw" >"$1" 2>&1 &
   COORD_PID=$!
   EP_LOGS+=("$1")
   ep_cleanup_push "kill $COORD_PID"
