@@ -73,10 +73,10 @@ static int gather(gc_runner *g, struct gc_candidate **out, size_t *n, ep_err *er
       pipe_unref(p);
     }
     c->flags |= hold_count(g->d.holds, &c->digest) > 0 ? GC_READING : 0;
-    if (g->d.unpacked != NULL && g->d.unpacked(g->d.ud, &c->digest))
-      c->flags |= GC_UNPACKED;
   }
   free(v);
+  if (g->d.mark_unpacked != NULL && *n > 0)
+    g->d.mark_unpacked(g->d.ud, *out, *n);
   return 0;
 }
 
@@ -104,13 +104,14 @@ static int evict(gc_runner *g, const struct gc_candidate *c, ep_err *err) {
 }
 
 static json_t *report_json(const struct gc_report *rep, json_t *blobs) {
-  return json_pack(
-      "{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:i, s:o}", "dry_run", rep->dry_run,
-      "store_bytes", (json_int_t)rep->store_bytes, "free_bytes", (json_int_t)rep->free_bytes,
-      "want_bytes", (json_int_t)rep->want_bytes, "evicted_bytes", (json_int_t)rep->evicted_bytes,
-      "kept_bytes", (json_int_t)rep->kept_bytes, "held_bytes", (json_int_t)rep->held_bytes,
-      "short_bytes", (json_int_t)rep->short_bytes, "evicted", (int)rep->evicted, "candidates",
-      (int)rep->candidates, "partials", (int)rep->partials, "blobs", blobs);
+  return json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:i, s:o}", "dry_run",
+                   rep->dry_run, "store_bytes", (json_int_t)rep->store_bytes, "free_bytes",
+                   (json_int_t)rep->free_bytes, "want_bytes", (json_int_t)rep->want_bytes,
+                   "evicted_bytes", (json_int_t)rep->evicted_bytes, "kept_bytes",
+                   (json_int_t)rep->kept_bytes, "held_bytes", (json_int_t)rep->held_bytes,
+                   "short_bytes", (json_int_t)rep->short_bytes, "unpacked_bytes",
+                   (json_int_t)rep->unpacked_bytes, "evicted", (int)rep->evicted, "candidates",
+                   (int)rep->candidates, "partials", (int)rep->partials, "blobs", blobs);
 }
 
 /* Removes the plan's blobs (or lists them, dry run) into rep and blobs. */
@@ -165,6 +166,8 @@ static int pass(gc_runner *g, bool force, bool dry_run, struct gc_report *rep, j
     return ep_error(err, EP_EINTERNAL, "out of memory");
   }
   rep->candidates = (unsigned)n;
+  for (size_t i = 0; i < n; i++)
+    rep->unpacked_bytes += (c[i].flags & GC_UNPACKED) ? c[i].size : 0;
   rep->want_bytes = p.want_bytes;
   rep->kept_bytes = p.kept_bytes;
   rep->held_bytes = p.held_bytes;

@@ -35,8 +35,9 @@ struct gc_deps {
   struct gc_limits lim;
   int64_t partial_max_age_s; /* partials not written for this long go */
   unsigned partial_keep;     /* and the oldest beyond this many */
-  /* Whether the snapshotter keeps d's layer unpacked (NULL: never). */
-  bool (*unpacked)(void *ud, const digest_t *d);
+  /* Sets GC_UNPACKED on the candidates whose layer the snapshotter keeps unpacked, once per
+   * pass on the GC's thread (NULL: none is). */
+  void (*mark_unpacked)(void *ud, struct gc_candidate *c, size_t n);
   /* d (size bytes) was removed from the store and the index (NULL: nobody
    * listens). */
   void (*removed)(void *ud, const digest_t *d, uint64_t size);
@@ -55,6 +56,8 @@ struct gc_report {
   /* What the pass could not remove of want_bytes (the store stays over a watermark): held by
    * readers (held_bytes), else pinned, manifests, configs or the locality's last copy. */
   uint64_t short_bytes;
+  /* Compressed layers whose unpacked snapshot the snapshotter keeps (the first to go). */
+  uint64_t unpacked_bytes;
   unsigned evicted;    /* blobs removed (or, dry run, that would be) */
   unsigned candidates; /* complete blobs considered */
   unsigned partials;   /* stale partials removed (0 in a dry run) */

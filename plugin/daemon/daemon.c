@@ -250,18 +250,25 @@ int edgepulld_serve_snapshots(struct edgepulld *d, int listen_fd, const char *un
                                     .remote = snap_remote_prepare,
                                     .remote_ud = d->snap_remote,
                                     .metrics = &d->metrics};
-  if ((r = snapshot_service_start(&o, &d->snaps, err)) < 0) {
-    d->snaps = NULL;
+  struct snapshot_service *ss = NULL;
+  if ((r = snapshot_service_start(&o, &ss, err)) < 0)
     return ep_wrap(err, "snapshotter in %s", root);
-  }
+  pthread_mutex_lock(&d->snaps_mu);
+  d->snaps = ss;
+  pthread_mutex_unlock(&d->snaps_mu);
   return 0;
 }
 
 /* After fetcher_stop, so that a remote unpack waiting for bytes fails at once (containerd then
  * fetches that layer itself) instead of holding the shutdown for its stall timeout. */
 static void snap_stop(struct edgepulld *d) {
-  snapshot_service_stop(d->snaps);
+  if (!d->mu_ready)
+    return;                         /* never opened: nothing was served */
+  pthread_mutex_lock(&d->snaps_mu); /* a GC pass may be walking its snapshots */
+  struct snapshot_service *ss = d->snaps;
   d->snaps = NULL;
+  pthread_mutex_unlock(&d->snaps_mu);
+  snapshot_service_stop(ss);
 }
 
 static void snap_free(struct edgepulld *d) {
@@ -350,7 +357,8 @@ static int open_locality(struct edgepulld *d, ep_err *err) {
 
 int edgepulld_open(struct edgepulld *d, const struct edgepulld_options *opt, ep_err *err) {
   if (!d->mu_ready) {
-    if (pthread_mutex_init(&d->agent_mu, NULL) != 0 || pthread_mutex_init(&d->deploy_mu, NULL) != 0)
+    if (pthread_mutex_init(&d->agent_mu, NULL) != 0 ||
+        pthread_mutex_init(&d->deploy_mu, NULL) != 0 || pthread_mutex_init(&d->snaps_mu, NULL) != 0)
       return ep_error(err, EP_EINTERNAL, "cannot create the daemon's mutexes");
     d->mu_ready = true;
   }
@@ -516,6 +524,7 @@ void edgepulld_close(struct edgepulld *d) {
   if (d->mu_ready) {
     pthread_mutex_destroy(&d->agent_mu);
     pthread_mutex_destroy(&d->deploy_mu);
+    pthread_mutex_destroy(&d->snaps_mu);
   }
   d->mu_ready = false;
   if (d->metrics_ready)

@@ -77,9 +77,11 @@ struct edgepulld {
    * edgepulld_close stops the worker. */
   pthread_mutex_t deploy_mu;
   deployer *deploy; /* the deploy worker; NULL when standalone */
-  bool mu_ready;    /* agent_mu and deploy_mu initialized */
+  bool mu_ready;    /* agent_mu, deploy_mu and snaps_mu initialized */
   watchdog *wd;     /* the systemd watchdog; NULL when systemd asks for none */
-  /* containerd's snapshotter (--snapshotter-socket), NULL when off */
+  /* containerd's snapshotter (--snapshotter-socket), NULL when off. snaps_mu guards it against
+   * the disk GC's thread asking which layers are unpacked while it starts or stops. */
+  pthread_mutex_t snaps_mu;
   struct snapshot_service *snaps;
   struct snap_remote *snap_remote; /* its layer source: the fetch engine */
   int snap_fd;                     /* its listening socket, when snap_remote != NULL */

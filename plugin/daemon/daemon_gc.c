@@ -1,5 +1,6 @@
 /* The daemon's side of the disk GC (store/gc.h): the limits from the
- * configuration, the readers' holds the endpoints take, removals announced
+ * configuration, the readers' holds the endpoints take, the layers the
+ * snapshotter keeps unpacked (evicted first), removals announced
  * to the locality (inventory deltas with `del`) and counted in /metrics,
  * and the local endpoint's admin routes (edgepullctl gc, pin, unpin). */
 #include <inttypes.h>
@@ -14,6 +15,9 @@
 #include "common/size.h"
 #include "plugin/agent/agent.h"
 #include "plugin/daemon/daemon.h"
+#include "plugin/mirror/chains.h"
+#include "plugin/snapshot/remote.h"
+#include "plugin/snapshot/service.h"
 #include "store/index_gc.h"
 
 #define GC_MIN_FREE_DEFAULT (512ull << 20) /* at most; 5 % of a smaller disk */
@@ -36,6 +40,90 @@ static void gc_passed(void *ud, const struct gc_report *rep) {
   atomic_store(&d->metrics.gc_held_bytes, rep->held_bytes);
   if (rep->short_bytes > 0)
     metrics_add(&d->metrics.gc_short_passes, 1);
+}
+
+/* The compressed layers the snapshotter keeps unpacked. A committed snapshot names its layer by
+ * CRI's layer-digest label (containerd's CRI pulls, the remote path given CRI's labels), or only
+ * by its chain ID (`ctr images pull`, nerdctl, CRI with snapshot annotations off): the layer is
+ * then the one with that chain ID in an image this node holds, as plugin/mirror/chains.c finds it
+ * for the snapshotter. */
+struct digests {
+  digest_t *v;
+  size_t n, cap;
+};
+
+struct unpacked {
+  struct digests layers, chains;
+  bool oom;
+};
+
+static void push(struct unpacked *u, struct digests *s, const digest_t *dg) {
+  if (s->n == s->cap) {
+    size_t cap = s->cap == 0 ? 64 : 2 * s->cap;
+    digest_t *v = realloc(s->v, cap * sizeof *v);
+    if (v == NULL) {
+      u->oom = true; /* the pass goes on as if nothing were unpacked */
+      return;
+    }
+    s->v = v;
+    s->cap = cap;
+  }
+  s->v[s->n++] = *dg;
+}
+
+static int digest_cmp(const void *a, const void *b) {
+  return memcmp(((const digest_t *)a)->hex, ((const digest_t *)b)->hex, DIGEST_HEX_LEN);
+}
+
+static void sort(struct digests *s) {
+  if (s->n > 1)
+    qsort(s->v, s->n, sizeof *s->v, digest_cmp);
+}
+
+static bool has(const struct digests *s, const digest_t *dg) {
+  return s->n > 0 && bsearch(dg, s->v, s->n, sizeof *s->v, digest_cmp) != NULL;
+}
+
+static int unpacked_row(const struct snap_info *i, void *ud) {
+  struct unpacked *u = ud;
+  const char *ld = snap_labels_get(&i->labels, SNAP_LABEL_LAYER_DIGEST);
+  const char *ref = snap_labels_get(&i->labels, SNAP_LABEL_REF);
+  digest_t dg;
+  if (ld != NULL && digest_parse(ld, &dg, NULL) == 0)
+    push(u, &u->layers, &dg);
+  else if (ref != NULL && digest_parse(ref, &dg, NULL) == 0)
+    push(u, &u->chains, &dg);
+  return 0;
+}
+
+static int chain_layer(const struct index_manifest *m, const digest_t *chain, const digest_t *layer,
+                       void *ud) {
+  (void)m;
+  struct unpacked *u = ud;
+  if (has(&u->chains, chain))
+    push(u, &u->layers, layer);
+  return 0;
+}
+
+/* GC thread, once per pass: a compressed layer whose unpacked snapshot is kept goes first (the
+ * runtime runs from the snapshot; the blob is needed again only to serve a peer). */
+static void gc_mark_unpacked(void *ud, struct gc_candidate *c, size_t n) {
+  struct edgepulld *d = ud;
+  struct unpacked u = {0};
+  static const char *const committed[] = {"kind==committed"};
+  pthread_mutex_lock(&d->snaps_mu);
+  snap *s = d->snaps != NULL ? snapshot_service_core(d->snaps) : NULL;
+  int r = s != NULL ? snap_walk(s, committed, 1, unpacked_row, &u, NULL) : 0;
+  pthread_mutex_unlock(&d->snaps_mu);
+  sort(&u.chains);
+  if (r == 0 && !u.oom && u.chains.n > 0)
+    r = chains_foreach(d->idx, d->st, chain_layer, &u, NULL);
+  sort(&u.layers);
+  for (size_t i = 0; r == 0 && !u.oom && i < n; i++)
+    if (has(&u.layers, &c[i].digest))
+      c[i].flags |= GC_UNPACKED;
+  free(u.layers.v);
+  free(u.chains.v);
 }
 
 static int parse_size(const char *flag, const char *v, uint64_t *out, ep_err *err) {
@@ -79,6 +167,7 @@ int daemon_gc_open(struct edgepulld *d, ep_err *err) {
                        .partial_keep = 2 * (unsigned)d->cfg.max_fetches,
                        .removed = gc_removed,
                        .passed = gc_passed,
+                       .mark_unpacked = gc_mark_unpacked,
                        .ud = d};
   if ((r = gc_runner_new(&gd, &d->gc, err)) < 0)
     return r;

@@ -34,13 +34,14 @@ int chains_from_config(const void *cfg, size_t len, size_t nlayers, digest_t *ch
 struct scan {
   index_db *idx;
   store *st;
-  const digest_t *chain;
-  struct chain_hit *out;
+  chains_fn fn;
+  void *ud;
   ep_err *err;
 };
 
-/* 1 when manifest m's layer makes s->chain; 0 otherwise, also for manifests that can't be read
- * (an index, a config not held, a config that doesn't match the manifest): they aren't ours. */
+/* Calls s->fn for each layer of manifest m with its chain ID; manifests that can't be read (an
+ * index, a config not held, a config that doesn't match the manifest) have none: they aren't
+ * ours. */
 static int scan_one(const struct index_manifest *m, void *ud) {
   struct scan *s = ud;
   if (strcmp(m->media_type, MT_OCI_INDEX) == 0 || strcmp(m->media_type, MT_DOCKER_LIST) == 0)
@@ -61,12 +62,7 @@ static int scan_one(const struct index_manifest *m, void *ud) {
   if (chains != NULL && store_read_all(s->st, &refs[0], CHAINS_CONFIG_MAX, &cfg, &len, &e) == 0 &&
       chains_from_config(cfg, len, n - 1, chains, &e) == 0) {
     for (size_t i = 0; i < n - 1 && r == 0; i++)
-      if (digest_equal(&chains[i], s->chain)) {
-        s->out->layer = refs[1 + i];
-        snprintf(s->out->registry, sizeof s->out->registry, "%s", m->registry);
-        snprintf(s->out->repository, sizeof s->out->repository, "%s", m->repository);
-        r = 1;
-      }
+      r = s->fn(m, &chains[i], &refs[1 + i], s->ud);
   }
   free(cfg);
   free(chains);
@@ -74,8 +70,29 @@ static int scan_one(const struct index_manifest *m, void *ud) {
   return r;
 }
 
+int chains_foreach(index_db *idx, store *st, chains_fn fn, void *ud, ep_err *err) {
+  struct scan s = {.idx = idx, .st = st, .fn = fn, .ud = ud, .err = err};
+  return index_foreach_manifest(idx, scan_one, &s, err);
+}
+
+struct lookup {
+  const digest_t *chain;
+  struct chain_hit *out;
+};
+
+static int lookup_one(const struct index_manifest *m, const digest_t *chain, const digest_t *layer,
+                      void *ud) {
+  struct lookup *l = ud;
+  if (!digest_equal(chain, l->chain))
+    return 0;
+  l->out->layer = *layer;
+  snprintf(l->out->registry, sizeof l->out->registry, "%s", m->registry);
+  snprintf(l->out->repository, sizeof l->out->repository, "%s", m->repository);
+  return 1;
+}
+
 int chains_lookup(index_db *idx, store *st, const digest_t *chain, struct chain_hit *out,
                   ep_err *err) {
-  struct scan s = {.idx = idx, .st = st, .chain = chain, .out = out, .err = err};
-  return index_foreach_manifest(idx, scan_one, &s, err);
+  struct lookup l = {.chain = chain, .out = out};
+  return chains_foreach(idx, st, lookup_one, &l, err);
 }

@@ -33,4 +33,11 @@ struct chain_hit {
 int chains_lookup(index_db *idx, store *st, const digest_t *chain, struct chain_hit *out,
                   ep_err *err);
 
+/* Calls fn for each layer of every image manifest of the index whose config is in the store,
+ * with the layer's chain ID, in manifest digest order; a non-zero return stops the walk and is
+ * returned. */
+typedef int (*chains_fn)(const struct index_manifest *m, const digest_t *chain,
+                         const digest_t *layer, void *ud);
+int chains_foreach(index_db *idx, store *st, chains_fn fn, void *ud, ep_err *err);
+
 #endif

@@ -240,6 +240,18 @@ if command -v promtool >/dev/null; then
   ep_assert "/metrics passes promtool check metrics" promtool check metrics <"$prom"
 fi
 
+# the disk GC sees the three layers as unpacked (found by chain ID: the first pull into edgepull
+# had no CRI labels), so under a quota they would go first (docs/operations.md); a dry run
+# removes nothing
+layer_bytes=0
+for d in "${EP_PUSHED_LAYERS[@]}"; do
+  layer_bytes=$((layer_bytes + $(stat -c %s "$(ep_store_blob "$d")")))
+done
+gc_json=$(ep_edgepullctl --endpoint "127.0.0.1:$EP_PORT" gc --dry-run --json) ||
+  ep_fail "edgepullctl gc --dry-run failed"
+ep_assert_eq "$layer_bytes" "$(jq .unpacked_bytes <<<"$gc_json")" \
+  "gc: the three layers count as unpacked ($layer_bytes bytes)"
+
 # --- ctr run with the edgepull snapshotter
 ep_cleanup_push "ep_ctr -n k8s.io tasks kill -s SIGKILL snaprun; sleep 1; ep_ctr -n k8s.io tasks rm -f snaprun; ep_ctr -n k8s.io containers rm snaprun"
 out=$(ep_ctr -n k8s.io run --rm --snapshotter edgepull "$REF" snaprun \

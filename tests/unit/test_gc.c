@@ -1,6 +1,7 @@
 /* Unit tests of the disk GC's runner (store/gc.h) on a real store and index: a blob a reader
  * holds (a client's response, the snapshotter's unpack, a deploy) is never removed and goes once
- * the hold is released; what the holds keep over the quota is reported, not hidden. */
+ * the hold is released; what the holds keep over the quota is reported, not hidden; a layer the
+ * snapshotter keeps unpacked goes first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -39,6 +40,22 @@ static void passed(void *ud, const struct gc_report *rep) {
   f->last_short = rep->short_bytes;
 }
 
+static void start(struct fx *f, uint64_t store_max,
+                  void (*mark)(void *ud, struct gc_candidate *c, size_t n)) {
+  struct gc_deps gd = {.st = f->st,
+                       .idx = f->idx,
+                       .holds = f->holds,
+                       .self = "",
+                       .lim = {.store_max = store_max},
+                       .partial_max_age_s = 3600,
+                       .partial_keep = 4,
+                       .mark_unpacked = mark,
+                       .passed = passed,
+                       .ud = f};
+  ep_err e = {0};
+  assert_int_equal(gc_runner_new(&gd, &f->gc, &e), 0);
+}
+
 static int setup(void **state) {
   struct fx *f = calloc(1, sizeof *f);
   assert_non_null(f);
@@ -62,16 +79,7 @@ static int setup(void **state) {
     assert_int_equal(index_blob_put(f->idx, &b, &e), 0);
   }
   /* high watermark 900 bytes, low 750: the 3000 stored are far over */
-  struct gc_deps gd = {.st = f->st,
-                       .idx = f->idx,
-                       .holds = f->holds,
-                       .self = "",
-                       .lim = {.store_max = 1000},
-                       .partial_max_age_s = 3600,
-                       .partial_keep = 4,
-                       .passed = passed,
-                       .ud = f};
-  assert_int_equal(gc_runner_new(&gd, &f->gc, &e), 0);
+  start(f, 1000, NULL);
   *state = f;
   return 0;
 }
@@ -144,10 +152,35 @@ static void test_dry_run_never_removes_and_skips_held(void **state) {
   hold_release(f->holds, &f->d[0]);
 }
 
+/* Marks blob 2, the most recently used, as unpacked by the snapshotter. */
+static void mark_unpacked(void *ud, struct gc_candidate *c, size_t n) {
+  struct fx *f = ud;
+  for (size_t i = 0; i < n; i++)
+    if (digest_equal(&c[i].digest, &f->d[2]))
+      c[i].flags |= GC_UNPACKED;
+}
+
+static void test_unpacked_layer_goes_first(void **state) {
+  struct fx *f = *state;
+  gc_runner_free(f->gc);
+  /* 3000 stored over a high watermark of 2700: one blob (750 bytes asked) must go; by LRU alone
+   * it would be blob 0 */
+  start(f, 3000, mark_unpacked);
+  struct gc_report rep;
+  ep_err e = {0};
+  assert_int_equal(gc_run(f->gc, false, false, &rep, NULL, &e), 0);
+  assert_int_equal(rep.evicted, 1);
+  assert_int_equal(rep.unpacked_bytes, BLOB_LEN);
+  assert_true(stored(f, 0));
+  assert_true(stored(f, 1));
+  assert_false(stored(f, 2));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_held_blob_stays_until_released, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dry_run_never_removes_and_skips_held, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unpacked_layer_goes_first, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
