@@ -17,7 +17,8 @@
  * node (state), its inventory or its parent is forgotten.
  *
  * Inventory streams: a snapshot replaces a node's inventory and records
- * (gen, seq); a delta applies only when it continues that stream (same gen,
+ * (gen, seq), unless it is older than what was applied (same gen, lower
+ * seq); a delta applies only when it continues that stream (same gen,
  * seq = last + 1). Anything else is ignored until the node's next snapshot,
  * which it sends at least every AGENT_SNAPSHOT_EVERY deltas and after a
  * quiet heartbeat, so a receiver that missed a delta converges soon. */
@@ -386,6 +387,13 @@ static int on_inventory(struct agent *a, const char *topic, const struct proto_t
   int r = 0;
   if (snapshot && p == NULL) {
     r = drop(topic, "too many nodes tracked");
+  } else if (snapshot && p->gen == inv.gen && inv.seq < p->seq) {
+    /* The broker's retained snapshot lags the deltas by up to a heartbeat;
+     * after a reconnect it must not undo the deltas already applied (a dead
+     * node sends no newer one). */
+    ep_log_debug("agent: snapshot %llu of %s is older than the %llu applied; ignored",
+                 (unsigned long long)inv.seq, t->node, (unsigned long long)p->seq);
+    r = 1;
   } else if (!snapshot && (p == NULL || p->gen != inv.gen || inv.seq != p->seq + 1)) {
     ep_log_debug("agent: delta %llu of %s does not follow its stream; waiting for a snapshot",
                  (unsigned long long)inv.seq, t->node);

@@ -220,6 +220,10 @@ static void test_inventory_stream(void **state) {
   assert_int_equal(send_inv(f, "n2", false, 9, 41, 32, 33, 30, 31), 0);
   assert_int_equal(blobs_of(f->idx, "n2"), 2);
   assert_true(holds(f->idx, "n2", 32));
+  /* the older retained snapshot, again after a reconnect, is ignored */
+  assert_int_equal(send_inv(f, "n2", true, 9, 40, 30, 32, 0, 0), 1);
+  assert_int_equal(blobs_of(f->idx, "n2"), 2);
+  assert_true(holds(f->idx, "n2", 32)); /* not in the older snapshot */
   /* streams are per node */
   assert_int_equal(send_inv(f, "n3", true, 9, 0, 0, 1, 0, 0), 0);
   assert_int_equal(send_inv(f, "n3", false, 9, 1, 1, 2, 0, 0), 0);
