@@ -51,6 +51,15 @@
 #define STORE_BLOB_MODE 0444
 #define STORE_PARTIAL_SUFFIX ".partial"
 #define STORE_OPEN_TRIES 8
+/* Write-behind: every STORE_WRITEBEHIND bytes an ingest asks the kernel to
+ * start writing back what it wrote (sync_file_range(SYNC_FILE_RANGE_WRITE),
+ * which does not wait for the disk), so the commit's fsync finds at most
+ * that much dirty instead of the whole blob. On an SD card (~20 MiB/s) the
+ * page cache otherwise holds tens of MB when the last byte arrives, and a
+ * node's commit, hence its deploy's `done`, waited ~0.9 s for them; the card
+ * is faster than a 100 Mbit/s port, so writing behind the transfer costs it
+ * nothing. It also keeps a Pi's page cache from filling with dirty pages. */
+#define STORE_WRITEBEHIND (4u << 20)
 
 struct store {
   int root_fd;
@@ -65,7 +74,8 @@ struct store_ingest {
   int fd;
   digest_ctx *ctx;
   uint64_t off;
-  bool verified; /* store_ingest_verify passed: commit only makes it durable */
+  uint64_t written_back; /* bytes before it handed to write-back */
+  bool verified;         /* store_ingest_verify passed: commit only makes it durable */
   char name[DIGEST_HEX_LEN + sizeof STORE_PARTIAL_SUFFIX];
 };
 
@@ -388,6 +398,7 @@ int store_ingest_begin(store *s, const digest_t *d, store_ingest **out, ep_err *
   }
   if (in->off > 0)
     ep_log_debug("store: resuming sha256:%s at %llu bytes", in->d.hex, (unsigned long long)in->off);
+  in->written_back = in->off;
   *out = in;
   return 0;
 }
@@ -410,6 +421,12 @@ int store_ingest_write(store_ingest *in, const void *buf, size_t len, ep_err *er
   /* Hash exactly what landed, so offset and hash keep matching the file. */
   digest_ctx_update(in->ctx, buf, done);
   in->off += done;
+  if (in->off - in->written_back >= STORE_WRITEBEHIND) {
+    /* A hint: a failure here is the commit's fsync's to report. */
+    (void)sync_file_range(in->fd, (off_t)in->written_back, (off_t)(in->off - in->written_back),
+                          SYNC_FILE_RANGE_WRITE);
+    in->written_back = in->off;
+  }
   if (r < 0) {
     errno = saved;
     return ep_syserror(err, EP_EIO, "store: write %s/ingest/%s at %llu", in->s->root, in->name,
@@ -423,6 +440,7 @@ int store_ingest_reset(store_ingest *in, ep_err *err) {
     return ep_syserror(err, EP_EIO, "store: truncate %s/ingest/%s", in->s->root, in->name);
   digest_ctx_reset(in->ctx);
   in->off = 0;
+  in->written_back = 0;
   in->verified = false;
   return 0;
 }
