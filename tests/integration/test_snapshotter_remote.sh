@@ -146,9 +146,12 @@ mount_view() {
   top=$(ep_ctr -n "$ns" snapshots --snapshotter "$sn" ls |
     awk 'NR > 1 { key[$1] = 1; if ($2 != "") par[$2] = 1 } END { for (k in key) if (!(k in par)) print k }')
   [ -n "$top" ] || ep_die "no snapshot in $ns/$sn"
-  ep_ctr -n "$ns" snapshots --snapshotter "$sn" view "view-$sn" "$top" >/dev/null
   mkdir -p "$dir"
-  cmd=$(ep_ctr -n "$ns" snapshots --snapshotter "$sn" mounts "$dir" "view-$sn")
+  # The mount command comes from the View call itself (-t), not from a second
+  # `mounts` call: `ctr run --rm` just made containerd schedule a GC, which
+  # may collect the unreferenced view before a second call looks it up
+  # ("snapshot view-edgepull does not exist"). The mount holds the parents.
+  cmd=$(ep_ctr -n "$ns" snapshots --snapshotter "$sn" view -t "$dir" "view-$sn" "$top")
   ep_cleanup_push "umount -l '$dir'"
   eval "$cmd"
 }
