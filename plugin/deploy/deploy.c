@@ -34,7 +34,6 @@
 #include "plugin/mirror/mirror.h"
 
 #define DEPLOY_SEEN_MAX 64
-#define DEPLOY_READ_BUF (64 * 1024)
 #define DEPLOY_PIPE_WAIT_MS 1000
 
 struct deploy_job {
@@ -111,23 +110,28 @@ static void job_publish(struct deploy_job *j, bool final) {
 
 /* ---- fetching ---------------------------------------------------------------- */
 
-static int read_to_end(struct deploy_job *j, blob_pipe *p, const digest_t *dg, char *buf,
-                       ep_err *err) {
+/* Follows the blob's fetch to its verified end, counting what arrives. It
+ * waits on the pipe and never reads the bytes: the fetch already hashed
+ * them into the store, and reading them back cost every node a pread() of
+ * every blob it deployed. */
+static int wait_to_end(struct deploy_job *j, blob_pipe *p, const digest_t *dg, ep_err *err) {
   deployer *w = j->w;
-  uint64_t off = 0;
+  uint64_t have = 0;
   for (;;) {
-    long n = pipe_read(p, off, buf, DEPLOY_READ_BUF, DEPLOY_PIPE_WAIT_MS);
-    if (n > 0) {
-      off += (uint64_t)n;
+    uint64_t avail = have;
+    int st = pipe_wait(p, have, &avail, DEPLOY_PIPE_WAIT_MS);
+    if ((st == PIPE_MORE || st == PIPE_DONE) && avail > have) {
       pthread_mutex_lock(&j->mu);
-      j->bytes_done += (uint64_t)n;
+      j->bytes_done += avail - have;
       pthread_mutex_unlock(&j->mu);
-    } else if (n == 0) {
+      have = avail;
+    }
+    if (st == PIPE_DONE) {
       return 0;
-    } else if (n == PIPE_TIMEOUT) {
+    } else if (st == PIPE_TIMEOUT) {
       if (atomic_load(&w->stopping))
         return ep_error(err, EP_ECANCELED, "edgepulld is stopping");
-    } else {
+    } else if (st == PIPE_FAILED) {
       ep_err e = {0};
       if (fetcher_last_error(w->d.fetch, dg, &e) != 0 && e.msg[0] != '\0')
         return ep_error(err, e.code != 0 ? e.code : EP_EIO, "%s", e.msg);
@@ -136,7 +140,7 @@ static int read_to_end(struct deploy_job *j, blob_pipe *p, const digest_t *dg, c
   }
 }
 
-static int fetch_one(struct deploy_job *j, const struct deploy_blob *b, char *buf, ep_err *err) {
+static int fetch_one(struct deploy_job *j, const struct deploy_blob *b, ep_err *err) {
   deployer *w = j->w;
   char ds[DIGEST_STR_LEN + 1];
   digest_format(&b->digest, ds);
@@ -151,7 +155,7 @@ static int fetch_one(struct deploy_job *j, const struct deploy_blob *b, char *bu
   int r = fetcher_open_req(w->d.fetch, j->ref.registry, j->ref.repo, &b->digest, &rq, &p, err);
   if (r < 0)
     return ep_wrap(err, "blob %.19s", ds);
-  r = read_to_end(j, p, &b->digest, buf, err);
+  r = wait_to_end(j, p, &b->digest, err);
   /* done means stored: wait for the commit that follows verification */
   while (r == 0 && pipe_wait_finished(p, DEPLOY_PIPE_WAIT_MS) == PIPE_TIMEOUT)
     if (atomic_load(&w->stopping))
@@ -164,10 +168,9 @@ static int fetch_one(struct deploy_job *j, const struct deploy_blob *b, char *bu
 
 static void *fetch_main(void *ud) {
   struct deploy_job *j = ud;
-  char *buf = malloc(DEPLOY_READ_BUF);
   for (;;) {
     pthread_mutex_lock(&j->mu);
-    bool stop = j->failed || j->next >= j->nblobs || buf == NULL;
+    bool stop = j->failed || j->next >= j->nblobs;
     struct deploy_blob b = stop ? (struct deploy_blob){0} : j->blobs[j->next++];
     pthread_mutex_unlock(&j->mu);
     if (stop)
@@ -177,7 +180,7 @@ static void *fetch_main(void *ud) {
       job_fail(j, "edgepulld is stopping");
       break;
     }
-    if (fetch_one(j, &b, buf, &e) < 0) {
+    if (fetch_one(j, &b, &e) < 0) {
       job_fail(j, "%s", e.msg);
       break;
     }
@@ -185,9 +188,6 @@ static void *fetch_main(void *ud) {
     j->blobs_done++;
     pthread_mutex_unlock(&j->mu);
   }
-  if (buf == NULL)
-    job_fail(j, "out of memory");
-  free(buf);
   pthread_mutex_lock(&j->mu);
   j->active--;
   pthread_cond_signal(&j->cv);
