@@ -31,7 +31,13 @@
  * as the writer has verified the digest, while the pipe stays in the table;
  * readers finish from the partial's fd (the same inode once renamed) and a
  * join meanwhile gets the complete pipe instead of a second writer. The
- * writer's pipe_finish() after fsync/rename/index only unlinks it. */
+ * writer's pipe_finish() after fsync/rename/index only unlinks it.
+ *
+ * Two conditions: `cond` is broadcast on every change (each publish wakes
+ * the readers that stream the bytes on), `end_cond` only when the pipe ends
+ * or its writer finishes. A waiter that wants the end and not the bytes (a
+ * deploy, which only counts them) sleeps on end_cond, so it is not woken
+ * for every block of every blob it follows. */
 #include "store/pipe.h"
 
 #include <errno.h>
@@ -56,7 +62,8 @@ struct blob_pipe {
   blob_pipe *prev, *next;
   /* guarded by lock (fd is also atomic so pipe_fd() needs no lock) */
   pthread_mutex_t lock;
-  pthread_cond_t cond;
+  pthread_cond_t cond;     /* any change: bytes, size, the end */
+  pthread_cond_t end_cond; /* the end, or pipe_finish */
   atomic_int fd;
   bool size_known;
   uint64_t size;
@@ -128,7 +135,13 @@ static blob_pipe *pipe_new(pipe_table *t, const digest_t *d) {
     free(p);
     return NULL;
   }
+  if (ep_cond_init_mono(&p->end_cond) != 0) {
+    pthread_cond_destroy(&p->cond);
+    free(p);
+    return NULL;
+  }
   if (pthread_mutex_init(&p->lock, NULL) != 0) {
+    pthread_cond_destroy(&p->end_cond);
     pthread_cond_destroy(&p->cond);
     free(p);
     return NULL;
@@ -143,6 +156,7 @@ static void pipe_destroy(blob_pipe *p) {
   int fd = atomic_load(&p->fd);
   if (fd >= 0)
     close(fd);
+  pthread_cond_destroy(&p->end_cond);
   pthread_cond_destroy(&p->cond);
   pthread_mutex_destroy(&p->lock);
   free(p);
@@ -192,6 +206,7 @@ void pipe_table_cancel_all(pipe_table *t) {
     if (p->state == PIPE_RUNNING)
       p->state = PIPE_ENDED_FAILED;
     pthread_cond_broadcast(&p->cond);
+    pthread_cond_broadcast(&p->end_cond);
     pthread_mutex_unlock(&p->lock);
   }
   pthread_mutex_unlock(&t->lock);
@@ -286,6 +301,7 @@ void pipe_finish(blob_pipe *p, bool ok) {
     }
   }
   pthread_cond_broadcast(&p->cond);
+  pthread_cond_broadcast(&p->end_cond);
   pthread_mutex_unlock(&p->lock);
 }
 
@@ -298,6 +314,7 @@ void pipe_complete(blob_pipe *p, uint64_t size) {
     p->state = PIPE_ENDED_OK;
   }
   pthread_cond_broadcast(&p->cond);
+  pthread_cond_broadcast(&p->end_cond);
   pthread_mutex_unlock(&p->lock);
 }
 
@@ -328,14 +345,19 @@ static void deadline_after(int timeout_ms, struct timespec *ts) {
 
 /* Sleeps on the pipe's condition (lock held). Returns false once the
  * deadline has passed; the caller re-checks its condition either way. */
-static bool sleep_locked(blob_pipe *p, int timeout_ms, const struct timespec *deadline) {
+static bool sleep_on(blob_pipe *p, pthread_cond_t *c, int timeout_ms,
+                     const struct timespec *deadline) {
   if (timeout_ms < 0) {
-    pthread_cond_wait(&p->cond, &p->lock);
+    pthread_cond_wait(c, &p->lock);
     return true;
   }
   if (timeout_ms == 0)
     return false;
-  return pthread_cond_timedwait(&p->cond, &p->lock, deadline) != ETIMEDOUT;
+  return pthread_cond_timedwait(c, &p->lock, deadline) != ETIMEDOUT;
+}
+
+static bool sleep_locked(blob_pipe *p, int timeout_ms, const struct timespec *deadline) {
+  return sleep_on(p, &p->cond, timeout_ms, deadline);
 }
 
 int pipe_wait_size(blob_pipe *p, uint64_t *size, int timeout_ms) {
@@ -394,6 +416,22 @@ int pipe_wait(blob_pipe *p, uint64_t have, uint64_t *avail, int timeout_ms) {
   return r;
 }
 
+int pipe_wait_end(blob_pipe *p, uint64_t *avail, int timeout_ms) {
+  struct timespec deadline;
+  if (timeout_ms > 0)
+    deadline_after(timeout_ms, &deadline);
+  bool waiting = true;
+  pthread_mutex_lock(&p->lock);
+  while (p->state == PIPE_RUNNING && waiting)
+    waiting = sleep_on(p, &p->end_cond, timeout_ms, &deadline);
+  int r = p->state == PIPE_ENDED_OK       ? PIPE_DONE
+          : p->state == PIPE_ENDED_FAILED ? PIPE_FAILED
+                                          : PIPE_TIMEOUT;
+  *avail = p->avail;
+  pthread_mutex_unlock(&p->lock);
+  return r;
+}
+
 int pipe_wait_finished(blob_pipe *p, int timeout_ms) {
   struct timespec deadline;
   if (timeout_ms > 0)
@@ -401,7 +439,7 @@ int pipe_wait_finished(blob_pipe *p, int timeout_ms) {
   bool waiting = true;
   pthread_mutex_lock(&p->lock);
   while (!p->finished && waiting)
-    waiting = sleep_locked(p, timeout_ms, &deadline);
+    waiting = sleep_on(p, &p->end_cond, timeout_ms, &deadline);
   int r = p->finished ? 0 : PIPE_TIMEOUT;
   pthread_mutex_unlock(&p->lock);
   return r;

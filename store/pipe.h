@@ -80,6 +80,10 @@ int pipe_wait_size(blob_pipe *p, uint64_t *size, int timeout_ms);
 /* Wait until more than `have` bytes are available or the pipe ended.
  * timeout_ms < 0 waits without limit. */
 int pipe_wait(blob_pipe *p, uint64_t have, uint64_t *avail, int timeout_ms);
+/* Waits until the pipe ends, without waking for every byte published:
+ * PIPE_DONE or PIPE_FAILED, or PIPE_TIMEOUT while it runs. *avail is what
+ * is available then, for progress. */
+int pipe_wait_end(blob_pipe *p, uint64_t *avail, int timeout_ms);
 /* Waits until the writer is done with the store (pipe_finish: after a
  * complete pipe, the blob is durable or its commit failed). 0, or
  * PIPE_TIMEOUT. */

@@ -118,9 +118,12 @@ static int wait_to_end(struct deploy_job *j, blob_pipe *p, const digest_t *dg, e
   deployer *w = j->w;
   uint64_t have = 0;
   for (;;) {
+    /* Sleeps until the end, looking at the progress once a second: the
+     * fetch streams the bytes on by itself, and waking here for each block
+     * would cost every node a context switch per 64 KiB it receives. */
     uint64_t avail = have;
-    int st = pipe_wait(p, have, &avail, DEPLOY_PIPE_WAIT_MS);
-    if ((st == PIPE_MORE || st == PIPE_DONE) && avail > have) {
+    int st = pipe_wait_end(p, &avail, DEPLOY_PIPE_WAIT_MS);
+    if (st != PIPE_FAILED && avail > have) {
       pthread_mutex_lock(&j->mu);
       j->bytes_done += avail - have;
       pthread_mutex_unlock(&j->mu);

@@ -283,7 +283,7 @@ static int read_config(const struct deploy_deps *d, const struct deploy_ref *ref
       return ep_wrap(err, "config");
     uint64_t avail = 0;
     for (;;) {
-      r = pipe_wait(p, b->size, &avail, 1000);
+      r = pipe_wait_end(p, &avail, 1000);
       if (r != PIPE_TIMEOUT || atomic_load(stop))
         break;
     }

@@ -16,6 +16,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -431,12 +432,9 @@ static void test_wait_and_timeouts(void **state) {
   pipe_unref(NULL);
 }
 
-/* Verified is enough: pipe_complete gives readers the last byte and DONE
- * while the pipe stays in the table (a join gets it, no second writer);
- * pipe_finish afterwards only unlinks it and wakes pipe_wait_finished. A
- * failure reason given with pipe_fail reaches readers through pipe_error. */
-static void test_complete_before_durable(void **state) {
-  struct fx *f = *state;
+/* A new pipe whose file already holds the whole blob, its fd attached;
+ * nothing published yet. */
+static blob_pipe *join_whole_blob(struct fx *f) {
   bool created = false;
   blob_pipe *p = pipe_table_join(f->t, &f->d, &created);
   assert_true(created);
@@ -444,6 +442,17 @@ static void test_complete_before_durable(void **state) {
   assert_true(fd >= 0);
   assert_int_equal(pwrite(fd, f->blob, f->len, 0), (ssize_t)f->len);
   pipe_attach_fd(p, fd);
+  return p;
+}
+
+/* Verified is enough: pipe_complete gives readers the last byte and DONE
+ * while the pipe stays in the table (a join gets it, no second writer);
+ * pipe_finish afterwards only unlinks it and wakes pipe_wait_finished. A
+ * failure reason given with pipe_fail reaches readers through pipe_error. */
+static void test_complete_before_durable(void **state) {
+  struct fx *f = *state;
+  bool created = false;
+  blob_pipe *p = join_whole_blob(f);
   pipe_set_size(p, f->len);
   pipe_publish(p, f->len - 1);
   assert_int_equal(pipe_wait_finished(p, 0), PIPE_TIMEOUT);
@@ -475,8 +484,70 @@ static void test_complete_before_durable(void **state) {
   pipe_unref(p);
 }
 
+struct end_waiter {
+  blob_pipe *p;
+  uint64_t avail;
+  int r;
+  atomic_bool returned;
+};
+
+static void *end_waiter_main(void *ud) {
+  struct end_waiter *w = ud;
+  w->r = pipe_wait_end(w->p, &w->avail, -1);
+  atomic_store(&w->returned, true);
+  return NULL;
+}
+
+/* pipe_wait_end (a deploy following a fetch): it sleeps through every
+ * publish, gives the progress on a timeout, and wakes at the end, verified
+ * (DONE) or failed or cancelled (FAILED). */
+static void test_wait_end(void **state) {
+  struct fx *f = *state;
+  bool created = false;
+  blob_pipe *p = join_whole_blob(f);
+  pipe_publish(p, 10);
+  uint64_t avail = 0;
+  assert_int_equal(pipe_wait_end(p, &avail, 0), PIPE_TIMEOUT);
+  assert_int_equal(avail, 10);
+
+  struct end_waiter w = {.p = p};
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, end_waiter_main, &w), 0);
+  for (uint64_t off = 4096; off < f->len; off += 65536)
+    pipe_publish(p, off);
+  pipe_set_size(p, f->len);
+  usleep(50 * 1000);
+  bool early = atomic_load(&w.returned);
+  pipe_complete(p, f->len);
+  assert_int_equal(pthread_join(th, NULL), 0);
+  assert_false(early);
+  assert_int_equal(w.r, PIPE_DONE);
+  assert_int_equal(w.avail, f->len);
+  pipe_finish(p, true);
+  pipe_unref(p);
+
+  /* Failed, and cancelled while waiting. */
+  p = pipe_table_join(f->t, &f->d, &created);
+  assert_true(created);
+  pipe_fail(p, EP_EIO);
+  assert_int_equal(pipe_wait_end(p, &avail, 0), PIPE_FAILED);
+  pipe_unref(p);
+  p = pipe_table_join(f->t, &f->d, &created);
+  assert_true(created);
+  struct end_waiter c = {.p = p};
+  assert_int_equal(pthread_create(&th, NULL, end_waiter_main, &c), 0);
+  usleep(20 * 1000);
+  pipe_table_cancel_all(f->t);
+  assert_int_equal(pthread_join(th, NULL), 0);
+  assert_int_equal(c.r, PIPE_FAILED);
+  pipe_finish(p, false);
+  pipe_unref(p);
+  assert_int_equal(pipe_table_count(f->t), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_wait_end, setup, teardown),
       cmocka_unit_test_setup_teardown(test_readers_follow_writer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_failing_writer_aborts_readers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reader_after_done, setup, teardown),
