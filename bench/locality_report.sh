@@ -78,23 +78,30 @@ loc__param() { # KEY
 # kernel's emulation of the links included). The processes' own accounting
 # and /proc/stat's ticks are not exact against each other on this VM: the
 # first is the measure, the second says whether the cores were full.
+# Where runs.csv has the kernel threads' CPU (the loop devices' workers of
+# --disk sd among them), a last column gives (clients + kernel threads) ÷
+# cores: how long the run would still take on these cores if every
+# edgepulld used no CPU at all.
 loc__cpu_table() {
   local nmax cores
   nmax=$(tail -n +2 "$LOC_OUT/runs.csv" | awk -F, 'NF >= 21 && $3 > m { m = $3 } END { print m + 0 }')
   [ "$nmax" -gt 0 ] || return 0
   cores=$(loc__param machine | sed -n 's/.*, \([0-9][0-9]*\) CPUs.*/\1/p')
-  printf '\nCPU at N = %s, median per run: the CPU seconds of every edgepulld together (their whole life) and of every client (skopeo) together; both of them against all the CPU the machine had while the run lasted (%s cores x the time); the machine'"'"'s busy share (/proc/stat: every process, other users'"'"' too, and the kernel):\n\n' "$nmax" "${cores:-?}"
-  printf '| scenario | topology | provisioning s | edgepullds CPU s | clients CPU s | both ÷ (cores × time) | machine busy |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |\n'
-  tail -n +2 "$LOC_OUT/runs.csv" | awk -F, -v n="$nmax" 'NF >= 21 && $3 == n && $1 != "edgepull-delta" { print $1 "," $2, $6, $19, $20, $18 }' |
+  printf '\nCPU at N = %s, median per run: the CPU seconds of every edgepulld together (their whole life) and of every client (skopeo) together; both of them against all the CPU the machine had while the run lasted (%s cores x the time); the machine'"'"'s busy share (/proc/stat: every process, other users'"'"' too, and the kernel); the kernel threads'"'"' CPU seconds (writeback, and with --disk sd the loop devices'"'"' workers that copy each card'"'"'s writes into its backing file); and (clients + kernel threads) ÷ cores, the time the run would still take if the edgepullds used no CPU:\n\n' "$nmax" "${cores:-?}"
+  printf '| scenario | topology | provisioning s | edgepullds CPU s | clients CPU s | both ÷ (cores × time) | machine busy | kernel threads CPU s | (clients + kernel threads) ÷ cores |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
+  tail -n +2 "$LOC_OUT/runs.csv" | awk -F, -v n="$nmax" 'NF >= 21 && $3 == n && $1 != "edgepull-delta" { print $1 "," $2, $6, $19, $20, $18, ($22 == "" ? "-" : $22) }' |
     sort | awk -v cores="${cores:-0}" '
       function med(s,   a, k, i, j, v) { k = split(s, a, " ")
         for (i = 2; i <= k; i++) { v = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > v; j--) a[j + 1] = a[j]; a[j + 1] = v }
         return a[int((k + 1) / 2)] }
-      function flush(   p, tt, e2, c2) { split(key, p, ","); tt = med(t); e2 = med(e); c2 = med(c)
-        printf "| %s | %s | %.1f | %.1f | %.1f | %s | %.0f %% |\n", p[1], p[2], tt, e2, c2,
-          (cores > 0 && tt > 0 ? sprintf("%.0f %%", (e2 + c2) / (cores * tt) * 100) : "?"), med(b) * 100
-        t = e = c = b = "" }
-      { if ($1 != key && key != "") flush(); key = $1; t = t " " $2; e = e " " $3; c = c " " $4; b = b " " $5 }
+      function flush(   p, tt, e2, c2, k2) { split(key, p, ","); tt = med(t); e2 = med(e); c2 = med(c)
+        k2 = (k ~ /-/ ? "" : med(k))
+        printf "| %s | %s | %.1f | %.1f | %.1f | %s | %.0f %% | %s | %s |\n", p[1], p[2], tt, e2, c2,
+          (cores > 0 && tt > 0 ? sprintf("%.0f %%", (e2 + c2) / (cores * tt) * 100) : "?"), med(b) * 100,
+          (k2 == "" ? "–" : sprintf("%.1f", k2)),
+          (k2 == "" || cores <= 0 ? "–" : sprintf("%.1f s", (c2 + k2) / cores))
+        t = e = c = b = k = "" }
+      { if ($1 != key && key != "") flush(); key = $1; t = t " " $2; e = e " " $3; c = c " " $4; b = b " " $5; k = k " " $6 }
       END { if (key != "") flush() }'
 }
 

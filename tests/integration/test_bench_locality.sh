@@ -5,7 +5,8 @@
 # tree:2, the delta deploy). Its timings are printed, never asserted; what is
 # asserted is what must hold whatever the machine's speed:
 #  a. bench/locality exits 0 and every run provisioned every node;
-#  b. runs.csv has one row per scenario and topology, each ok;
+#  b. runs.csv has one row per scenario and topology, each ok, each with
+#     the kernel threads' CPU seconds (the summary's floor);
 #  c. every edgepull run took exactly one copy of the image over the uplink
 #     (blob bytes the registry served = the image), the delta deploy only the
 #     new blobs; the baseline took N copies;
@@ -37,6 +38,8 @@ for key in $want; do
   ep_assert_eq 1 "$(awk -F, -v k="$key" '$1 "," $2 == k && $3 == 3 { print $5 }' "$runs" 2>/dev/null)" \
     "b: $key at N = 3 ran and provisioned every node"
 done
+ep_assert "b: every run counts the kernel threads' CPU seconds" \
+  awk -F, 'NR > 1 && $22 !~ /^[0-9]+[.][0-9]+$/ { bad = 1 } END { exit bad }' "$runs"
 
 copies() { # SCENARIO TOPOLOGY: uplink copies (column 11)
   awk -F, -v s="$1" -v t="$2" '$1 == s && $2 == t { print $11; exit }' "$runs" 2>/dev/null
