@@ -295,11 +295,27 @@ ep_conformance_dir() {
     /work/shared/tools/containerd-conformance; do
     if [ -n "$d" ] && [ -x "$d/run-suite" ]; then
       CONF=$d
+      ep_conformance_build
       return 0
     fi
   done
   echo "$(basename "$0" .sh) needs the containerd-conformance tool (EP_CONFORMANCE_DIR)" >&2
   exit 77
+}
+
+# ep_conformance_build: the tool's binaries, built once under a lock. The
+# tool builds itself on first use into $CONFORMANCE_BIN, and two of its
+# builds in one directory break each other (each starts by deleting the
+# sources the other compiles): on a fresh machine ctest -j2 ran
+# test_snapshot_conformance and test_snapshot_e2e side by side, and both
+# failed without a word from the suite. The first test builds, the others
+# wait on the lock and then find the build up to date.
+ep_conformance_build() {
+  local bin=${CONFORMANCE_BIN:-${TMPDIR:-/tmp}/containerd-conformance-bin}
+  mkdir -p "$bin" || ep_die "cannot create $bin"
+  ep_timeout 450 flock "$bin/.edgepull-build.lock" "$CONF/build" "$bin" \
+    >"$EP_TMP/conformance-build.log" 2>&1 ||
+    ep_die "containerd-conformance build failed (log: $EP_TMP/conformance-build.log)"
 }
 
 # ep_build_go_tool NAME: builds tests/tools/NAME (nolabel-pull: a client.Pull with the unpacker
