@@ -28,8 +28,6 @@ ep_init test_snapshot_kill 500
 ep_require_root
 ep_require_cmd docker-registry skopeo curl jq tc ip numfmt go
 ep_conformance_dir
-ep_timeout 400 "$CONF/build" "${CONFORMANCE_BIN:-${TMPDIR:-/tmp}/containerd-conformance-bin}" \
-  >"$EP_TMP/build.log" 2>&1 || ep_die "containerd-conformance build failed (log: $EP_TMP/build.log)"
 SNAP_CLIENT=$(ep_build_go_tool snap-client)
 if ! ep__overlay_works "$EP_TMP"; then
   echo "test_snapshot_kill needs overlayfs mounts" >&2

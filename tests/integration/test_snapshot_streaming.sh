@@ -20,10 +20,8 @@
 ep_init test_snapshot_streaming 500
 ep_require_root
 ep_require_cmd containerd ctr docker-registry skopeo curl jq tc ip numfmt
-CRI_PULL=${CONFORMANCE_BIN:-${TMPDIR:-/tmp}/containerd-conformance-bin}/cri-pull
 ep_conformance_dir
-ep_timeout 400 "$CONF/build" "$(dirname "$CRI_PULL")" >"$EP_TMP/build.log" 2>&1 ||
-  ep_die "containerd-conformance build failed (log: $EP_TMP/build.log)"
+CRI_PULL=$CONF_BIN/cri-pull
 if ! ep__overlay_works "$EP_TMP"; then
   echo "test_snapshot_streaming needs overlayfs mounts" >&2
   exit 77

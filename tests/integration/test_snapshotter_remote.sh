@@ -29,10 +29,8 @@ ep_require_cmd containerd ctr runc docker-registry skopeo curl jq python3
   echo "test_snapshotter_remote needs busybox-static" >&2
   exit 77
 }
-CRI_PULL=${CONFORMANCE_BIN:-${TMPDIR:-/tmp}/containerd-conformance-bin}/cri-pull
 ep_conformance_dir
-ep_timeout 400 "$CONF/build" "$(dirname "$CRI_PULL")" >"$EP_TMP/build.log" 2>&1 ||
-  ep_die "containerd-conformance build failed (log: $EP_TMP/build.log)"
+CRI_PULL=$CONF_BIN/cri-pull
 NOLABEL_PULL=$(ep_build_go_tool nolabel-pull)
 if ! ep__overlay_works "$EP_TMP"; then
   echo "test_snapshotter_remote needs overlayfs mounts" >&2

@@ -287,7 +287,9 @@ ep_ctr_image_digest() { # NAMESPACE REF
 }
 
 # ep_conformance_dir: sets CONF to the containerd-conformance tool (shared/
-# beside the checkout, or EP_CONFORMANCE_DIR), or exits 77 saying it is missing.
+# beside the checkout, or EP_CONFORMANCE_DIR) and CONF_BIN to its built
+# binaries (cri-pull, ...), building them first; or exits 77 saying it is
+# missing.
 ep_conformance_dir() {
   local d
   CONF=
@@ -295,6 +297,7 @@ ep_conformance_dir() {
     /work/shared/tools/containerd-conformance; do
     if [ -n "$d" ] && [ -x "$d/run-suite" ]; then
       CONF=$d
+      CONF_BIN=${CONFORMANCE_BIN:-${TMPDIR:-/tmp}/containerd-conformance-bin}
       ep_conformance_build
       return 0
     fi
@@ -311,20 +314,18 @@ ep_conformance_dir() {
 # failed without a word from the suite. The first test builds, the others
 # wait on the lock and then find the build up to date.
 ep_conformance_build() {
-  local bin=${CONFORMANCE_BIN:-${TMPDIR:-/tmp}/containerd-conformance-bin}
-  mkdir -p "$bin" || ep_die "cannot create $bin"
-  ep_timeout 450 flock "$bin/.edgepull-build.lock" "$CONF/build" "$bin" \
+  mkdir -p "$CONF_BIN" || ep_die "cannot create $CONF_BIN"
+  ep_timeout 450 flock "$CONF_BIN/.edgepull-build.lock" "$CONF/build" "$CONF_BIN" \
     >"$EP_TMP/conformance-build.log" 2>&1 ||
     ep_die "containerd-conformance build failed (log: $EP_TMP/conformance-build.log)"
 }
 
 # ep_build_go_tool NAME: builds tests/tools/NAME (nolabel-pull: a client.Pull with the unpacker
 # and no CRI labels; snap-client: Prepare/List/Cleanup straight to a snapshotter socket) into
-# $CONFORMANCE_BIN beside cri-pull, with the conformance build's Go cache, and prints its path.
-# Call after ep_conformance_dir and the conformance build (which installs golang-go and
-# containerd's Go sources).
+# $CONF_BIN beside cri-pull, with the conformance build's Go cache, and prints its path.
+# Call after ep_conformance_dir (whose build installs golang-go and containerd's Go sources).
 ep_build_go_tool() {
-  local bin=${CONFORMANCE_BIN:-${TMPDIR:-/tmp}/containerd-conformance-bin}
+  local bin=$CONF_BIN
   (cd "$EP_SOURCE_DIR/tests/tools/$1" &&
     GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS='' GOPROXY=off CGO_ENABLED=0 \
       GOCACHE=$bin/.gocache ep_timeout 300 go build -trimpath -o "$bin/$1.$$" . &&
