@@ -127,6 +127,13 @@ static blob_pipe *find_locked(pipe_table *t, const digest_t *d) {
   return NULL;
 }
 
+/* Wakes every waiter (lock held) after the pipe ended or its writer
+ * finished: the readers on `cond` and those waiting only for the end. */
+static void wake_end_locked(blob_pipe *p) {
+  pthread_cond_broadcast(&p->cond);
+  pthread_cond_broadcast(&p->end_cond);
+}
+
 static blob_pipe *pipe_new(pipe_table *t, const digest_t *d) {
   blob_pipe *p = calloc(1, sizeof *p);
   if (p == NULL)
@@ -205,8 +212,7 @@ void pipe_table_cancel_all(pipe_table *t) {
     pthread_mutex_lock(&p->lock);
     if (p->state == PIPE_RUNNING)
       p->state = PIPE_ENDED_FAILED;
-    pthread_cond_broadcast(&p->cond);
-    pthread_cond_broadcast(&p->end_cond);
+    wake_end_locked(p);
     pthread_mutex_unlock(&p->lock);
   }
   pthread_mutex_unlock(&t->lock);
@@ -300,8 +306,7 @@ void pipe_finish(blob_pipe *p, bool ok) {
       p->size = p->avail;
     }
   }
-  pthread_cond_broadcast(&p->cond);
-  pthread_cond_broadcast(&p->end_cond);
+  wake_end_locked(p);
   pthread_mutex_unlock(&p->lock);
 }
 
@@ -313,8 +318,7 @@ void pipe_complete(blob_pipe *p, uint64_t size) {
     p->size = p->avail;
     p->state = PIPE_ENDED_OK;
   }
-  pthread_cond_broadcast(&p->cond);
-  pthread_cond_broadcast(&p->end_cond);
+  wake_end_locked(p);
   pthread_mutex_unlock(&p->lock);
 }
 

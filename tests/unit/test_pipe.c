@@ -498,9 +498,10 @@ static void *end_waiter_main(void *ud) {
   return NULL;
 }
 
-/* pipe_wait_end (a deploy following a fetch): it sleeps through every
- * publish, gives the progress on a timeout, and wakes at the end, verified
- * (DONE) or failed or cancelled (FAILED). */
+/* pipe_wait_end (a deploy following a fetch): publishes and the size do
+ * not end its wait (pipe_wait would return at the first of them), a timeout
+ * gives the progress, and the end wakes it: verified (DONE), failed or
+ * cancelled (FAILED). */
 static void test_wait_end(void **state) {
   struct fx *f = *state;
   bool created = false;
@@ -513,6 +514,7 @@ static void test_wait_end(void **state) {
   struct end_waiter w = {.p = p};
   pthread_t th;
   assert_int_equal(pthread_create(&th, NULL, end_waiter_main, &w), 0);
+  usleep(20 * 1000); /* let it sleep first, so the publishes reach a waiter */
   for (uint64_t off = 4096; off < f->len; off += 65536)
     pipe_publish(p, off);
   pipe_set_size(p, f->len);
