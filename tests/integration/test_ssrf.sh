@@ -90,8 +90,18 @@ ep_cleanup_push "ep_stop_pid $! 5"
 EP_LOGS+=("$EP_TMP/py.log")
 ep_wait_http "http://127.0.0.1:$SENT/token" 20 || ep_die "sentinel did not start"
 ep_wait_http "http://100.0.0.1:$EVIL/v2/" 20 || ep_die "hostile registry did not start"
-ep_ns curl -fsS -o /dev/null --cacert "$EP_TMP/cert.pem" "https://100.0.0.1:$EVIL_TLS/v2/" ||
-  ep_die "hostile https registry did not start"
+# Waited for like the others: a single try lost the race with python's
+# start (loading ssl and the key) once in scripts/test.
+tls_up=0
+for ((i = 0; i < 100; i++)); do
+  if ep_ns curl -fsS -o /dev/null --cacert "$EP_TMP/cert.pem" "https://100.0.0.1:$EVIL_TLS/v2/" \
+    2>/dev/null; then
+    tls_up=1
+    break
+  fi
+  sleep 0.2
+done
+[ "$tls_up" = 1 ] || ep_die "hostile https registry did not start"
 : >"$SENT_LOG"
 
 # The peer port with the locality's TLS; the attacker is a node with a
