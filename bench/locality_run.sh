@@ -395,24 +395,33 @@ loc__locality() {
 # loc__mem_watch_start: the largest RssAnon of every edgepulld, read every
 # 0.2 s into LOC_RUN_DIR/mem ("id kib") when stopped. VmHWM also counts the
 # pages of the shared libraries, which other processes share; RssAnon is
-# edgepulld's own memory: heap, stacks, buffers.
+# edgepulld's own memory: heap, stacks, buffers. The watcher runs through the
+# timed work, so it is one perl process (perl-base is Essential in Debian):
+# the bash loop it replaces read 22 status files line by line and forked a
+# sleep every tick, and perf put it at 2-3 % of a 2-core machine that an
+# N = 21 run keeps busy, time the locality then did not get.
 loc__mem_watch_start() {
-  local out=$LOC_RUN_DIR/mem
-  (
-    declare -A peak=()
-    trap 'for id in "${!peak[@]}"; do echo "$id ${peak[$id]}"; done >"$out"; exit 0' TERM
-    while :; do
-      for id in "${!NODE_PID[@]}"; do
-        while read -r k v _; do
-          [ "$k" = RssAnon: ] || continue
-          [ "$v" -le "${peak[$id]:-0}" ] || peak[$id]=$v
-          break
-        done <"/proc/${NODE_PID[$id]}/status"
-      done 2>/dev/null
-      sleep 0.2 &
-      wait $!
-    done
-  ) &
+  local id args=()
+  for id in "${!NODE_PID[@]}"; do args+=("$id" "${NODE_PID[$id]}"); done
+  # shellcheck disable=SC2016 # perl's variables, not the shell's
+  perl -MTime::HiRes=sleep -e '
+    my $out = shift; my %pid = @ARGV; my %peak; my $stop = 0;
+    $SIG{TERM} = sub { $stop = 1 };
+    until ($stop) {
+      for my $id (keys %pid) {
+        open(my $f, "<", "/proc/$pid{$id}/status") or next;
+        while (<$f>) {
+          next unless /^RssAnon:\s+(\d+)/;
+          $peak{$id} = $1 if $1 > ($peak{$id} // 0);
+          last;
+        }
+        close $f;
+      }
+      sleep 0.2 unless $stop;
+    }
+    open(my $o, ">", $out) or die "$out: $!\n";
+    print $o "$_ $peak{$_}\n" for sort keys %peak;
+    close $o or die "$out: $!\n";' "$LOC_RUN_DIR/mem" "${args[@]}" &
   LOC_MEM_PID=$!
 }
 
@@ -439,10 +448,18 @@ loc__locality_stop() {
 
 # loc__deploy TAG: edgepullctl deploy --wait --json with a receive time on
 # every line; "node 0 time" in LOC_RUN_DIR/done for every node done.
+# loc__stamp_lines: each line of stdin with its receive time (seconds since
+# the epoch, as EPOCHREALTIME) in front. perl, not a bash read loop: bash
+# reads a pipe a byte at a time, and this runs while the deploy is timed.
+loc__stamp_lines() {
+  # shellcheck disable=SC2016 # perl's variables, not the shell's
+  perl -MTime::HiRes=time -ne 'printf "%.6f %s", time, $_'
+}
+
 loc__deploy() {
   local out=$LOC_RUN_DIR/deploy-$1.jsonl
   NL_DEPLOY_TIMEOUT=$LOC_CLIENT_TIMEOUT nl_deploy "$LOC_REF:$1" --wait --json --import none \
-    2>"$out.err" | while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done >"$out"
+    2>"$out.err" | loc__stamp_lines >"$out"
   mkdir -p "$LOC_OUT/deploys"
   cp "$out" "$LOC_OUT/deploys/${LOC_RUN_DIR##*/}-$1.jsonl"
   awk '{ t = $1; $1 = ""; printf "{\"t\":%s,\"l\":%s}\n", t, substr($0, 2) }' "$out" |
